@@ -1,0 +1,34 @@
+# trapdoor: `make run` and `make test` install what is missing, then do their job.
+SHELL := /bin/bash
+PYTHON = $(shell scripts/find-python.sh)
+export PYTHONPATH := $(CURDIR)/trainer:$(PYTHONPATH)
+
+.PHONY: deps run test test-trainer test-ts lint typecheck bench-throughput bench-fmnist bench-gpu
+
+deps:
+	@scripts/ensure-deps.sh
+
+# Until the GraphQL service lands, `make run` runs the Fashion-MNIST demo (quick setting).
+run: deps
+	TRAPDOOR_PYTHON=$(PYTHON) $(PYTHON) bench/fmnist/run.py --preset quick
+
+test: deps
+	@$(MAKE) --no-print-directory typecheck lint test-trainer test-ts
+
+test-trainer:
+	cd trainer && $(PYTHON) -m pytest -q
+
+test-ts:
+	TRAPDOOR_PYTHON=$(PYTHON) npm test
+
+typecheck:
+	npx tsc --noEmit
+
+lint:
+	npx biome check .
+
+bench-throughput: deps
+	$(PYTHON) bench/throughput/run.py
+
+bench-fmnist: deps
+	$(PYTHON) bench/fmnist/run.py --preset table

@@ -1,0 +1,73 @@
+"""Command line: `python -m trapdoor_trainer run|poison|describe`.
+
+Exit codes: 0 done; 2 invalid spec or data (JSON error on stderr); 3 cancelled by SIGTERM after a
+checkpoint was written; anything else is a crash (the worker may retry it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import EXIT_CANCELLED, EXIT_INVALID, EXIT_OK, Cancelled, SpecError
+
+
+def _cmd_run(args) -> int:
+    from .context import CancelFlag
+    from .events import Emitter
+    from .runner import run_job
+    from .spec import load_spec
+
+    cancel = CancelFlag()
+    cancel.install()
+    spec = load_spec(args.spec)
+    run_job(spec, Path(args.workdir), Emitter(), cancel=cancel)
+    return EXIT_OK
+
+
+def _cmd_poison(args) -> int:
+    from .poison_command import run_poison
+
+    run_poison(args.spec, Path(args.out), Path(args.asr_out) if args.asr_out else None)
+    return EXIT_OK
+
+
+def _cmd_describe(args) -> int:
+    from .attacks import list_attacks
+    from .defenses.registry import describe_methods
+    from .spec import ARCHITECTURE_NAMES
+
+    attacks = [{"name": a.name, "cleanLabel": a.clean_label, "params": a.params, "description": a.description} for a in list_attacks()]
+    print(json.dumps({"methods": describe_methods(), "attacks": attacks, "architectures": list(ARCHITECTURE_NAMES)}, indent=2))
+    return EXIT_OK
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="trapdoor_trainer", description="trapdoor's PyTorch trainer")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one job described by spec.json")
+    run.add_argument("--spec", required=True)
+    run.add_argument("--workdir", required=True)
+    run.set_defaults(handler=_cmd_run)
+    poison = sub.add_parser("poison", help="build a poisoned canonical dataset from a clean one")
+    poison.add_argument("--spec", required=True)
+    poison.add_argument("--out", required=True)
+    poison.add_argument("--asr-out", help="also write the triggered ASR test set here (needs `test` in the spec)")
+    poison.set_defaults(handler=_cmd_poison)
+    describe = sub.add_parser("describe", help="print methods, attacks and architectures as JSON")
+    describe.set_defaults(handler=_cmd_describe)
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except SpecError as e:
+        sys.stderr.write(json.dumps(e.to_json()) + "\n")
+        return EXIT_INVALID
+    except Cancelled:
+        sys.stderr.write(json.dumps({"cancelled": True, "message": "stopped by SIGTERM after writing a checkpoint"}) + "\n")
+        return EXIT_CANCELLED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The split model every architecture builds: stem, lightweight head, optional decoder.
+
+T&R needs the split (stage 2 replaces the head and freezes the stem); the other defenses use
+the same object as an ordinary classifier (`forward`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class SplitModel(nn.Module):
+    def __init__(
+        self,
+        stem: nn.Module,
+        head_factory: Callable[[float], nn.Module],
+        decoder: Optional[nn.Module],
+        image_size: tuple[int, int],
+        padded: tuple[int, int],
+    ):
+        super().__init__()
+        self.stem = stem
+        self._head_factory = head_factory
+        self.head = head_factory(0.0)
+        self.decoder = decoder
+        self.image_size = image_size
+        # Inputs whose H or W is not a multiple of the stem's downsampling factor are zero-padded at
+        # the bottom/right inside the model (and the reconstruction cropped back), so callers and
+        # the exported ONNX graph always take the dataset's own H x W.
+        self.padded = padded
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = self.image_size
+        ph, pw = self.padded
+        if (ph, pw) == (h, w):
+            return x
+        return F.pad(x, (0, pw - w, 0, ph - h))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem output for images in [0,1], N x C x H x W."""
+        return self.stem(self._pad(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def forward_with_reconstruction(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.decoder is None:
+            raise RuntimeError("this model was built without a decoder")
+        f = self.features(x)
+        h, w = self.image_size
+        return self.head(f), self.decoder(f)[:, :, :h, :w]
+
+    def replace_head(self, drop_rate: float = 0.0) -> nn.Module:
+        """Swap in a freshly initialised head of the same shape (T&R stage 2) and return it."""
+        device = next(self.head.parameters()).device
+        self.head = self._head_factory(drop_rate).to(device)
+        return self.head
+
+    def drop_decoder(self) -> None:
+        self.decoder = None

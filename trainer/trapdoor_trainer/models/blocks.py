@@ -1,0 +1,82 @@
+"""Building blocks shared by the architectures: the WRN basic block, initialisation, padding."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class WideBasicBlock(nn.Module):
+    """Pre-activation residual block of the FixMatch-style WRN used by T&R.
+
+    When `faithful` is on and the block changes its channel count, the first BN+activation is
+    computed but its result is discarded: conv1 and the 1x1 shortcut read the raw input. That is
+    how the official T&R model behaves (its bn1 still updates running stats but gets no gradient),
+    and results are only comparable to the paper with the same quirk.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, drop_rate: float = 0.0, faithful: bool = True):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_ch, momentum=0.001)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=True)
+        self.bn2 = nn.BatchNorm2d(out_ch, momentum=0.001)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=True)
+        self.equal_in_out = in_ch == out_ch
+        self.shortcut = None if self.equal_in_out else nn.Conv2d(in_ch, out_ch, 1, stride, 0, bias=True)
+        self.drop_rate = drop_rate
+        self.faithful = faithful
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        activated = F.leaky_relu(self.bn1(x), 0.1)
+        conv_input = x if (not self.equal_in_out and self.faithful) else activated
+        out = self.conv1(conv_input)
+        out = F.leaky_relu(self.bn2(out), 0.1)
+        if self.drop_rate > 0:
+            out = F.dropout(out, p=self.drop_rate, training=self.training)
+        out = self.conv2(out)
+        residual = x if self.equal_in_out else self.shortcut(conv_input)
+        return residual + out
+
+
+class ResNetBasicBlock(nn.Module):
+    """Post-activation torchvision-style basic block (ResNet-18/34)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, drop_rate: float = 0.0):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.drop_rate = drop_rate
+        self.downsample = None
+        if stride != 1 or in_ch != out_ch:
+            self.downsample = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        if self.drop_rate > 0:
+            out = F.dropout(out, p=self.drop_rate, training=self.training)
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + identity)
+
+
+def init_weights(module: nn.Module) -> None:
+    """T&R's WRN initialisation; transposed convs keep PyTorch's default, as in the official code."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="leaky_relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.xavier_normal_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def padded_size(size: int, multiple: int) -> int:
+    return int(math.ceil(size / multiple) * multiple)

@@ -1,0 +1,133 @@
+"""The one training loop every method uses: a `Phase` describes what differs (data, loss,
+trainable parameters, module modes, per-epoch evaluation), `run_phase` does the rest.
+
+Determinism: every step re-seeds torch and its augmentation generator from
+(seed, phase, epoch, step), so a run resumed from a mid-epoch checkpoint computes exactly what an
+uninterrupted run would have. Shuffling is seeded per epoch the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .context import RunContext
+from .data import DeviceData, augment_batch, to_float_nchw
+from .errors import Cancelled
+from .metrics import autocast_for
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
+
+
+@dataclass
+class Phase:
+    name: str  # "stage1", "stage2", "train", ...
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    data: DeviceData
+    parameters: list
+    loss_fn: LossFn  # (x in [0,1] NCHW, labels, step generator) -> (loss, named terms)
+    set_modes: Callable[[], None]  # train/eval modes for this phase (stage 2 keeps the stem in eval)
+    augment: str = "crop-flip"
+    on_epoch_end: Optional[Callable[[int], dict]] = None  # returns named metrics for that epoch
+    checkpoint_state: Optional[Callable[[], dict]] = None  # the caller's extra state to store
+    drop_last: bool = True
+    history: list = field(default_factory=list)
+    images_per_second: float = 0.0
+    seconds: float = 0.0
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed from the job seed and a position (phase, epoch, step)."""
+    words = [p if isinstance(p, int) else int.from_bytes(hashlib.sha256(str(p).encode()).digest()[:8], "little") for p in parts]
+    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0]) >> 1
+
+
+def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
+    """Cosine annealing stepped once per epoch (as torch's CosineAnnealingLR with T_max = epochs)."""
+    return 0.5 * base_lr * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
+
+
+def crop_padding(height: int) -> int:
+    """4 pixels on 32x32 images, scaled with the image size."""
+    return max(1, int(round(4 * height / 32)))
+
+
+def make_optimizer(phase: Phase) -> torch.optim.Optimizer:
+    return torch.optim.Adam(phase.parameters, lr=phase.lr, weight_decay=phase.weight_decay)
+
+
+def run_phase(ctx: RunContext, phase: Phase, *, start_epoch: int = 0, start_step: int = 0, optimizer_state: Optional[dict] = None) -> Phase:
+    """Train `phase` from (start_epoch, start_step); raises Cancelled after checkpointing on SIGTERM."""
+    seed = ctx.spec.seed
+    optimizer = make_optimizer(phase)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    crop = crop_padding(phase.data.images.shape[1]) if "crop" in phase.augment else 0
+    flip = "flip" in phase.augment
+    steps = phase.data.steps(phase.batch_size, phase.drop_last)
+    n = len(phase.data)
+    processed, train_seconds = 0, 0.0
+    report_every = max(1, steps // 10)
+
+    def checkpoint(epoch: int, step: int) -> None:
+        extra = phase.checkpoint_state() if phase.checkpoint_state else {}
+        ctx.save_checkpoint({"optimizer": optimizer.state_dict(), "history": phase.history, **extra}, stage=phase.name, epoch=epoch, step=step)
+
+    for epoch in range(start_epoch, phase.epochs):
+        lr = cosine_lr(phase.lr, epoch, phase.epochs)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, phase.name, epoch))).to(phase.data.device)
+        phase.set_modes()
+        sums: dict[str, float] = {}
+        first_step = start_step if epoch == start_epoch else 0
+        epoch_start = time.perf_counter()
+        for step in range(first_step, steps):
+            if ctx.cancel.requested:
+                checkpoint(epoch, step)
+                raise Cancelled()
+            step_seed = derive_seed(seed, phase.name, epoch, step)
+            torch.manual_seed(step_seed)  # dropout and any other global-RNG use
+            generator = torch.Generator().manual_seed(step_seed)
+            index = order[step * phase.batch_size : (step + 1) * phase.batch_size]
+            images = phase.data.images[index]
+            if crop or flip:
+                images = augment_batch(images, generator, crop, flip)
+            x = to_float_nchw(images)
+            y = phase.data.labels[index]
+            with autocast_for(phase.data.device, ctx.amp_dtype):
+                loss, terms = phase.loss_fn(x, y, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            processed += x.shape[0]
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            if (step + 1) % report_every == 0 or step + 1 == steps:
+                elapsed = train_seconds + time.perf_counter() - epoch_start
+                ctx.emitter.progress(
+                    stage=phase.name, epoch=epoch, epochs=phase.epochs, step=step + 1, steps=steps, lr=lr,
+                    loss={k: v / (step + 1 - first_step) for k, v in sums.items()},
+                    imagesPerSecond=round(processed / max(elapsed, 1e-9), 1),
+                )
+        train_seconds += time.perf_counter() - epoch_start
+        record = {"epoch": epoch, "lr": lr, **{f"train.{k}": v / max(steps - first_step, 1) for k, v in sums.items()}}
+        if phase.on_epoch_end is not None:
+            record.update(phase.on_epoch_end(epoch))
+        for name, value in record.items():
+            if name not in ("epoch", "lr"):
+                ctx.emitter.metric(name, value, stage=phase.name, epoch=epoch)
+        phase.history.append(record)
+        checkpoint(epoch + 1, 0)
+    phase.seconds = train_seconds
+    phase.images_per_second = processed / max(train_seconds, 1e-9)
+    return phase
