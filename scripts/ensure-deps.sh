@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3-torch python3-numpy python3-pytest dataset-fashion-mnist)
+# libopenblas0-pthread: without it Debian's torch falls back to reference BLAS, and its transposed
+# convolutions (the T&R decoder) run 3x slower (bench/RESULTS.md).
+APT_PACKAGES=(python3-torch python3-numpy python3-pytest dataset-fashion-mnist libopenblas0-pthread)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

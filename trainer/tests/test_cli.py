@@ -168,3 +168,54 @@ def test_a_crash_is_neither_0_2_nor_3(tmp_path, job_datasets):
         cwd=TRAINER_ROOT, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode not in (0, 2, 3) and "disk gone" in proc.stderr
+
+
+def test_poison_command_writes_mask_manifest_and_asr_set(job_datasets, tmp_path):
+    poison = {"source": job_datasets["holdout"], "test": job_datasets["test"], "attack": {"name": "badnet_white", "target": 2}, "ratio": 0.1, "seed": 4}
+    (tmp_path / "poison.json").write_text(json.dumps(poison))
+    proc = subprocess.run(
+        [sys.executable, "-m", "trapdoor_trainer", "poison", "--spec", str(tmp_path / "poison.json"), "--out", str(tmp_path / "p"), "--asr-out", str(tmp_path / "asr")],
+        cwd=TRAINER_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    from trapdoor_trainer.data import load_canonical
+
+    poisoned, clean = load_canonical(tmp_path / "p"), load_canonical(job_datasets["holdout"])
+    assert poisoned.poison_mask.sum() == int(0.1 * len(clean))
+    assert (poisoned.labels[poisoned.poison_mask] == 2).all()
+    assert (poisoned.images[~poisoned.poison_mask] == clean.images[~poisoned.poison_mask]).all()
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert manifest["poison"]["attack"] == "badnet_white" and manifest["poison"]["poisoned"] == poisoned.poison_mask.sum()
+    asr = load_canonical(tmp_path / "asr")
+    assert (asr.labels != 2).all() and len(asr) == (load_canonical(job_datasets["test"]).labels != 2).sum()
+
+
+def test_poison_command_names_bad_fields(job_datasets, tmp_path):
+    (tmp_path / "poison.json").write_text(json.dumps({"source": job_datasets["holdout"], "attack": {"name": "badnet_grid", "target": 0}, "ratio": 1.5}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "trapdoor_trainer", "poison", "--spec", str(tmp_path / "poison.json"), "--out", str(tmp_path / "p")],
+        cwd=TRAINER_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2 and json.loads(proc.stderr.strip().splitlines()[-1])["field"] == "ratio"
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_builtin_attack_spec_builds_the_asr_set_from_the_test_set(job_datasets, tmp_path):
+    spec = json.loads(write_spec(tmp_path, job_datasets, "NO_DEFENSE", {"epochs": 1, **FAST}).read_text())
+    spec["data"].pop("asrTest")
+    spec.pop("target")
+    spec["attack"] = {"name": "badnet_grid", "target": 1}
+    (tmp_path / "attack.json").write_text(json.dumps(spec))
+    code, events, err = run(tmp_path / "attack.json", tmp_path / "w")
+    assert code == 0, err
+    assert result_of(events)["asr"] is not None
+
+
+def test_describe_lists_methods_attacks_and_architectures():
+    proc = subprocess.run([sys.executable, "-m", "trapdoor_trainer", "describe"], cwd=TRAINER_ROOT, capture_output=True, text=True, timeout=60)
+    described = json.loads(proc.stdout)
+    methods = {m["name"]: m for m in described["methods"]}
+    assert set(methods) == {"TRAP_AND_REPLACE", "NO_DEFENSE"}
+    assert methods["TRAP_AND_REPLACE"]["hyperparameters"]["lambda2"]["default"] == 0.1
+    assert {"badnet_grid", "blend", "sig", "lba", "custom"} <= {a["name"] for a in described["attacks"]}
+    assert "wrn16-1" in described["architectures"]

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+# Before torch loads OpenBLAS: torch already parallelises the GEMM loops it hands to BLAS (e.g.
+# transposed convolutions) with OpenMP, and BLAS threads inside those oversubscribe the cores.
+# bench/RESULTS.md has the measurement (stage-1 img/s roughly doubles).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .errors import EXIT_CANCELLED, EXIT_INVALID, EXIT_OK, Cancelled, SpecError
 

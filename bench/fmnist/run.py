@@ -1,0 +1,139 @@
+"""Fashion-MNIST, poisoned 10 %: no defense vs Trap and Replace, per attack (the paper's Table 11 layout).
+
+Data: the Debian package dataset-fashion-mnist. Holdout = the last 5 % of the (possibly
+subsampled) training set, never poisoned. Poisoning goes through the trainer's `poison` command
+and training through its `run` command, the same contract the service uses.
+
+    python bench/fmnist/run.py --preset quick     # what `make run` shows: one attack, minutes on 2 cores
+    python bench/fmnist/run.py --preset table     # the CPU table in bench/RESULTS.md (< 30 min on 2 cores)
+    python bench/fmnist/run.py --preset gpu       # full size, on a CUDA machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import REPO, replace_section, trainer  # noqa: E402
+
+from trapdoor_trainer.data import write_canonical  # noqa: E402
+from trapdoor_trainer.idx import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
+
+PRESETS = {
+    "quick": {"attacks": ["badnet_grid"], "train": 6000, "test": 2000, "epochs": 3, "stage2Epochs": 10, "device": "auto"},
+    "table": {"attacks": ["badnet_grid", "blend", "l2_invisible", "sig", "trojan_wm"], "train": 10000, "test": 10000, "epochs": 3, "stage2Epochs": 10, "device": "auto"},
+    "gpu": {"attacks": ["badnet_grid", "badnet_white", "blend", "l0_invisible", "l2_invisible", "smooth", "trojan_sq", "trojan_wm", "sig"], "train": 60000, "test": 10000, "epochs": 20, "stage2Epochs": 20, "device": "cuda"},
+}
+HOLDOUT_FRACTION = 0.05
+POISON_RATIO = 0.10  # of the full training set, as in the paper
+TARGET = 0
+
+
+def prepare_clean(root: Path, n_train: int, n_test: int) -> dict:
+    data = load_fashion_mnist()
+    train_x, train_y = data["train"][0][:n_train], data["train"][1][:n_train]
+    test_x, test_y = data["test"][0][:n_test], data["test"][1][:n_test]
+    n_holdout = int(HOLDOUT_FRACTION * len(train_y))
+    split = len(train_y) - n_holdout
+    paths = {name: root / name for name in ("train_clean", "holdout", "test")}
+    write_canonical(paths["train_clean"], train_x[:split], train_y[:split], num_classes=10, class_names=FASHION_MNIST_CLASSES)
+    write_canonical(paths["holdout"], train_x[split:], train_y[split:], num_classes=10, class_names=FASHION_MNIST_CLASSES)
+    write_canonical(paths["test"], test_x, test_y, num_classes=10, class_names=FASHION_MNIST_CLASSES)
+    return {"paths": paths, "train": split, "holdout": n_holdout, "test": len(test_y), "full": len(train_y)}
+
+
+def run_method(root: Path, name: str, spec: dict) -> dict:
+    spec_path = root / f"{name}.json"
+    spec_path.write_text(json.dumps(spec))
+    started = time.perf_counter()
+
+    def show(event: dict) -> None:
+        if event["type"] == "progress" and event["step"] == event["steps"]:
+            print(f"    {name} {event['stage']} epoch {event['epoch'] + 1}/{event['epochs']} {event['imagesPerSecond']:.0f} img/s", flush=True)
+
+    events = trainer("run", "--spec", str(spec_path), "--workdir", str(root / name), stream_to=show)
+    result = next(e for e in events if e["type"] == "result")
+    result["wallSeconds"] = time.perf_counter() - started
+    return result
+
+
+def pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    parser.add_argument("--attacks", help="comma-separated attack names (overrides the preset)")
+    parser.add_argument("--epochs", type=int, help="no-defense epochs = T&R stage-1 epochs")
+    parser.add_argument("--stage2-epochs", type=int)
+    parser.add_argument("--train", type=int, help="images taken from the 60 000 training images")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "fmnist")
+    parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
+    args = parser.parse_args()
+    cfg = dict(PRESETS[args.preset])
+    for key in ("epochs", "train", "device"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    if args.stage2_epochs is not None:
+        cfg["stage2Epochs"] = args.stage2_epochs
+    if args.attacks:
+        cfg["attacks"] = args.attacks.split(",")
+
+    started = time.perf_counter()
+    root = args.out / args.preset
+    clean = prepare_clean(root, cfg["train"], cfg["test"])
+    paths = clean["paths"]
+    print(f"Fashion-MNIST: train {clean['train']}, holdout {clean['holdout']}, test {clean['test']}; attacks {cfg['attacks']}", flush=True)
+    rows, device_name = [], None
+    for attack in cfg["attacks"]:
+        adir = root / attack
+        poison_spec = {
+            "source": str(paths["train_clean"]), "test": str(paths["test"]), "seed": 0,
+            "attack": {"name": attack, "target": TARGET},
+            "ratio": POISON_RATIO * clean["full"] / clean["train"],  # 10 % of the full set, all in the train split
+        }
+        (adir).mkdir(parents=True, exist_ok=True)
+        (adir / "poison.json").write_text(json.dumps(poison_spec))
+        trainer("poison", "--spec", str(adir / "poison.json"), "--out", str(adir / "train"), "--asr-out", str(adir / "asr"))
+        data = {"train": str(adir / "train"), "holdout": str(paths["holdout"]), "test": str(paths["test"]), "asrTest": str(adir / "asr")}
+        common = {"architecture": "wrn16-1", "data": data, "target": TARGET, "seed": 0, "device": cfg["device"]}
+        print(f"  {attack}", flush=True)
+        none = run_method(adir, "none", {**common, "method": "NO_DEFENSE", "hyperparameters": {"epochs": cfg["epochs"], "evalEvery": 0}})
+        tnr = run_method(adir, "tnr", {**common, "method": "TRAP_AND_REPLACE", "hyperparameters": {"stage1Epochs": cfg["epochs"], "stage2Epochs": cfg["stage2Epochs"], "evalEvery": 0}})
+        device_name = tnr["device"]["name"]
+        rows.append({"attack": attack, "none": none, "tnr": tnr})
+        print(f"  {attack}: no defense ASR {pct(none['asr'])} CA {pct(none['ca'])} | T&R ASR {pct(tnr['asr'])} CA {pct(tnr['ca'])} (trapped head ASR {pct(tnr['stage1Asr'])})", flush=True)
+    wall = time.perf_counter() - started
+
+    lines = [
+        f"### Fashion-MNIST, preset `{args.preset}` ({time.strftime('%Y-%m-%d')}, {device_name}, {platform.machine()})",
+        "",
+        f"Command: `python bench/fmnist/run.py --preset {args.preset}`. WRN-16-1, poison ratio 10 % of the training set, target {TARGET} ({FASHION_MNIST_CLASSES[TARGET]}),",
+        f"train {clean['train']} / holdout {clean['holdout']} (last 5 %) / test {clean['test']} images; no-defense {cfg['epochs']} epochs,",
+        f"T&R stage 1 {cfg['epochs']} epochs + stage 2 {cfg['stage2Epochs']} epochs (paper recipe, λ1 10, λ2 0.1); every other hyper-parameter at its default. Total wall time {wall / 60:.1f} min.",
+        "",
+        "| Attack | No defense ASR % | No defense CA % | T&R ASR % | T&R CA % | T&R MSE | trapped head ASR % | wall s (none / T&R) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        n, t = r["none"], r["tnr"]
+        lines.append(f"| {r['attack']} | {pct(n['asr'])} | {pct(n['ca'])} | {pct(t['asr'])} | {pct(t['ca'])} | {t['mse']:.4f} | {pct(t['stage1Asr'])} | {n['wallSeconds']:.0f} / {t['wallSeconds']:.0f} |")
+    mean = lambda key, field: sum(r[key][field] for r in rows) / len(rows)  # noqa: E731
+    lines.append(f"| **mean** | {pct(mean('none', 'asr'))} | {pct(mean('none', 'ca'))} | {pct(mean('tnr', 'asr'))} | {pct(mean('tnr', 'ca'))} | | {pct(mean('tnr', 'stage1Asr'))} | |")
+    table = "\n".join(lines)
+    print("\n" + table)
+    (root / "results.json").write_text(json.dumps(rows, indent=2))
+    if not args.no_record:
+        replace_section(f"fmnist-{args.preset}", table)
+
+
+if __name__ == "__main__":
+    main()
