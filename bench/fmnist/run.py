@@ -23,20 +23,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import REPO, replace_section, trainer  # noqa: E402
 
 from trapdoor_trainer.data import write_canonical  # noqa: E402
-from trapdoor_trainer.idx import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
+from trapdoor_trainer.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist  # noqa: E402
 
 PRESETS = {
-    "quick": {"attacks": ["badnet_grid"], "train": 6000, "test": 2000, "epochs": 3, "stage2Epochs": 10, "device": "auto"},
-    "table": {"attacks": ["badnet_grid", "blend", "l2_invisible", "sig", "trojan_wm"], "train": 10000, "test": 10000, "epochs": 3, "stage2Epochs": 10, "device": "auto"},
-    "gpu": {"attacks": ["badnet_grid", "badnet_white", "blend", "l0_invisible", "l2_invisible", "smooth", "trojan_sq", "trojan_wm", "sig"], "train": 60000, "test": 10000, "epochs": 20, "stage2Epochs": 20, "device": "cuda"},
+    "quick": {"attacks": ["badnet_grid"], "train": 8000, "test": 2000, "epochs": 4, "stage2Epochs": 10, "device": "auto"},
+    "table": {"attacks": ["badnet_grid", "blend", "l2_invisible", "sig", "trojan_wm"], "train": 12000, "test": 10000, "epochs": 4, "stage2Epochs": 10, "device": "auto"},
+    "gpu": {"attacks": ["badnet_grid", "blend", "l2_invisible", "sig", "trojan_wm"], "train": 60000, "test": 10000, "epochs": 10, "stage2Epochs": 10, "device": "cuda"},
 }
 HOLDOUT_FRACTION = 0.05
 POISON_RATIO = 0.10  # of the full training set, as in the paper
 TARGET = 0
 
 
-def prepare_clean(root: Path, n_train: int, n_test: int) -> dict:
-    data = load_fashion_mnist()
+def prepare_clean(root: Path, n_train: int, n_test: int, data_dir: Path) -> dict:
+    data = load_fashion_mnist(data_dir)
     train_x, train_y = data["train"][0][:n_train], data["train"][1][:n_train]
     test_x, test_y = data["test"][0][:n_test], data["test"][1][:n_test]
     n_holdout = int(HOLDOUT_FRACTION * len(train_y))
@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--stage2-epochs", type=int)
     parser.add_argument("--train", type=int, help="images taken from the 60 000 training images")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--data-dir", type=Path, default=FASHION_MNIST_DIR, help="directory with the four IDX .gz files")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "fmnist")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
     args = parser.parse_args()
@@ -89,7 +90,7 @@ def main() -> None:
 
     started = time.perf_counter()
     root = args.out / args.preset
-    clean = prepare_clean(root, cfg["train"], cfg["test"])
+    clean = prepare_clean(root, cfg["train"], cfg["test"], args.data_dir)
     paths = clean["paths"]
     print(f"Fashion-MNIST: train {clean['train']}, holdout {clean['holdout']}, test {clean['test']}; attacks {cfg['attacks']}", flush=True)
     rows, device_name = [], None
@@ -110,13 +111,14 @@ def main() -> None:
         tnr = run_method(adir, "tnr", {**common, "method": "TRAP_AND_REPLACE", "hyperparameters": {"stage1Epochs": cfg["epochs"], "stage2Epochs": cfg["stage2Epochs"], "evalEvery": 0}})
         device_name = tnr["device"]["name"]
         rows.append({"attack": attack, "none": none, "tnr": tnr})
+        (root / "results.json").write_text(json.dumps(rows, indent=2))  # partial results survive an interrupted run
         print(f"  {attack}: no defense ASR {pct(none['asr'])} CA {pct(none['ca'])} | T&R ASR {pct(tnr['asr'])} CA {pct(tnr['ca'])} (trapped head ASR {pct(tnr['stage1Asr'])})", flush=True)
     wall = time.perf_counter() - started
 
     lines = [
         f"### Fashion-MNIST, preset `{args.preset}` ({time.strftime('%Y-%m-%d')}, {device_name}, {platform.machine()})",
         "",
-        f"Command: `python bench/fmnist/run.py --preset {args.preset}`. WRN-16-1, poison ratio 10 % of the training set, target {TARGET} ({FASHION_MNIST_CLASSES[TARGET]}),",
+        f"Command: `python bench/fmnist/run.py {' '.join(sys.argv[1:])}`. WRN-16-1, poison ratio 10 % of the training set, target {TARGET} ({FASHION_MNIST_CLASSES[TARGET]}),",
         f"train {clean['train']} / holdout {clean['holdout']} (last 5 %) / test {clean['test']} images; no-defense {cfg['epochs']} epochs,",
         f"T&R stage 1 {cfg['epochs']} epochs + stage 2 {cfg['stage2Epochs']} epochs (paper recipe, λ1 10, λ2 0.1); every other hyper-parameter at its default. Total wall time {wall / 60:.1f} min.",
         "",

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .blocks import BN_MOMENTUM
+
 
 class ClassifierHead(nn.Module):
     """`body` (residual blocks, possibly none) -> optional BN + activation -> global average pool -> linear.
@@ -18,7 +20,7 @@ class ClassifierHead(nn.Module):
     def __init__(self, body: nn.Module, channels: int, num_classes: int, final_bn: bool, activation: Callable):
         super().__init__()
         self.body = body
-        self.bn = nn.BatchNorm2d(channels, momentum=0.001) if final_bn else None
+        self.bn = nn.BatchNorm2d(channels, momentum=BN_MOMENTUM) if final_bn else None
         self.activation = activation
         self.fc = nn.Linear(channels, num_classes)
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The one GPU check: trainer tests on torch 2.x, stage-1 throughput on CUDA, and the Fashion-MNIST
+# table at full size. Results land in $OUT (default bench/out/gpu); merge them into bench/RESULTS.md.
+# Fashion-MNIST comes from $FMNIST_DIR (default: the Debian package path).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-bench/out/gpu}
+mkdir -p "$OUT"
+PY=$(scripts/find-python.sh) || exit 1
+export PYTHONPATH="$PWD/trainer"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } > "$OUT/device.txt" 2>&1
+cat "$OUT/device.txt"
+(cd trainer && timeout 150 "$PY" -m pytest -q -p no:cacheprovider 2>&1 | tail -15) > "$OUT/pytest.txt"; tail -3 "$OUT/pytest.txt"
+timeout 120 "$PY" bench/throughput/run.py --device cuda --steps 40 --json-out "$OUT/throughput.json" 2>&1 | tail -8
+timeout "${FMNIST_SECONDS:-330}" "$PY" bench/fmnist/run.py --preset gpu --data-dir "${FMNIST_DIR:-/usr/share/datasets/fashion-mnist}" --out /tmp/fmnist 2>&1 | tail -40 > "$OUT/fmnist.txt"
+cat "$OUT/fmnist.txt" | tail -12
+cp /tmp/fmnist/gpu/results.json "$OUT/fmnist-results.json" 2>/dev/null
+cp bench/RESULTS.md "$OUT/RESULTS.md"
