@@ -40,7 +40,7 @@ class CanonicalDataset:
         return int(self.labels.shape[0])
 
 
-def sha256_of(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -74,7 +74,7 @@ def write_canonical(
         "channels": int(images.shape[3]),
         "numClasses": int(num_classes),
         "classNames": list(class_names) if class_names is not None else [str(i) for i in range(num_classes)],
-        "sha256": {name: sha256_of(out / name) for name in DATA_FILES if (out / name).exists()},
+        "sha256": {name: sha256_file(out / name) for name in DATA_FILES if (out / name).exists()},
         **(extra or {}),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -95,7 +95,7 @@ def load_canonical(directory: str | os.PathLike, field: str = "data", verify: bo
     hashes = manifest.get("sha256") or {}
     if verify:
         for name, expected in hashes.items():
-            if (root / name).exists() and sha256_of(root / name) != expected:
+            if (root / name).exists() and sha256_file(root / name) != expected:
                 raise SpecError(field, f"{name} does not match the sha256 in its manifest (corrupted or replaced)")
     try:
         # allow_pickle=False: a canonical dataset never carries Python objects.

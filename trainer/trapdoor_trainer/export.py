@@ -8,7 +8,6 @@ architecture needs happens inside the graph. It returns `logits`, N x classes.
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
 import json
 import math
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data import sha256_file
 from .models import SplitModel, create_model
 from .png import image_grid, write_png
 from .safetensors import load_file, save_file
@@ -52,15 +52,8 @@ class ArtifactRecord:
         return {"kind": self.kind, "format": self.format, "path": self.path, "sha256": self.sha256, "sizeBytes": self.size_bytes}
 
 
-def sha256_file(path: PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
-
-def _record(workdir: Path, name: str, kind: str, fmt: str) -> ArtifactRecord:
+def artifact_record(workdir: Path, name: str, kind: str, fmt: str) -> ArtifactRecord:
     path = workdir / name
     return ArtifactRecord(kind, fmt, name, sha256_file(path), path.stat().st_size)
 
@@ -173,10 +166,10 @@ def export_model(
     _write_json(out / METADATA_FILE, metadata)
     export_onnx(model, out / ONNX_FILE, image_shape)
     return [
-        _record(out, MODEL_FILE, "model", "safetensors"),
-        _record(out, CONFIG_FILE, "config", "json"),
-        _record(out, METADATA_FILE, "metadata", "json"),
-        _record(out, ONNX_FILE, "onnx", "onnx"),
+        artifact_record(out, MODEL_FILE, "model", "safetensors"),
+        artifact_record(out, CONFIG_FILE, "config", "json"),
+        artifact_record(out, METADATA_FILE, "metadata", "json"),
+        artifact_record(out, ONNX_FILE, "onnx", "onnx"),
     ]
 
 

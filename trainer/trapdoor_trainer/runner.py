@@ -96,7 +96,7 @@ def _device_description(device: torch.device) -> dict:
 
 
 def run_job(spec: RunSpec, workdir: Path, emitter: Emitter, cancel=None) -> dict:
-    from .export import export_model  # export pulls in ONNX machinery only when needed
+    from .export import artifact_record, export_model  # export pulls in ONNX machinery only when needed
 
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -144,9 +144,7 @@ def run_job(spec: RunSpec, workdir: Path, emitter: Emitter, cancel=None) -> dict
     for record in records:
         emitter.artifact(record.to_event())
     for path in ctx.preview_paths:
-        from .export import ArtifactRecord, sha256_file
-
-        emitter.artifact(ArtifactRecord("preview", "png", path.name, sha256_file(path), path.stat().st_size).to_event())
+        emitter.artifact(artifact_record(workdir, path.name, "preview", "png").to_event())
     result = {
         **outcome["metrics"],
         "method": spec.method,

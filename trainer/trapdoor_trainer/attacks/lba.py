@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .base import StampTrigger
 from .geometry import place_span
-from .surrogate import layer_features, num_classes_of, to_tensor, train_surrogate
+from .surrogate import layer_features, surrogate_for_attack, to_tensor
 
 # Sample sizes: the target mean and the optimisation pool need not see the whole dataset.
 MAX_TARGET_SAMPLES = 1024
@@ -43,15 +43,7 @@ def lba(
     target: int,
     device: str,
 ) -> StampTrigger:
-    surrogate = train_surrogate(
-        train_images,
-        train_labels,
-        architecture=params["surrogateArchitecture"],
-        epochs=params["surrogateEpochs"],
-        num_classes=num_classes_of(train_labels, target),
-        seed=seed,
-        device=device,
-    )
+    surrogate = surrogate_for_attack(params, train_images, train_labels, target=target, seed=seed, device=device)
     torch_device = next(surrogate.parameters()).device
     rng = np.random.default_rng(seed)
     height, width, channels = image_shape

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..models.base import SplitModel
 from .base import StampTrigger, check_images, to_uint8
 from .patches import four_corner_grid
-from .surrogate import num_classes_of, to_tensor, train_surrogate
+from .surrogate import surrogate_for_attack, to_tensor
 
 PGD_BATCH = 256
 
@@ -105,15 +105,7 @@ def lcba(
     def fit() -> SplitModel:
         if train_images is None or train_labels is None:
             raise ValueError("LCBA poisoning needs the clean training images and labels for its surrogate")
-        return train_surrogate(
-            train_images,
-            train_labels,
-            architecture=params["surrogateArchitecture"],
-            epochs=params["surrogateEpochs"],
-            num_classes=num_classes_of(train_labels, target),
-            seed=seed,
-            device=device,
-        )
+        return surrogate_for_attack(params, train_images, train_labels, target=target, seed=seed, device=device)
 
     return LcbaTrigger(
         four_corner_grid(image_shape),

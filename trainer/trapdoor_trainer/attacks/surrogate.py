@@ -108,3 +108,16 @@ def layer_features(model: SplitModel, x: torch.Tensor, layer: int) -> torch.Tens
 
 def num_classes_of(labels: np.ndarray, target: int) -> int:
     return max(int(np.max(labels)) + 1, target + 1)
+
+
+def surrogate_for_attack(params: dict, images: np.ndarray, labels: np.ndarray, *, target: int, seed: int, device: str) -> SplitModel:
+    """The surrogate an attack's `surrogateArchitecture` / `surrogateEpochs` params ask for (LCBA, LBA)."""
+    return train_surrogate(
+        images,
+        labels,
+        architecture=params["surrogateArchitecture"],
+        epochs=params["surrogateEpochs"],
+        num_classes=num_classes_of(labels, target),
+        seed=seed,
+        device=device,
+    )
