@@ -87,3 +87,9 @@ COMMON = {
     ),
     "evalBatchSize": Param(1000, "int", "batch size for evaluation", minimum=1, maximum=65536),
 }
+
+# Post-training defenses (FP, NAD, I-BAU, ANP) build their backdoored starting point with these
+# when the job gives no data.initModel: a NO_DEFENSE run with the COMMON settings.
+PRETRAIN = {
+    "pretrainEpochs": Param(200, "int", "epochs of the no-defense model trained first when data.initModel is not given", minimum=1, maximum=10000),
+}

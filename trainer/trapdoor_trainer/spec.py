@@ -17,7 +17,7 @@ from .errors import SpecError
 ARCHITECTURE_NAMES = ("wrn16-1", "resnet18", "resnet34", "small-cnn")
 DEVICES = ("auto", "cpu", "cuda")
 TOP_LEVEL = {"jobId", "method", "architecture", "data", "attack", "target", "hyperparameters", "seed", "device", "resumeFrom"}
-DATA_KEYS = ("train", "holdout", "test", "asrTest")
+DATA_KEYS = ("train", "holdout", "test", "asrTest", "initModel")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class DataPaths:
     holdout: str
     test: str
     asr_test: Optional[str] = None
+    init_model: Optional[str] = None  # artifact directory of an earlier job (post-training defenses)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class RunSpec:
             "jobId": self.job_id,
             "method": self.method,
             "architecture": self.architecture,
-            "data": {"train": self.data.train, "holdout": self.data.holdout, "test": self.data.test, "asrTest": self.data.asr_test},
+            "data": {"train": self.data.train, "holdout": self.data.holdout, "test": self.data.test, "asrTest": self.data.asr_test, "initModel": self.data.init_model},
             "attack": None if self.attack is None else {"name": self.attack.name, "target": self.attack.target, "params": self.attack.params},
             "target": self.target,
             "hyperparameters": self.hyperparameters,
@@ -87,11 +88,15 @@ def _parse_data(raw: Any) -> DataPaths:
     asr = raw.get("asrTest")
     if asr is not None and (not isinstance(asr, str) or not asr):
         raise SpecError("data.asrTest", "must be a non-empty string path")
+    init_model = raw.get("initModel")
+    if init_model is not None and (not isinstance(init_model, str) or not Path(init_model).is_dir()):
+        raise SpecError("data.initModel", f"must be the artifact directory of an earlier job, got {init_model!r}")
     return DataPaths(
         train=_require_str(raw, "train", "data.train"),
         holdout=_require_str(raw, "holdout", "data.holdout"),
         test=_require_str(raw, "test", "data.test"),
         asr_test=asr,
+        init_model=init_model,
     )
 
 

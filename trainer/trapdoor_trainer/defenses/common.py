@@ -56,3 +56,94 @@ def restore_history(ctx: RunContext, stage: str) -> Optional[list]:
     if state is None or state.get("stage") != stage:
         return None
     return list(state.get("history", []))
+
+
+def eval_due(hp: dict, epoch: int, epochs: int) -> bool:
+    every = hp.get("evalEvery", 0)
+    return bool(every) and ((epoch + 1) % every == 0 or epoch + 1 == epochs)
+
+
+def train_classifier(ctx: RunContext, stage: str, epochs: int, data_name: str = "train+holdout"):
+    """Plain CE training of a fresh model (no decoder) with the job's lr / weightDecay / batchSize /
+    augment: NO_DEFENSE's whole method and the backdoored starting point of post-training
+    defenses. Resumes when the job's checkpoint is from this stage. Returns (model, phase)."""
+    from ..training import Phase, run_phase
+
+    hp = ctx.hp
+    model = build_model(ctx, with_decoder=False)
+    resume = ctx.resume_state if ctx.resume_state is not None and ctx.resume_state.get("stage") == stage else None
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+
+    def on_epoch_end(epoch: int) -> dict:
+        metrics = {"holdoutAccuracy": holdout_accuracy(ctx, model)}
+        if eval_due(hp, epoch, epochs):
+            metrics.update(evaluate(ctx, model))
+        return metrics
+
+    phase = Phase(
+        name=stage,
+        epochs=epochs,
+        batch_size=hp["batchSize"],
+        lr=hp["lr"],
+        weight_decay=hp["weightDecay"],
+        data=ctx.device_data(data_name),
+        parameters=list(model.parameters()),
+        loss_fn=cross_entropy_loss(model),
+        set_modes=model.train,
+        augment=hp["augment"],
+        on_epoch_end=on_epoch_end,
+        checkpoint_state=lambda: {"model": model.state_dict()},
+        history=restore_history(ctx, stage) or [],
+    )
+    start = (resume["epoch"], resume["step"], resume["optimizer"]) if resume else (0, 0, None)
+    run_phase(ctx, phase, start_epoch=start[0], start_step=start[1], optimizer_state=start[2])
+    return model, phase
+
+
+PRETRAIN_STAGE = "pretrain"
+
+
+def starting_model(ctx: RunContext) -> tuple[SplitModel, dict]:
+    """The backdoored model a post-training defense (FP, NAD, I-BAU, ANP) starts from.
+
+    `data.initModel` (a previous job's artifact directory) when given; otherwise a NO_DEFENSE run
+    of `pretrainEpochs` on train + holdout, as the paper's baselines start from the no-defense
+    model. When the job resumes past that stage the weights come from the checkpoint instead, so
+    the caller loads `ctx.resume_state["model"]` itself. Returns (model, summary) where summary
+    holds the starting point's CA/ASR and pretraining time.
+    """
+    resume = ctx.resume_state
+    if ctx.spec.data.init_model is not None:
+        model = load_init_model(ctx)
+        return model, {**_before(ctx, model), "pretrainSeconds": 0.0}
+    if resume is not None and resume.get("stage") != PRETRAIN_STAGE:
+        return build_model(ctx, with_decoder=False), dict(resume.get("pretrain", {}))
+    model, phase = train_classifier(ctx, PRETRAIN_STAGE, ctx.hp["pretrainEpochs"])
+    return model, {**_before(ctx, model), "pretrainSeconds": phase.seconds}
+
+
+def _before(ctx: RunContext, model) -> dict:
+    metrics = evaluate(ctx, model)
+    return {"beforeCa": metrics["ca"], "beforeAsr": metrics["asr"]}
+
+
+def load_init_model(ctx: RunContext) -> SplitModel:
+    import json
+    from pathlib import Path
+
+    from ..errors import SpecError
+    from ..export import load_exported_model
+
+    root = Path(ctx.spec.data.init_model)
+    try:
+        config = json.loads((root / "config.json").read_text())
+        model = load_exported_model(root)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise SpecError("data.initModel", f"cannot load a trapdoor model from {root}: {e}") from None
+    c, h, w = ctx.data.image_shape
+    expected = {"architecture": ctx.spec.architecture, "inChannels": c, "height": h, "width": w, "numClasses": ctx.data.num_classes}
+    for key, value in expected.items():
+        if config.get(key) != value:
+            raise SpecError("data.initModel", f"model has {key} {config.get(key)!r} but this job needs {value!r}")
+    return model.to(ctx.device).to(memory_format=torch.channels_last)

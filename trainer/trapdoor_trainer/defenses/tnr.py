@@ -18,7 +18,8 @@ from ..context import RunContext
 from ..hyperparams import COMMON, Param
 from ..metrics import reconstruction_mse, total_variation
 from ..training import Phase, derive_seed, run_phase
-from .common import build_model, evaluate, holdout_accuracy, restore_history
+from .common import eval_due, build_model, evaluate, holdout_accuracy, restore_history
+from .registry import MethodInfo
 
 # Stage-2 recipes. `paper`: the appendix's "stage-1 hyper-parameters with batch 32".
 # `official`: what the released code runs (Adam 0.03, 100 epochs, batch 64, CutMix every batch,
@@ -96,11 +97,6 @@ def stage2_loss(model, settings: dict):
     return loss_fn
 
 
-def _eval_due(hp: dict, epoch: int, epochs: int) -> bool:
-    every = hp["evalEvery"]
-    return bool(every) and ((epoch + 1) % every == 0 or epoch + 1 == epochs)
-
-
 def run_stage1(ctx: RunContext, model, resume: Optional[dict]) -> dict:
     hp = ctx.hp
     bs = hp["evalBatchSize"]
@@ -110,7 +106,7 @@ def run_stage1(ctx: RunContext, model, resume: Optional[dict]) -> dict:
         asr_data = ctx.device_data("asr")
         if asr_data is not None:
             metrics["mseTriggered"] = reconstruction_mse(model, asr_data, bs, ctx.amp_dtype)
-        if _eval_due(hp, epoch, hp["stage1Epochs"]):
+        if eval_due(hp, epoch, hp["stage1Epochs"]):
             metrics.update(evaluate(ctx, model))
         return metrics
 
@@ -188,7 +184,7 @@ def run_stage2(ctx: RunContext, model, settings: dict, stage1: dict, resume: Opt
 
     def on_epoch_end(epoch: int) -> dict:
         metrics = {"holdoutAccuracy": holdout_accuracy(ctx, model)}
-        if _eval_due(hp, epoch, settings["epochs"]):
+        if eval_due(hp, epoch, settings["epochs"]):
             metrics.update(evaluate(ctx, model))
         return metrics
 
@@ -236,3 +232,13 @@ def run(ctx: RunContext) -> dict:
         "imagesPerSecond": {"stage1": stage1["imagesPerSecond"], "stage2": stage2["imagesPerSecond"]},
         "resolved": {"stage2": settings},
     }
+
+
+METHOD = MethodInfo(
+    "TRAP_AND_REPLACE",
+    "Trap and Replace: trap the backdoor in a small head with a reconstruction-regularised stem, then replace the head using the clean holdout",
+    "training",
+    HYPERPARAMETERS,
+    run,
+    order=0,
+)
