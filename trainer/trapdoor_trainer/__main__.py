@@ -50,6 +50,19 @@ def _cmd_describe(args) -> int:
     return EXIT_OK
 
 
+def _cmd_device(args) -> int:
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        print(json.dumps({"type": "cuda", "name": props.name, "memoryBytes": int(props.total_memory)}))
+    else:
+        import platform
+
+        print(json.dumps({"type": "cpu", "name": platform.processor() or platform.machine(), "threads": len(os.sched_getaffinity(0))}))
+    return EXIT_OK
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="trapdoor_trainer", description="trapdoor's PyTorch trainer")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +77,8 @@ def main(argv=None) -> int:
     poison.set_defaults(handler=_cmd_poison)
     describe = sub.add_parser("describe", help="print methods, attacks and architectures as JSON")
     describe.set_defaults(handler=_cmd_describe)
+    device = sub.add_parser("device", help="print the device jobs would run on as JSON")
+    device.set_defaults(handler=_cmd_device)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

@@ -74,6 +74,7 @@ def write_canonical(
         "channels": int(images.shape[3]),
         "numClasses": int(num_classes),
         "classNames": list(class_names) if class_names is not None else [str(i) for i in range(num_classes)],
+        "classHistogram": np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).tolist(),
         "sha256": {name: sha256_file(out / name) for name in DATA_FILES if (out / name).exists()},
         **(extra or {}),
     }

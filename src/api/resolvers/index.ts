@@ -1,0 +1,175 @@
+import { GraphQLScalarType, Kind, type ValueNode } from "graphql";
+import { type DatasetRow, getDataset, listDatasets } from "../../db/datasets.ts";
+import {
+  type ArtifactRow,
+  artifactsOf,
+  getJob,
+  type JobRow,
+  listJobs,
+  metricHistory,
+  transitionsOf,
+} from "../../db/jobs.ts";
+import { createApiKey, revokeApiKey } from "../../db/tenants.ts";
+import type { JobStatus } from "../../jobs/lifecycle.ts";
+import { trainerCatalog } from "../../worker/python.ts";
+import { connection, decodeCursor, pageSize } from "../connection.ts";
+import type { Context } from "../context.ts";
+import { badInput, toGraphQLError } from "../errors.ts";
+
+// `never` parameters: any resolver, whatever parent and argument types it declares, fits.
+type Resolver = (parent: never, args: never, ctx: Context) => unknown;
+
+/** Resolvers only translate between GraphQL and services; errors become GraphQLErrors with codes. */
+function guarded<T extends Record<string, Resolver>>(resolvers: T): T {
+  const out: Record<string, Resolver> = {};
+  for (const [name, fn] of Object.entries(resolvers)) {
+    out[name] = async (parent: never, args: never, ctx: Context) => {
+      try {
+        return await fn(parent, args, ctx);
+      } catch (error) {
+        throw toGraphQLError(error);
+      }
+    };
+  }
+  return out as T;
+}
+
+function literalToJson(node: ValueNode): unknown {
+  switch (node.kind) {
+    case Kind.STRING:
+    case Kind.BOOLEAN:
+      return node.value;
+    case Kind.INT:
+    case Kind.FLOAT:
+      return Number(node.value);
+    case Kind.NULL:
+      return null;
+    case Kind.LIST:
+      return node.values.map(literalToJson);
+    case Kind.OBJECT:
+      return Object.fromEntries(node.fields.map((f) => [f.name.value, literalToJson(f.value)]));
+    default:
+      throw badInput("variables are not allowed inside JSON literals");
+  }
+}
+
+const JSONScalar = new GraphQLScalarType({
+  name: "JSON",
+  serialize: (v) => v,
+  parseValue: (v) => v,
+  parseLiteral: literalToJson,
+});
+const DateTimeScalar = new GraphQLScalarType({
+  name: "DateTime",
+  serialize: (v) => (v instanceof Date ? v.toISOString() : new Date(String(v)).toISOString()),
+  parseValue: (v) => new Date(String(v)),
+});
+
+const num = (v: unknown) => (v == null ? null : Number(v));
+
+export const resolvers = {
+  JSON: JSONScalar,
+  DateTime: DateTimeScalar,
+  Query: guarded({
+    viewer: (_p, _a, ctx) => ctx.tenant,
+    dataset: (_p, a: { id: string }, ctx) => getDataset(ctx.db, ctx.tenant.id, a.id),
+    datasets: async (_p, a: { first?: number; after?: string; role?: DatasetRow["role"] }, ctx) => {
+      const first = pageSize(a.first);
+      return connection(
+        await listDatasets(ctx.db, ctx.tenant.id, { first, after: decodeCursor(a.after), role: a.role }),
+        first,
+      );
+    },
+    job: (_p, a: { id: string }, ctx) => getJob(ctx.db, ctx.tenant.id, a.id),
+    jobs: async (_p, a: { first?: number; after?: string; status?: JobStatus; method?: string }, ctx) => {
+      const first = pageSize(a.first);
+      return connection(
+        await listJobs(ctx.db, ctx.tenant.id, {
+          first,
+          after: decodeCursor(a.after),
+          status: a.status,
+          method: a.method,
+        }),
+        first,
+      );
+    },
+    methods: async (_p, _a, ctx) =>
+      (await trainerCatalog(ctx.python)).methods.map((m) => ({
+        ...m,
+        hyperparameters: Object.entries(m.hyperparameters).map(([name, p]) => ({
+          name,
+          ...p,
+          nullable: Boolean(p.nullable),
+        })),
+      })),
+    attacks: async (_p, _a, ctx) => (await trainerCatalog(ctx.python)).attacks,
+  }),
+  Mutation: guarded({
+    createDatasetUpload: async (
+      _p,
+      a: { input: Parameters<Context["datasets"]["createUpload"]>[1] },
+      ctx,
+    ) => {
+      const { dataset, uploads } = await ctx.datasets.createUpload(ctx.tenant.id, a.input);
+      return { dataset, uploads, uploadUrl: uploads[0]?.url };
+    },
+    completeDatasetUpload: (_p, a: { id: string }, ctx) => ctx.datasets.complete(ctx.tenant.id, a.id),
+    deleteDataset: (_p, a: { id: string }, ctx) => ctx.datasets.delete(ctx.tenant.id, a.id),
+    poisonDataset: (_p, a: { input: Parameters<Context["datasets"]["poison"]>[1] }, ctx) =>
+      ctx.datasets.poison(ctx.tenant.id, a.input),
+    launchTraining: (_p, a: { input: Parameters<Context["jobs"]["launch"]>[1] }, ctx) =>
+      ctx.jobs.launch(ctx.tenant.id, a.input),
+    cancelJob: (_p, a: { id: string }, ctx) => ctx.jobs.cancel(ctx.tenant.id, a.id),
+    retryJob: (_p, a: { id: string }, ctx) => ctx.jobs.retry(ctx.tenant.id, a.id),
+    createApiKey: (_p, a: { name: string }, ctx) => createApiKey(ctx.db, ctx.tenant.id, a.name),
+    revokeApiKey: (_p, a: { id: string }, ctx) => revokeApiKey(ctx.db, ctx.tenant.id, a.id),
+  }),
+  Dataset: {
+    role: (d: DatasetRow) => d.role,
+    failureReason: (d: DatasetRow) => d.failure_reason,
+    sizeBytes: (d: DatasetRow) => Number(d.size_bytes),
+    sha256: (d: DatasetRow) => (d.parts.length === 1 ? d.parts[0]?.sha256 : null),
+    numClasses: (d: DatasetRow) => d.num_classes,
+    classNames: (d: DatasetRow) => d.class_names,
+    classHistogram: (d: DatasetRow) => d.class_histogram,
+    createdAt: (d: DatasetRow) => d.created_at,
+  },
+  TrainingJob: guarded({
+    transitions: async (j: JobRow, _a, ctx) =>
+      (await transitionsOf(ctx.db, j.id)).map((t) => ({
+        from: t.from_status,
+        to: t.to_status,
+        reason: t.reason,
+        at: t.at,
+      })),
+    progress: (j: JobRow) => j.progress,
+    metrics: (j: JobRow) => {
+      const m = j.metrics as Record<string, unknown> | null;
+      return m
+        ? {
+            asr: num(m.asr),
+            ca: num(m.ca),
+            mse: num(m.mse),
+            stage1Asr: num(m.stage1Asr),
+            stage1Ca: num(m.stage1Ca),
+            all: m,
+          }
+        : null;
+    },
+    history: (j: JobRow, a: { name?: string; stage?: string }, ctx) => metricHistory(ctx.db, j.id, a),
+    hyperparameters: (j: JobRow) => j.hyperparameters,
+    logTail: (j: JobRow) => j.log_tail,
+    artifacts: (j: JobRow, _a, ctx) => artifactsOf(ctx.db, ctx.tenant.id, j.id),
+    createdAt: (j: JobRow) => j.created_at,
+    updatedAt: (j: JobRow) => j.updated_at,
+  }),
+  Artifact: guarded({
+    sizeBytes: (a: ArtifactRow) => Number(a.size_bytes),
+    downloadUrl: (a: ArtifactRow, args: { expiresInSeconds?: number }, ctx) => {
+      const seconds = args.expiresInSeconds ?? 3600;
+      if (!Number.isInteger(seconds) || seconds < 1 || seconds > 7 * 24 * 3600)
+        throw badInput("expiresInSeconds must be between 1 and 604800", "expiresInSeconds");
+      return ctx.store.downloadUrl(a.storage_key, { expiresInSeconds: seconds, fileName: a.file_name });
+    },
+  }),
+};

@@ -1,0 +1,96 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+export type QueueName = "gpu" | "cpu";
+
+export interface Config {
+  port: number;
+  host: string;
+  /** Where embedded Postgres, the local object store and scratch space live. */
+  dataDir: string;
+  /** Unset → embedded Postgres under dataDir. */
+  databaseUrl?: string;
+  /** Base URL clients use to reach this API (signed local-store URLs point here). */
+  publicBaseUrl: string;
+  store:
+    | { kind: "local"; root: string }
+    | { kind: "s3"; bucket: string; region: string; endpoint?: string; forcePathStyle: boolean };
+  signingSecret: string;
+  worker: {
+    queues: QueueName[];
+    pollingIntervalSeconds: number;
+    heartbeatSeconds: number;
+    staleAfterSeconds: number;
+  };
+  /** Interpreter for the trainer; unset → $TRAPDOOR_PYTHON, python3, /usr/bin/python3 (first with torch). */
+  python?: string;
+  limits: { maxUploadBytes: number; queryDepth: number; queryCost: number };
+}
+
+export class ConfigError extends Error {}
+
+function intFrom(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined || value === "") return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0)
+    throw new ConfigError(`${name} must be a non-negative integer, got ${value}`);
+  return n;
+}
+
+/** The signing secret persists in the data directory so signed URLs survive restarts. */
+function signingSecretFor(dataDir: string, env: NodeJS.ProcessEnv): string {
+  if (env.TRAPDOOR_SIGNING_SECRET) return env.TRAPDOOR_SIGNING_SECRET;
+  const path = join(dataDir, "signing-secret");
+  if (existsSync(path)) return readFileSync(path, "utf8").trim();
+  mkdirSync(dataDir, { recursive: true });
+  const secret = randomBytes(32).toString("hex");
+  writeFileSync(path, secret, { mode: 0o600 });
+  return secret;
+}
+
+/** Environment (and CLI overrides) → a validated Config, once at start. */
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: { port?: number; dataDir?: string } = {},
+): Config {
+  const port = overrides.port ?? intFrom(env.PORT, 4000, "PORT");
+  const dataDir = resolve(overrides.dataDir ?? env.TRAPDOOR_DATA_DIR ?? ".trapdoor");
+  const host = env.HOST ?? "127.0.0.1";
+  const store: Config["store"] = env.S3_BUCKET
+    ? {
+        kind: "s3",
+        bucket: env.S3_BUCKET,
+        region: env.S3_REGION ?? "us-east-1",
+        endpoint: env.S3_ENDPOINT || undefined,
+        forcePathStyle: env.S3_FORCE_PATH_STYLE === "true" || Boolean(env.S3_ENDPOINT),
+      }
+    : { kind: "local", root: join(dataDir, "store") };
+  const queues = (env.TRAPDOOR_WORKER_QUEUES ?? "")
+    .split(",")
+    .map((q) => q.trim())
+    .filter(Boolean);
+  for (const q of queues)
+    if (q !== "gpu" && q !== "cpu") throw new ConfigError(`TRAPDOOR_WORKER_QUEUES: unknown queue ${q}`);
+  return {
+    port,
+    host,
+    dataDir,
+    databaseUrl: env.DATABASE_URL || undefined,
+    publicBaseUrl: env.TRAPDOOR_PUBLIC_URL ?? `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${port}`,
+    store,
+    signingSecret: signingSecretFor(dataDir, env),
+    worker: {
+      queues: queues as QueueName[],
+      pollingIntervalSeconds: intFrom(env.TRAPDOOR_POLL_SECONDS, 2, "TRAPDOOR_POLL_SECONDS"),
+      heartbeatSeconds: intFrom(env.TRAPDOOR_HEARTBEAT_SECONDS, 10, "TRAPDOOR_HEARTBEAT_SECONDS"),
+      staleAfterSeconds: intFrom(env.TRAPDOOR_STALE_AFTER_SECONDS, 60, "TRAPDOOR_STALE_AFTER_SECONDS"),
+    },
+    python: env.TRAPDOOR_PYTHON || undefined,
+    limits: {
+      maxUploadBytes: intFrom(env.TRAPDOOR_MAX_UPLOAD_BYTES, 8 * 1024 ** 3, "TRAPDOOR_MAX_UPLOAD_BYTES"),
+      queryDepth: 10,
+      queryCost: 5000,
+    },
+  };
+}

@@ -1,0 +1,338 @@
+import { randomUUID } from "node:crypto";
+import { mkdir, readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { DataSource } from "typeorm";
+import { badInput, conflict, notFound, precondition } from "../api/errors.ts";
+import {
+  type DatasetRole,
+  type DatasetRow,
+  datasetsStuckValidating,
+  getDataset,
+  insertDataset,
+  markDatasetReady,
+  setDatasetStatus,
+  softDeleteDataset,
+  type UploadPart,
+} from "../db/datasets.ts";
+import { liveJobsUsing } from "../db/jobs.ts";
+import type { ObjectStore } from "../storage/object-store.ts";
+import { keys } from "../worker/keys.ts";
+import { runTrainerCommand, trainerCatalog } from "../worker/python.ts";
+import { type CanonicalManifest, type DatasetFormat, FORMAT_PARTS, IngestError, ingest } from "./ingest.ts";
+
+export interface CreateUploadInput {
+  name: string;
+  role: DatasetRole;
+  format: DatasetFormat;
+  sizeBytes?: number | null;
+  sha256?: string | null;
+  parts?: { name: string; sizeBytes: number; sha256: string }[] | null;
+  classNames?: string[] | null;
+}
+
+const UPLOAD_URL_SECONDS = 3600;
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/**
+ * Upload sessions and ingest. Bytes never pass through GraphQL: clients PUT each part to a signed
+ * URL, then `complete` checks sizes, and a background task verifies sha256 and writes the
+ * canonical dataset (the format the trainer reads) next to the raw parts.
+ */
+export class DatasetService {
+  private readonly background = new Set<Promise<void>>();
+
+  constructor(
+    private readonly db: DataSource,
+    private readonly store: ObjectStore,
+    private readonly scratchDir: string,
+    private readonly maxUploadBytes: number,
+    private readonly python?: string,
+  ) {}
+
+  async createUpload(tenantId: string, input: CreateUploadInput) {
+    if (!input.name.trim() || input.name.length > 200)
+      throw badInput("name must be 1 to 200 characters", "name");
+    const expected = FORMAT_PARTS[input.format];
+    if (!expected) throw badInput(`unknown format ${input.format}`, "format");
+    const declared =
+      input.parts && input.parts.length > 0
+        ? input.parts
+        : expected.length === 1 && input.sizeBytes != null && input.sha256 != null
+          ? [{ name: expected[0] as string, sizeBytes: input.sizeBytes, sha256: input.sha256 }]
+          : null;
+    if (!declared)
+      throw badInput(
+        `${input.format} needs ${expected.length === 1 ? "sizeBytes and sha256" : `parts ${expected.join(" and ")}`}`,
+        "parts",
+      );
+    const names = declared.map((p) => p.name).sort();
+    if (names.join(",") !== [...expected].sort().join(","))
+      throw badInput(`${input.format} takes exactly the parts ${expected.join(", ")}`, "parts");
+    for (const part of declared) {
+      if (!Number.isInteger(part.sizeBytes) || part.sizeBytes <= 0)
+        throw badInput(`part ${part.name}: sizeBytes must be a positive integer`, "sizeBytes");
+      if (part.sizeBytes > this.maxUploadBytes)
+        throw badInput(`part ${part.name} is larger than the ${this.maxUploadBytes}-byte limit`, "sizeBytes");
+      if (!SHA256.test(part.sha256.toLowerCase()))
+        throw badInput(`part ${part.name}: sha256 must be 64 hex digits`, "sha256");
+    }
+    const id = randomUUID();
+    const parts: UploadPart[] = declared.map((p) => ({
+      name: p.name,
+      sizeBytes: p.sizeBytes,
+      sha256: p.sha256.toLowerCase(),
+      key: keys.datasetRaw(tenantId, id, p.name),
+    }));
+    const dataset = await insertDataset(this.db, {
+      id,
+      tenantId,
+      name: input.name,
+      role: input.role,
+      format: input.format,
+      status: "AWAITING_UPLOAD",
+      parts,
+      sizeBytes: parts.reduce((s, p) => s + p.sizeBytes, 0),
+      classNames: input.classNames ?? null,
+    });
+    const uploads = [];
+    for (const part of parts) {
+      const target = await this.store.uploadUrl(part.key, {
+        expiresInSeconds: UPLOAD_URL_SECONDS,
+        sizeBytes: part.sizeBytes,
+      });
+      uploads.push({
+        part: part.name,
+        ...target,
+        expiresAt: new Date(Date.now() + UPLOAD_URL_SECONDS * 1000),
+      });
+    }
+    return { dataset, uploads };
+  }
+
+  /** Sizes are checked now (a missing part can still be uploaded); sha256 and contents in the background. */
+  async complete(tenantId: string, id: string): Promise<DatasetRow> {
+    const dataset = await getDataset(this.db, tenantId, id);
+    if (!dataset) throw notFound("dataset", id);
+    if (dataset.status !== "AWAITING_UPLOAD")
+      throw precondition(`dataset is ${dataset.status}; only an AWAITING_UPLOAD dataset can be completed`);
+    for (const part of dataset.parts) {
+      const stat = await this.store.stat(part.key);
+      if (!stat) throw precondition(`part ${part.name} has not been uploaded yet`);
+      if (stat.sizeBytes !== part.sizeBytes) {
+        await setDatasetStatus(
+          this.db,
+          id,
+          ["AWAITING_UPLOAD"],
+          "FAILED",
+          `part ${part.name} is ${stat.sizeBytes} bytes, ${part.sizeBytes} were declared`,
+        );
+        return (await getDataset(this.db, tenantId, id)) as DatasetRow;
+      }
+    }
+    if (!(await setDatasetStatus(this.db, id, ["AWAITING_UPLOAD"], "VALIDATING")))
+      throw conflict("the dataset changed state meanwhile");
+    this.inBackground(this.ingest(dataset));
+    return (await getDataset(this.db, tenantId, id)) as DatasetRow;
+  }
+
+  /** Datasets left VALIDATING by a process that stopped are ingested again at start. */
+  async resumeInterrupted(): Promise<void> {
+    for (const row of await datasetsStuckValidating(this.db)) {
+      const dataset = await getDataset(this.db, row.tenant_id, row.id);
+      if (dataset && dataset.parts.length > 0 && !dataset.poison) this.inBackground(this.ingest(dataset));
+    }
+  }
+
+  private inBackground(task: Promise<void>): void {
+    this.background.add(task);
+    task.finally(() => this.background.delete(task));
+  }
+
+  /** Wait for background ingests (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.background.size > 0) await Promise.allSettled([...this.background]);
+  }
+
+  private async ingest(dataset: DatasetRow): Promise<void> {
+    const dir = join(this.scratchDir, `ingest-${dataset.id}`);
+    try {
+      await mkdir(dir, { recursive: true });
+      const paths: Record<string, string> = {};
+      for (const part of dataset.parts) {
+        const path = join(dir, `part-${part.name}`);
+        const got = await this.store.downloadToFile(part.key, path);
+        if (got.sha256 !== part.sha256)
+          throw new IngestError(
+            "SHA256_MISMATCH",
+            `part ${part.name} has sha256 ${got.sha256}, ${part.sha256} was declared`,
+          );
+        if (got.sizeBytes !== part.sizeBytes)
+          throw new IngestError(
+            "SIZE_MISMATCH",
+            `part ${part.name} is ${got.sizeBytes} bytes, ${part.sizeBytes} were declared`,
+          );
+        paths[part.name] = path;
+      }
+      const out = join(dir, "canonical");
+      const manifest = await ingest(
+        {
+          format: dataset.format as DatasetFormat,
+          parts: paths,
+          classNames: dataset.class_names ?? undefined,
+          numClasses: dataset.class_names?.length,
+          maxBytes: this.maxUploadBytes * 4,
+        },
+        out,
+      );
+      await this.storeCanonical(dataset, out, manifest);
+    } catch (error) {
+      const reason =
+        error instanceof IngestError
+          ? `${error.code}: ${error.message}`
+          : `ingest failed: ${error instanceof Error ? error.message : String(error)}`;
+      await setDatasetStatus(this.db, dataset.id, ["VALIDATING"], "FAILED", reason);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  private async storeCanonical(dataset: DatasetRow, dir: string, manifest: CanonicalManifest): Promise<void> {
+    for (const file of await readdir(dir)) {
+      await this.store.putFile(keys.datasetCanonical(dataset.tenant_id, dataset.id, file), join(dir, file));
+    }
+    await markDatasetReady(this.db, dataset.id, manifest);
+  }
+
+  async delete(tenantId: string, id: string): Promise<boolean> {
+    const dataset = await getDataset(this.db, tenantId, id);
+    if (!dataset) throw notFound("dataset", id);
+    const live = await liveJobsUsing(this.db, tenantId, id);
+    if (live > 0)
+      throw conflict(`dataset is used by ${live} live job(s); cancel them or wait until they finish`);
+    await softDeleteDataset(this.db, tenantId, id);
+    await this.store.deletePrefix(keys.datasetPrefix(tenantId, id));
+    return true;
+  }
+
+  /** Build a poisoned copy of a READY TRAIN dataset (and its ASR test set) with the trainer's `poison` command. */
+  async poison(
+    tenantId: string,
+    input: {
+      sourceId: string;
+      testDatasetId?: string | null;
+      name?: string | null;
+      attack: {
+        name: string;
+        target: number;
+        ratio?: number | null;
+        seed?: number | null;
+        params?: Record<string, unknown> | null;
+      };
+    },
+  ) {
+    const source = await getDataset(this.db, tenantId, input.sourceId);
+    if (!source) throw notFound("dataset", input.sourceId);
+    if (source.status !== "READY")
+      throw badInput(`source dataset is ${source.status}, not READY`, "sourceId");
+    const test = input.testDatasetId ? await getDataset(this.db, tenantId, input.testDatasetId) : null;
+    if (input.testDatasetId && (test?.status !== "READY" || test.role !== "TEST"))
+      throw badInput("testDatasetId must be a READY TEST dataset", "testDatasetId");
+    const catalog = await trainerCatalog(this.python);
+    if (!catalog.attacks.some((a) => a.name === input.attack.name))
+      throw badInput(`unknown attack ${input.attack.name}`, "attack.name");
+    const ratio = input.attack.ratio ?? 0.1;
+    if (!(ratio > 0 && ratio <= 1)) throw badInput("attack.ratio must be in (0, 1]", "attack.ratio");
+    const record = {
+      attack: input.attack.name,
+      target: input.attack.target,
+      ratio,
+      seed: input.attack.seed ?? 0,
+      params: input.attack.params ?? {},
+    };
+    const poisoned = await insertDataset(this.db, {
+      id: randomUUID(),
+      tenantId,
+      name: input.name ?? `${source.name} + ${input.attack.name}`,
+      role: "TRAIN",
+      format: "CANONICAL",
+      status: "VALIDATING",
+      parts: [],
+      sizeBytes: 0,
+      classNames: source.class_names,
+      poison: record,
+      sourceId: source.id,
+    });
+    const asr = test
+      ? await insertDataset(this.db, {
+          id: randomUUID(),
+          tenantId,
+          name: `${test.name} + ${input.attack.name} (ASR)`,
+          role: "ASR_TEST",
+          format: "CANONICAL",
+          status: "VALIDATING",
+          parts: [],
+          sizeBytes: 0,
+          classNames: test.class_names,
+          poison: record,
+          sourceId: test.id,
+        })
+      : null;
+    this.inBackground(this.runPoison(source, test, poisoned, asr, record));
+    return { dataset: poisoned, asrTestDataset: asr };
+  }
+
+  private async runPoison(
+    source: DatasetRow,
+    test: DatasetRow | null,
+    poisoned: DatasetRow,
+    asr: DatasetRow | null,
+    record: { attack: string; target: number; ratio: number; seed: number; params: Record<string, unknown> },
+  ): Promise<void> {
+    const dir = join(this.scratchDir, `poison-${poisoned.id}`);
+    try {
+      const sourceDir = await this.stageCanonical(source, join(dir, "source"));
+      const testDir = test ? await this.stageCanonical(test, join(dir, "test")) : null;
+      const spec = {
+        source: sourceDir,
+        test: testDir,
+        attack: { name: record.attack, target: record.target, params: record.params },
+        ratio: record.ratio,
+        seed: record.seed,
+      };
+      const { writeFile, readFile } = await import("node:fs/promises");
+      await writeFile(join(dir, "poison.json"), JSON.stringify(spec));
+      const args = ["poison", "--spec", join(dir, "poison.json"), "--out", join(dir, "out")];
+      if (asr) args.push("--asr-out", join(dir, "asr"));
+      const result = await runTrainerCommand(args, this.python);
+      if (result.code !== 0) {
+        const line = result.stderr.trim().split("\n").at(-1) ?? "";
+        throw new IngestError("POISON_FAILED", line.slice(0, 1000));
+      }
+      for (const [row, out] of [
+        [poisoned, "out"],
+        [asr, "asr"],
+      ] as [DatasetRow | null, string][]) {
+        if (!row) continue;
+        const manifest = JSON.parse(await readFile(join(dir, out, "manifest.json"), "utf8"));
+        await this.storeCanonical(row, join(dir, out), manifest);
+      }
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      for (const row of [poisoned, asr])
+        if (row) await setDatasetStatus(this.db, row.id, ["VALIDATING"], "FAILED", reason);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  private async stageCanonical(dataset: DatasetRow, dir: string): Promise<string> {
+    await mkdir(dir, { recursive: true });
+    for (const file of ["images.npy", "labels.npy", "manifest.json"]) {
+      await this.store.downloadToFile(
+        keys.datasetCanonical(dataset.tenant_id, dataset.id, file),
+        join(dir, file),
+      );
+    }
+    return dir;
+  }
+}

@@ -1,0 +1,172 @@
+import { type Queryable, sql } from "./sql.ts";
+
+/** SQL for the datasets table. Every statement is scoped by tenant. */
+
+export type DatasetRole = "TRAIN" | "HOLDOUT" | "TEST" | "ASR_TEST";
+export type DatasetStatus = "AWAITING_UPLOAD" | "VALIDATING" | "READY" | "FAILED";
+
+export interface UploadPart {
+  name: string;
+  sizeBytes: number;
+  sha256: string;
+  key: string;
+}
+
+export interface DatasetRow {
+  id: string;
+  tenant_id: string;
+  name: string;
+  role: DatasetRole;
+  format: string;
+  status: DatasetStatus;
+  failure_reason: string | null;
+  parts: UploadPart[];
+  size_bytes: string;
+  count: number | null;
+  height: number | null;
+  width: number | null;
+  channels: number | null;
+  num_classes: number | null;
+  class_names: string[] | null;
+  class_histogram: number[] | null;
+  manifest: Record<string, unknown> | null;
+  poison: Record<string, unknown> | null;
+  created_at: Date;
+}
+
+const COLUMNS = `id, tenant_id, name, role, format, status, failure_reason, parts, size_bytes, count, height, width, channels,
+  num_classes, class_names, class_histogram, manifest, poison, created_at`;
+
+export async function insertDataset(
+  db: Queryable,
+  row: {
+    id: string;
+    tenantId: string;
+    name: string;
+    role: DatasetRole;
+    format: string;
+    status: DatasetStatus;
+    parts: UploadPart[];
+    sizeBytes: number;
+    classNames?: string[] | null;
+    poison?: unknown;
+    sourceId?: string | null;
+  },
+): Promise<DatasetRow> {
+  const rows = await sql<DatasetRow>(
+    db,
+    `INSERT INTO datasets (id, tenant_id, name, role, format, status, parts, size_bytes, class_names, poison, source_dataset_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ${COLUMNS}`,
+    [
+      row.id,
+      row.tenantId,
+      row.name,
+      row.role,
+      row.format,
+      row.status,
+      JSON.stringify(row.parts),
+      row.sizeBytes,
+      row.classNames ? JSON.stringify(row.classNames) : null,
+      row.poison ? JSON.stringify(row.poison) : null,
+      row.sourceId ?? null,
+    ],
+  );
+  return rows[0] as DatasetRow;
+}
+
+export async function getDataset(db: Queryable, tenantId: string, id: string): Promise<DatasetRow | null> {
+  if (!isUuid(id)) return null;
+  const rows = await sql<DatasetRow>(
+    db,
+    `SELECT ${COLUMNS} FROM datasets WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL`,
+    [id, tenantId],
+  );
+  return rows[0] ?? null;
+}
+
+export async function listDatasets(
+  db: Queryable,
+  tenantId: string,
+  opts: { first: number; after?: { createdAt: string; id: string }; role?: DatasetRole },
+): Promise<DatasetRow[]> {
+  const params: unknown[] = [tenantId, opts.first + 1];
+  let where = "tenant_id = $1 AND deleted_at IS NULL";
+  if (opts.role) {
+    params.push(opts.role);
+    where += ` AND role = $${params.length}`;
+  }
+  if (opts.after) {
+    params.push(opts.after.createdAt, opts.after.id);
+    where += ` AND (created_at, id) < ($${params.length - 1}::timestamptz, $${params.length}::uuid)`;
+  }
+  return sql<DatasetRow>(
+    db,
+    `SELECT ${COLUMNS} FROM datasets WHERE ${where} ORDER BY created_at DESC, id DESC LIMIT $2`,
+    params,
+  );
+}
+
+/** Move a dataset from one status to another; returns false when it was not in `from` (a concurrent change won). */
+export async function setDatasetStatus(
+  db: Queryable,
+  id: string,
+  from: DatasetStatus[],
+  to: DatasetStatus,
+  reason: string | null = null,
+): Promise<boolean> {
+  const rows = await sql(
+    db,
+    "UPDATE datasets SET status = $2, failure_reason = $3, updated_at = now() WHERE id = $1 AND status = ANY($4) RETURNING id",
+    [id, to, reason, from],
+  );
+  return rows.length > 0;
+}
+
+export async function markDatasetReady(
+  db: Queryable,
+  id: string,
+  manifest: {
+    count: number;
+    height: number;
+    width: number;
+    channels: number;
+    numClasses: number;
+    classNames: string[];
+    classHistogram: number[];
+  },
+): Promise<void> {
+  await sql(
+    db,
+    `UPDATE datasets SET status = 'READY', failure_reason = NULL, count = $2, height = $3, width = $4, channels = $5, num_classes = $6,
+       class_names = $7, class_histogram = $8, manifest = $9, updated_at = now() WHERE id = $1`,
+    [
+      id,
+      manifest.count,
+      manifest.height,
+      manifest.width,
+      manifest.channels,
+      manifest.numClasses,
+      JSON.stringify(manifest.classNames),
+      JSON.stringify(manifest.classHistogram),
+      JSON.stringify(manifest),
+    ],
+  );
+}
+
+export async function datasetsStuckValidating(db: Queryable): Promise<{ id: string; tenant_id: string }[]> {
+  return sql(db, "SELECT id, tenant_id FROM datasets WHERE status = 'VALIDATING' AND deleted_at IS NULL");
+}
+
+/** Soft delete (jobs keep their references); refused by the caller while a live job uses it. */
+export async function softDeleteDataset(db: Queryable, tenantId: string, id: string): Promise<boolean> {
+  const rows = await sql(
+    db,
+    "UPDATE datasets SET deleted_at = now() WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING id",
+    [id, tenantId],
+  );
+  return rows.length > 0;
+}
+
+export function isUuid(id: string): boolean {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id);
+}

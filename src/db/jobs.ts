@@ -1,0 +1,308 @@
+import type { JobStatus } from "../jobs/lifecycle.ts";
+import { sourcesOf } from "../jobs/lifecycle.ts";
+import { type Queryable, sql } from "./sql.ts";
+
+/** SQL for training jobs, their transitions, metric history and artifacts. Tenant-scoped reads. */
+
+export interface JobRow {
+  id: string;
+  tenant_id: string;
+  idempotency_key: string;
+  input_hash: string;
+  method: string;
+  architecture: string;
+  status: JobStatus;
+  train_dataset_id: string;
+  holdout_dataset_id: string;
+  test_dataset_id: string;
+  asr_test_dataset_id: string | null;
+  attack: { name: string; target: number; params?: Record<string, unknown> } | null;
+  target: number | null;
+  seed: number;
+  hyperparameters: Record<string, unknown>;
+  queue: "gpu" | "cpu";
+  attempt: number;
+  max_attempts: number;
+  worker: string | null;
+  device: Record<string, unknown> | null;
+  progress: Record<string, unknown> | null;
+  metrics: Record<string, unknown> | null;
+  error: { code: string; message: string } | null;
+  checkpoint_key: string | null;
+  log_tail: string[];
+  heartbeat_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface NewJob {
+  tenantId: string;
+  idempotencyKey: string;
+  inputHash: string;
+  method: string;
+  architecture: string;
+  trainId: string;
+  holdoutId: string;
+  testId: string;
+  asrTestId: string | null;
+  attack: unknown;
+  target: number | null;
+  seed: number;
+  hyperparameters: Record<string, unknown>;
+  queue: "gpu" | "cpu";
+}
+
+/** Insert unless the tenant already used the idempotency key; returns [job, created]. */
+export async function insertJob(db: Queryable, job: NewJob): Promise<[JobRow, boolean]> {
+  const inserted = await sql<JobRow>(
+    db,
+    `INSERT INTO training_jobs (tenant_id, idempotency_key, input_hash, method, architecture, status, train_dataset_id, holdout_dataset_id,
+       test_dataset_id, asr_test_dataset_id, attack, target, seed, hyperparameters, queue)
+     VALUES ($1, $2, $3, $4, $5, 'VALIDATING', $6, $7, $8, $9, $10, $11, $12, $13, $14)
+     ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING *`,
+    [
+      job.tenantId,
+      job.idempotencyKey,
+      job.inputHash,
+      job.method,
+      job.architecture,
+      job.trainId,
+      job.holdoutId,
+      job.testId,
+      job.asrTestId,
+      job.attack ? JSON.stringify(job.attack) : null,
+      job.target,
+      job.seed,
+      JSON.stringify(job.hyperparameters),
+      job.queue,
+    ],
+  );
+  if (inserted[0]) {
+    await recordTransition(db, inserted[0].id, null, "VALIDATING", "launched");
+    return [inserted[0], true];
+  }
+  const existing = await sql<JobRow>(
+    db,
+    "SELECT * FROM training_jobs WHERE tenant_id = $1 AND idempotency_key = $2",
+    [job.tenantId, job.idempotencyKey],
+  );
+  return [existing[0] as JobRow, false];
+}
+
+export async function getJob(db: Queryable, tenantId: string | null, id: string): Promise<JobRow | null> {
+  if (!/^[0-9a-f-]{36}$/i.test(id)) return null;
+  const rows = tenantId
+    ? await sql<JobRow>(db, "SELECT * FROM training_jobs WHERE id = $1 AND tenant_id = $2", [id, tenantId])
+    : await sql<JobRow>(db, "SELECT * FROM training_jobs WHERE id = $1", [id]);
+  return rows[0] ?? null;
+}
+
+export async function listJobs(
+  db: Queryable,
+  tenantId: string,
+  opts: { first: number; after?: { createdAt: string; id: string }; status?: JobStatus; method?: string },
+): Promise<JobRow[]> {
+  const params: unknown[] = [tenantId, opts.first + 1];
+  let where = "tenant_id = $1";
+  if (opts.status) {
+    params.push(opts.status);
+    where += ` AND status = $${params.length}`;
+  }
+  if (opts.method) {
+    params.push(opts.method);
+    where += ` AND method = $${params.length}`;
+  }
+  if (opts.after) {
+    params.push(opts.after.createdAt, opts.after.id);
+    where += ` AND (created_at, id) < ($${params.length - 1}::timestamptz, $${params.length}::uuid)`;
+  }
+  return sql<JobRow>(
+    db,
+    `SELECT * FROM training_jobs WHERE ${where} ORDER BY created_at DESC, id DESC LIMIT $2`,
+    params,
+  );
+}
+
+/**
+ * Move a job to `to` if it is in a state that allows it (and in `onlyFrom` when given), applying
+ * `patch` columns in the same statement, and record the transition. Returns the updated row, or
+ * null when the job was not in an allowed state (someone else moved it first).
+ */
+export async function transition(
+  db: Queryable,
+  id: string,
+  to: JobStatus,
+  reason: string,
+  patch: Partial<
+    Record<"attempt" | "worker" | "device" | "error" | "metrics" | "progress" | "heartbeat_at", unknown>
+  > = {},
+  onlyFrom?: JobStatus[],
+): Promise<JobRow | null> {
+  const from = onlyFrom ?? sourcesOf(to);
+  const sets = ["status = $2", "updated_at = now()"];
+  const params: unknown[] = [id, to, from];
+  for (const [column, value] of Object.entries(patch)) {
+    params.push(
+      value !== null && typeof value === "object" && !(value instanceof Date) ? JSON.stringify(value) : value,
+    );
+    sets.push(`${column} = $${params.length}`);
+  }
+  // The sub-select locks the row and reads the old status in the same statement as the update.
+  const rows = await sql<JobRow & { prev_status: JobStatus }>(
+    db,
+    `UPDATE training_jobs t SET ${sets.join(", ")}
+     FROM (SELECT id, status AS prev_status FROM training_jobs WHERE id = $1 FOR UPDATE) p
+     WHERE t.id = p.id AND t.status = ANY($3) RETURNING t.*, p.prev_status`,
+    params,
+  );
+  const row = rows[0];
+  if (!row) return null;
+  await recordTransition(db, id, row.prev_status, to, reason);
+  const { prev_status: _, ...job } = row;
+  return job as JobRow;
+}
+
+export async function recordTransition(
+  db: Queryable,
+  jobId: string,
+  from: JobStatus | null,
+  to: JobStatus,
+  reason: string,
+): Promise<void> {
+  await sql(
+    db,
+    "INSERT INTO job_transitions (job_id, from_status, to_status, reason) VALUES ($1, $2, $3, $4)",
+    [jobId, from, to, reason],
+  );
+}
+
+export async function transitionsOf(
+  db: Queryable,
+  jobId: string,
+): Promise<{ from_status: JobStatus | null; to_status: JobStatus; reason: string | null; at: Date }[]> {
+  return sql(
+    db,
+    "SELECT from_status, to_status, reason, at FROM job_transitions WHERE job_id = $1 ORDER BY id",
+    [jobId],
+  );
+}
+
+export async function updateRunning(
+  db: Queryable,
+  id: string,
+  patch: { progress?: unknown; logTail?: string[]; checkpointKey?: string; metrics?: unknown },
+): Promise<void> {
+  await sql(
+    db,
+    `UPDATE training_jobs SET progress = COALESCE($2, progress), log_tail = COALESCE($3, log_tail), checkpoint_key = COALESCE($4, checkpoint_key),
+       metrics = COALESCE($5, metrics), heartbeat_at = now(), updated_at = now() WHERE id = $1`,
+    [
+      id,
+      patch.progress ? JSON.stringify(patch.progress) : null,
+      patch.logTail ? JSON.stringify(patch.logTail) : null,
+      patch.checkpointKey ?? null,
+      patch.metrics ? JSON.stringify(patch.metrics) : null,
+    ],
+  );
+}
+
+export async function heartbeat(db: Queryable, id: string): Promise<JobStatus | null> {
+  const rows = await sql<{ status: JobStatus }>(
+    db,
+    "UPDATE training_jobs SET heartbeat_at = now() WHERE id = $1 RETURNING status",
+    [id],
+  );
+  return rows[0]?.status ?? null;
+}
+
+export async function staleJobs(db: Queryable, staleAfterSeconds: number): Promise<JobRow[]> {
+  return sql<JobRow>(
+    db,
+    `SELECT * FROM training_jobs WHERE status IN ('STARTING','RUNNING','UPLOADING','CANCELLING')
+       AND heartbeat_at < now() - make_interval(secs => $1)`,
+    [staleAfterSeconds],
+  );
+}
+
+export async function insertMetric(
+  db: Queryable,
+  jobId: string,
+  attempt: number,
+  stage: string,
+  epoch: number | null,
+  name: string,
+  value: number | null,
+): Promise<void> {
+  await sql(
+    db,
+    "INSERT INTO job_metrics (job_id, attempt, stage, epoch, name, value) VALUES ($1, $2, $3, $4, $5, $6)",
+    [jobId, attempt, stage, epoch, name, value],
+  );
+}
+
+/** Per-epoch series of the latest attempt that reported each (stage, name). */
+export async function metricHistory(
+  db: Queryable,
+  jobId: string,
+  filter: { name?: string; stage?: string },
+): Promise<{ stage: string; epoch: number | null; name: string; value: number | null }[]> {
+  return sql(
+    db,
+    `SELECT DISTINCT ON (stage, name, epoch) stage, epoch, name, value FROM job_metrics
+     WHERE job_id = $1 AND ($2::text IS NULL OR name = $2) AND ($3::text IS NULL OR stage = $3)
+     ORDER BY stage, name, epoch, attempt DESC, id DESC`,
+    [jobId, filter.name ?? null, filter.stage ?? null],
+  );
+}
+
+export interface ArtifactRow {
+  id: string;
+  job_id: string;
+  kind: string;
+  format: string;
+  file_name: string;
+  storage_key: string;
+  size_bytes: string;
+  sha256: string;
+}
+
+export async function upsertArtifact(
+  db: Queryable,
+  a: {
+    jobId: string;
+    tenantId: string;
+    kind: string;
+    format: string;
+    fileName: string;
+    key: string;
+    sizeBytes: number;
+    sha256: string;
+  },
+): Promise<void> {
+  await sql(
+    db,
+    `INSERT INTO artifacts (job_id, tenant_id, kind, format, file_name, storage_key, size_bytes, sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (job_id, file_name) DO UPDATE SET kind = EXCLUDED.kind, format = EXCLUDED.format, storage_key = EXCLUDED.storage_key,
+       size_bytes = EXCLUDED.size_bytes, sha256 = EXCLUDED.sha256, created_at = now()`,
+    [a.jobId, a.tenantId, a.kind, a.format, a.fileName, a.key, a.sizeBytes, a.sha256],
+  );
+}
+
+export async function artifactsOf(db: Queryable, tenantId: string, jobId: string): Promise<ArtifactRow[]> {
+  return sql<ArtifactRow>(
+    db,
+    "SELECT * FROM artifacts WHERE job_id = $1 AND tenant_id = $2 ORDER BY kind, file_name",
+    [jobId, tenantId],
+  );
+}
+
+/** Live jobs that use a dataset (deleting it then is refused). */
+export async function liveJobsUsing(db: Queryable, tenantId: string, datasetId: string): Promise<number> {
+  const rows = await sql<{ n: string }>(
+    db,
+    `SELECT count(*) AS n FROM training_jobs WHERE tenant_id = $1 AND status IN ('VALIDATING','QUEUED','STARTING','RUNNING','UPLOADING','CANCELLING')
+       AND $2 IN (train_dataset_id, holdout_dataset_id, test_dataset_id, asr_test_dataset_id)`,
+    [tenantId, datasetId],
+  );
+  return Number(rows[0]?.n ?? 0);
+}

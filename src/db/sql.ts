@@ -1,0 +1,41 @@
+import type { DataSource, QueryRunner } from "typeorm";
+
+/** A connection or an open transaction. */
+export type Queryable = DataSource | QueryRunner;
+
+/**
+ * Run one SQL statement and return its rows. Goes through TypeORM's structured result so that
+ * INSERT/UPDATE/DELETE ... RETURNING all give rows (plain `query()` wraps UPDATE results differently).
+ */
+export async function sql<T = Record<string, unknown>>(
+  db: Queryable,
+  text: string,
+  params: unknown[] = [],
+): Promise<T[]> {
+  if ("manager" in db && "isTransactionActive" in db) {
+    return (await (db as QueryRunner).query(text, params, true)).records as T[];
+  }
+  const runner = (db as DataSource).createQueryRunner();
+  try {
+    return (await runner.query(text, params, true)).records as T[];
+  } finally {
+    await runner.release();
+  }
+}
+
+/** Run `fn` in a transaction on its own connection. */
+export async function transaction<T>(db: DataSource, fn: (tx: QueryRunner) => Promise<T>): Promise<T> {
+  const runner = db.createQueryRunner();
+  await runner.connect();
+  await runner.startTransaction();
+  try {
+    const result = await fn(runner);
+    await runner.commitTransaction();
+    return result;
+  } catch (error) {
+    await runner.rollbackTransaction();
+    throw error;
+  } finally {
+    await runner.release();
+  }
+}

@@ -1,0 +1,93 @@
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { DataSource } from "typeorm";
+import { createApi } from "./api/server.ts";
+import type { Config } from "./config.ts";
+import { DatasetService } from "./datasets/service.ts";
+import { createDataSource, migrate } from "./db/data-source.ts";
+import { startEmbeddedPostgres } from "./db/embedded.ts";
+import { sql } from "./db/sql.ts";
+import { createApiKey, createTenant } from "./db/tenants.ts";
+import { JobQueue } from "./jobs/queue.ts";
+import { JobService } from "./jobs/service.ts";
+import { createObjectStore } from "./storage/index.ts";
+import type { ObjectStore } from "./storage/object-store.ts";
+import { type RunningWorker, startWorker } from "./worker/index.ts";
+
+export interface App {
+  config: Config;
+  db: DataSource;
+  store: ObjectStore;
+  queue: JobQueue;
+  datasets: DatasetService;
+  jobs: JobService;
+  databaseUrl: string;
+  url?: string;
+  worker?: RunningWorker;
+  /** Set when this start created the first tenant. */
+  firstApiKey?: string;
+  stop(): Promise<void>;
+}
+
+/** Composition root: database (embedded when DATABASE_URL is unset), store, queue, API and/or worker. */
+export async function startApp(config: Config, roles: { api: boolean; worker: boolean }): Promise<App> {
+  const stops: (() => Promise<void>)[] = [];
+  const embedded = config.databaseUrl ? null : await startEmbeddedPostgres(config.dataDir);
+  if (embedded) stops.unshift(() => embedded.stop());
+  const databaseUrl = config.databaseUrl ?? (embedded?.url as string);
+  const db = createDataSource(databaseUrl);
+  await db.initialize();
+  stops.unshift(() => db.destroy());
+  await migrate(db);
+  const store = createObjectStore(config);
+  const queue = new JobQueue(databaseUrl);
+  await queue.start();
+  stops.unshift(() => queue.stop());
+  const scratch = join(config.dataDir, "scratch");
+  const datasets = new DatasetService(db, store, scratch, config.limits.maxUploadBytes, config.python);
+  stops.unshift(() => datasets.idle());
+  const jobs = new JobService(db, queue, config.python);
+  const app: App = {
+    config,
+    db,
+    store,
+    queue,
+    datasets,
+    jobs,
+    databaseUrl,
+    async stop() {
+      for (const stop of stops) await stop().catch(() => {});
+    },
+  };
+  app.firstApiKey = await ensureFirstTenant(db, config.dataDir);
+  if (roles.api) {
+    await datasets.resumeInterrupted();
+    const api = await createApi(config, { db, store, datasets, jobs, python: config.python });
+    const server = await api.listen(config.port, config.host);
+    const address = server.address();
+    const port = typeof address === "object" && address ? address.port : config.port;
+    app.url = `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${port}`;
+    stops.unshift(() => api.stop());
+  }
+  if (roles.worker) {
+    app.worker = await startWorker(config, db, store, queue);
+    stops.unshift(() => (app.worker as RunningWorker).stop());
+  }
+  return app;
+}
+
+/**
+ * On an empty database, create a default tenant and its first key, kept in the data directory
+ * (mode 0600) so `trapdoor start` can show it again. Returns the key when one is known.
+ */
+async function ensureFirstTenant(db: DataSource, dataDir: string): Promise<string | undefined> {
+  const keyFile = join(dataDir, "first-api-key");
+  const tenants = await sql<{ n: string }>(db, "SELECT count(*) AS n FROM tenants");
+  if (Number(tenants[0]?.n ?? 0) === 0) {
+    const tenant = await createTenant(db, "default");
+    const { key } = await createApiKey(db, tenant.id, "first key");
+    writeFileSync(keyFile, `${key}\n`, { mode: 0o600 });
+    return key;
+  }
+  return existsSync(keyFile) ? readFileSync(keyFile, "utf8").trim() : undefined;
+}

@@ -1,0 +1,60 @@
+/**
+ * Object storage: the ObjectStore contract and a factory that builds the configured store.
+ * The app's Config satisfies StorageConfig as it is (`createObjectStore(config)`).
+ */
+import { LocalStore } from "./local.ts";
+import type { ObjectStore } from "./object-store.ts";
+import { S3Store } from "./s3.ts";
+
+export { LocalStore, type LocalStoreOptions, localStoreRouter } from "./local.ts";
+export {
+  InvalidKeyError,
+  NotFoundError,
+  type ObjectStore,
+  SizeMismatchError,
+  type StoredObject,
+} from "./object-store.ts";
+export { S3Store, type S3StoreOptions } from "./s3.ts";
+
+export interface StorageConfig {
+  store:
+    | { kind: "local"; root: string }
+    | {
+        kind: "s3";
+        bucket: string;
+        region: string;
+        endpoint?: string;
+        forcePathStyle?: boolean;
+        credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+      };
+  /** Base URL clients reach the API at; the local store's signed URLs start with it. */
+  publicBaseUrl: string;
+  /** Signs the local store's URLs. */
+  signingSecret: string;
+  limits?: { maxUploadBytes?: number };
+}
+
+/**
+ * The configured store. A LocalStore needs its router mounted by the API:
+ * `if (store instanceof LocalStore) app.use("/objects", localStoreRouter(store))`.
+ */
+export function createObjectStore(config: StorageConfig): ObjectStore {
+  const store = config.store;
+  switch (store.kind) {
+    case "local":
+      return new LocalStore({
+        root: store.root,
+        publicBaseUrl: config.publicBaseUrl,
+        signingSecret: config.signingSecret,
+        maxUploadBytes: config.limits?.maxUploadBytes,
+      });
+    case "s3":
+      return new S3Store({
+        bucket: store.bucket,
+        region: store.region,
+        endpoint: store.endpoint,
+        forcePathStyle: store.forcePathStyle,
+        credentials: store.credentials,
+      });
+  }
+}

@@ -1,0 +1,14 @@
+/** Object-store key layout: everything a tenant owns lives under its own prefix. */
+export const keys = {
+  datasetRaw: (tenantId: string, datasetId: string, part: string) =>
+    `tenants/${tenantId}/datasets/${datasetId}/raw/${part}`,
+  datasetCanonical: (tenantId: string, datasetId: string, file: string) =>
+    `tenants/${tenantId}/datasets/${datasetId}/canonical/${file}`,
+  datasetPrefix: (tenantId: string, datasetId: string) => `tenants/${tenantId}/datasets/${datasetId}/`,
+  checkpoint: (tenantId: string, jobId: string) => `tenants/${tenantId}/jobs/${jobId}/checkpoint.pt`,
+  artifact: (tenantId: string, jobId: string, file: string) =>
+    `tenants/${tenantId}/jobs/${jobId}/artifacts/${file}`,
+};
+
+export const CANONICAL_FILES = ["images.npy", "labels.npy", "manifest.json"] as const;
+export const OPTIONAL_CANONICAL_FILES = ["poison_mask.npy"] as const;

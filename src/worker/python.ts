@@ -1,0 +1,86 @@
+import { spawn, spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+/** Root of the Python trainer package (the trainer runs with this as cwd / PYTHONPATH). */
+export const TRAINER_ROOT = fileURLToPath(new URL("../../trainer", import.meta.url));
+
+let cachedPython: string | undefined;
+
+/** $TRAPDOOR_PYTHON (or the configured one), else the first of python3, /usr/bin/python3 that imports torch. */
+export function findPython(configured?: string): string {
+  if (configured) return configured;
+  if (process.env.TRAPDOOR_PYTHON) return process.env.TRAPDOOR_PYTHON;
+  if (cachedPython) return cachedPython;
+  for (const candidate of ["python3", "/usr/bin/python3"]) {
+    const probe = spawnSync(candidate, ["-c", "import torch, numpy"], { stdio: "ignore" });
+    if (probe.status === 0) {
+      cachedPython = candidate;
+      return candidate;
+    }
+  }
+  throw new Error("no Python with torch found: install python3-torch or set TRAPDOOR_PYTHON");
+}
+
+export function trainerEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, PYTHONPATH: TRAINER_ROOT, PYTHONUNBUFFERED: "1" };
+}
+
+export interface TrainerOutput {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run a short trainer command (describe, poison) to completion. */
+export function runTrainerCommand(args: string[], python?: string): Promise<TrainerOutput> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(findPython(python), ["-m", "trapdoor_trainer", ...args], {
+      cwd: TRAINER_ROOT,
+      env: trainerEnv(),
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** The trainer's own description of its methods, attacks and architectures; read once per process. */
+export interface TrainerCatalog {
+  methods: {
+    name: string;
+    description: string;
+    kind: string;
+    requiredInputs: string[];
+    hyperparameters: Record<
+      string,
+      {
+        default: unknown;
+        type: string;
+        doc: string;
+        minimum?: number;
+        maximum?: number;
+        choices?: unknown[];
+        nullable?: boolean;
+      }
+    >;
+  }[];
+  attacks: { name: string; cleanLabel: boolean; params: Record<string, unknown>; description: string }[];
+  architectures: string[];
+}
+
+let catalog: Promise<TrainerCatalog> | undefined;
+
+export function trainerCatalog(python?: string): Promise<TrainerCatalog> {
+  catalog ??= runTrainerCommand(["describe"], python).then((out) => {
+    if (out.code !== 0) throw new Error(`trainer describe failed: ${out.stderr.slice(-500)}`);
+    return JSON.parse(out.stdout) as TrainerCatalog;
+  });
+  return catalog;
+}
