@@ -15,7 +15,15 @@ export interface Config {
   publicBaseUrl: string;
   store:
     | { kind: "local"; root: string }
-    | { kind: "s3"; bucket: string; region: string; endpoint?: string; forcePathStyle: boolean };
+    | {
+        kind: "s3";
+        bucket: string;
+        region: string;
+        endpoint?: string;
+        forcePathStyle: boolean;
+        /** Unset → the AWS SDK's default chain (environment, instance role, ...). */
+        credentials?: { accessKeyId: string; secretAccessKey: string };
+      };
   signingSecret: string;
   worker: {
     queues: QueueName[];
@@ -64,6 +72,10 @@ export function loadConfig(
         region: env.S3_REGION ?? "us-east-1",
         endpoint: env.S3_ENDPOINT || undefined,
         forcePathStyle: env.S3_FORCE_PATH_STYLE === "true" || Boolean(env.S3_ENDPOINT),
+        credentials:
+          env.S3_ACCESS_KEY_ID && env.S3_SECRET_ACCESS_KEY
+            ? { accessKeyId: env.S3_ACCESS_KEY_ID, secretAccessKey: env.S3_SECRET_ACCESS_KEY }
+            : undefined,
       }
     : { kind: "local", root: join(dataDir, "store") };
   const queues = (env.TRAPDOOR_WORKER_QUEUES ?? "")

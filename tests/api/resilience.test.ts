@@ -1,0 +1,224 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { createDataSource, migrate } from "../../src/db/data-source.ts";
+import { startEmbeddedPostgres } from "../../src/db/embedded.ts";
+import { startWorker } from "../../src/worker/index.ts";
+import { gql, makeDatasets, readPart, sha256, startTestApp, waitFor } from "../helpers/app.ts";
+import { startS3rver } from "../storage/helpers.ts";
+
+type TestApp = Awaited<ReturnType<typeof startTestApp>>;
+const repo = fileURLToPath(new URL("../..", import.meta.url));
+
+async function uploadAll(app: TestApp, data: Record<string, string>): Promise<Record<string, string>> {
+  const ids: Record<string, string> = {};
+  for (const [name, role] of [
+    ["train", "TRAIN"],
+    ["holdout", "HOLDOUT"],
+    ["test", "TEST"],
+  ] as const) {
+    const dir = data[name] as string;
+    const parts = ["images", "labels"].map((part) => ({ part, bytes: readPart(dir, `${part}.npy`) }));
+    const created = await gql<{
+      createDatasetUpload: {
+        dataset: { id: string };
+        uploads: { part: string; url: string; headers: Record<string, string> }[];
+      };
+    }>(
+      app.url as string,
+      app.key,
+      `mutation($input: CreateDatasetUploadInput!) { createDatasetUpload(input: $input) { dataset { id } uploads { part url headers } } }`,
+      {
+        input: {
+          name,
+          role,
+          format: "NPY_PAIR",
+          parts: parts.map((p) => ({ name: p.part, sizeBytes: p.bytes.length, sha256: sha256(p.bytes) })),
+        },
+      },
+    );
+    const payload = created.data?.createDatasetUpload;
+    assert.ok(payload, JSON.stringify(created.errors));
+    for (const target of payload.uploads) {
+      const body = parts.find((p) => p.part === target.part)?.bytes as Buffer;
+      const res = await fetch(target.url, {
+        method: "PUT",
+        headers: target.headers,
+        body: new Uint8Array(body),
+      });
+      assert.ok(res.ok, `${res.status} ${await res.text()}`);
+    }
+    await gql(app.url as string, app.key, `mutation($id: ID!) { completeDatasetUpload(id: $id) { id } }`, {
+      id: payload.dataset.id,
+    });
+    ids[name] = payload.dataset.id;
+  }
+  for (const id of Object.values(ids)) {
+    await waitFor("dataset READY", async () => {
+      const res = await gql<{ dataset: { status: string; failureReason: string } }>(
+        app.url as string,
+        app.key,
+        `query($id: ID!) { dataset(id: $id) { status failureReason } }`,
+        { id },
+      );
+      assert.notEqual(res.data?.dataset.status, "FAILED", res.data?.dataset.failureReason);
+      return res.data?.dataset.status === "READY";
+    });
+  }
+  return ids;
+}
+
+async function launch(
+  app: TestApp,
+  ids: Record<string, string>,
+  key: string,
+  hyperparameters: Record<string, unknown>,
+): Promise<string> {
+  const res = await gql<{ launchTraining: { id: string } }>(
+    app.url as string,
+    app.key,
+    `mutation($input: LaunchTrainingInput!) { launchTraining(input: $input) { id } }`,
+    {
+      input: {
+        method: "NO_DEFENSE",
+        architecture: "small-cnn",
+        trainDatasetId: ids.train,
+        holdoutDatasetId: ids.holdout,
+        testDatasetId: ids.test,
+        hyperparameters,
+        idempotencyKey: key,
+      },
+    },
+  );
+  assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+  return res.data?.launchTraining.id as string;
+}
+
+describe("migrations", () => {
+  it("run from an empty database and revert", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "trapdoor-migrate-"));
+    const pg = await startEmbeddedPostgres(dir);
+    const db = createDataSource(pg.url);
+    await db.initialize();
+    try {
+      assert.deepEqual(await migrate(db), ["Initial1764150000000"]);
+      const tables = async () =>
+        (await db.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).map(
+          (r: { tablename: string }) => r.tablename,
+        );
+      assert.ok((await tables()).includes("training_jobs"));
+      assert.deepEqual(await migrate(db), []);
+      await db.undoLastMigration({ transaction: "each" });
+      assert.deepEqual(await tables(), ["trapdoor_migrations"]);
+    } finally {
+      await db.destroy();
+      await pg.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a worker killed mid-run", () => {
+  it("is noticed by its missing heartbeat; the job is retried, resumes from the checkpoint and succeeds as attempt 2", async () => {
+    const app = await startTestApp({}, { api: true, worker: false });
+    try {
+      const ids = await uploadAll(app, makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-data-"))));
+      const id = await launch(app, ids, "killed-worker", { epochs: 6, batchSize: 16 });
+      // A separate worker process on the same database and store, killed with SIGKILL (no clean-up).
+      const worker = spawn(process.execPath, ["bin/trapdoor.js", "worker", "--data-dir", app.dir], {
+        cwd: repo,
+        env: {
+          ...process.env,
+          DATABASE_URL: app.databaseUrl,
+          TRAPDOOR_PUBLIC_URL: app.config.publicBaseUrl,
+          TRAPDOOR_POLL_SECONDS: "1",
+          TRAPDOOR_HEARTBEAT_SECONDS: "1",
+          TRAPDOOR_STALE_AFTER_SECONDS: "5",
+        },
+        detached: true,
+        stdio: "ignore",
+      });
+      const running = await waitFor("a checkpoint from the first worker", async () => {
+        const rows = await app.db.query(
+          "SELECT status, checkpoint_key, attempt FROM training_jobs WHERE id = $1",
+          [id],
+        );
+        return rows[0].status === "RUNNING" && rows[0].checkpoint_key ? rows[0] : null;
+      });
+      assert.equal(running.attempt, 1);
+      process.kill(-(worker.pid as number), "SIGKILL"); // the worker and its trainer
+      const second = await startWorker(app.config, app.db, app.store, app.queue, "rescuer");
+      try {
+        const job = await waitFor(
+          "the retried job to finish",
+          async () => {
+            const rows = await app.db.query(
+              "SELECT status, attempt, worker FROM training_jobs WHERE id = $1",
+              [id],
+            );
+            return ["SUCCEEDED", "FAILED"].includes(rows[0].status) ? rows[0] : null;
+          },
+          180_000,
+        );
+        assert.deepEqual([job.status, job.attempt, job.worker], ["SUCCEEDED", 2, "rescuer"]);
+        const reasons = (
+          await app.db.query("SELECT reason FROM job_transitions WHERE job_id = $1 ORDER BY id", [id])
+        ).map((r: { reason: string }) => r.reason);
+        assert.ok(reasons.some((r: string) => /stopped sending heartbeats/.test(r)));
+        // Resumed, not restarted: attempt 2 reported no metrics for epochs the first attempt finished.
+        const epochs = await app.db.query(
+          "SELECT attempt, min(epoch) AS first FROM job_metrics WHERE job_id = $1 GROUP BY attempt ORDER BY attempt",
+          [id],
+        );
+        assert.equal(epochs.length, 2);
+        assert.ok(Number(epochs[1].first) > 0, `attempt 2 started at epoch ${epochs[1].first}`);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await app.cleanup();
+    }
+  });
+});
+
+describe("the S3 object store path (s3rver)", () => {
+  it("uploads through presigned URLs, trains and serves the model from S3", async () => {
+    const s3 = await startS3rver("trapdoor-flow");
+    const app = await startTestApp({
+      S3_BUCKET: s3.bucket,
+      S3_ENDPOINT: s3.endpoint,
+      S3_REGION: s3.region,
+      S3_ACCESS_KEY_ID: s3.credentials.accessKeyId,
+      S3_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
+    });
+    try {
+      assert.equal(app.store.kind, "s3");
+      const ids = await uploadAll(app, makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-data-"))));
+      const id = await launch(app, ids, "s3-flow", { epochs: 1, batchSize: 64 });
+      const job = await waitFor("job", async () => {
+        const res = await gql<{
+          job: { status: string; artifacts: { kind: string; sha256: string; downloadUrl: string }[] };
+        }>(
+          app.url as string,
+          app.key,
+          `query($id: ID!) { job(id: $id) { status artifacts { kind sha256 downloadUrl } } }`,
+          { id },
+        );
+        return ["SUCCEEDED", "FAILED"].includes(res.data?.job.status as string) ? res.data?.job : null;
+      });
+      assert.equal(job.status, "SUCCEEDED");
+      const onnx = job.artifacts.find((a) => a.kind === "onnx");
+      assert.ok(onnx);
+      assert.ok(onnx.downloadUrl.startsWith(s3.endpoint));
+      const bytes = Buffer.from(await (await fetch(onnx.downloadUrl)).arrayBuffer());
+      assert.equal(sha256(bytes), onnx.sha256);
+    } finally {
+      await app.cleanup();
+      await s3.stop();
+    }
+  });
+});
