@@ -3,13 +3,16 @@ SHELL := /bin/bash
 PYTHON = $(shell scripts/find-python.sh)
 export PYTHONPATH := $(CURDIR)/trainer:$(PYTHONPATH)
 
-.PHONY: deps run test test-trainer test-ts lint typecheck bench-throughput bench-fmnist bench-gpu
+.PHONY: deps run demo test test-trainer test-ts lint typecheck bench-throughput bench-fmnist bench-gpu
 
 deps:
 	@scripts/ensure-deps.sh
 
-# Until the GraphQL service lands, `make run` runs the Fashion-MNIST demo (quick setting).
+# API + worker + embedded Postgres + local object store; prints the first API key.
 run: deps
+	TRAPDOOR_PYTHON=$(PYTHON) node bin/trapdoor.js start
+
+demo: deps
 	TRAPDOOR_PYTHON=$(PYTHON) $(PYTHON) bench/fmnist/run.py --preset quick
 
 test: deps
