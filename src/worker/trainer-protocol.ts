@@ -4,7 +4,18 @@
  * real trainer and checks both directions against these types.
  */
 
-export type Method = "TRAP_AND_REPLACE" | "NO_DEFENSE";
+/** Defense methods the trainer registers (`python -m trapdoor_trainer describe` lists them all). */
+export const METHODS = [
+  "TRAP_AND_REPLACE",
+  "NO_DEFENSE",
+  "FINE_PRUNING",
+  "NAD",
+  "I_BAU",
+  "ANP",
+  "ABL",
+  "DP_SGD",
+] as const;
+export type Method = (typeof METHODS)[number];
 export type Architecture = "wrn16-1" | "resnet18" | "resnet34" | "small-cnn";
 export type Device = "auto" | "cpu" | "cuda";
 

@@ -7,6 +7,7 @@ import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
   type ArtifactEvent,
+  METHODS,
   ProtocolError,
   parseTrainerEvent,
   type ResultEvent,
@@ -88,7 +89,7 @@ describe("trainer protocol (TypeScript types against the real trainer)", () => {
     const run = trainer(["describe"]);
     assert.equal(run.status, 0, run.stderr);
     const described = JSON.parse(run.stdout) as { methods: { name: string }[]; architectures: string[] };
-    assert.deepEqual(described.methods.map((m) => m.name).sort(), ["NO_DEFENSE", "TRAP_AND_REPLACE"]);
+    assert.deepEqual(described.methods.map((m) => m.name).sort(), [...METHODS].sort());
     assert.deepEqual(described.architectures.sort(), ["resnet18", "resnet34", "small-cnn", "wrn16-1"]);
   });
 

@@ -215,7 +215,10 @@ def test_describe_lists_methods_attacks_and_architectures():
     proc = subprocess.run([sys.executable, "-m", "trapdoor_trainer", "describe"], cwd=TRAINER_ROOT, capture_output=True, text=True, timeout=60)
     described = json.loads(proc.stdout)
     methods = {m["name"]: m for m in described["methods"]}
-    assert set(methods) == {"TRAP_AND_REPLACE", "NO_DEFENSE"}
+    from trapdoor_trainer.defenses.registry import methods as registered
+
+    assert set(methods) == set(registered()) and {"TRAP_AND_REPLACE", "NO_DEFENSE"} <= set(methods)
+    assert all("epochs" in m["hyperparameters"] or "stage1Epochs" in m["hyperparameters"] for m in methods.values())
     assert methods["TRAP_AND_REPLACE"]["hyperparameters"]["lambda2"]["default"] == 0.1
     assert {"badnet_grid", "blend", "sig", "lba", "custom"} <= {a["name"] for a in described["attacks"]}
     assert "wrn16-1" in described["architectures"]

@@ -148,7 +148,7 @@ def export_model(
     """Write the final model's artifacts into `workdir` and describe them.
 
     `config` is what `load_exported_model` rebuilds from (architecture, inChannels, numClasses,
-    height, width, stemEndBlock, faithfulWrn, ...); `metadata` is free-form provenance.
+    height, width, stemEndBlock, faithfulWrn, optional norm, ...); `metadata` is free-form provenance.
     """
     if getattr(model, "decoder", None) is not None:
         raise ValueError("drop the decoder before exporting: it is a training aid, not part of the model")
@@ -185,6 +185,7 @@ def load_exported_model(workdir: PathLike) -> SplitModel:
         stem_end_block=int(config.get("stemEndBlock", 5)),
         faithful_wrn=bool(config.get("faithfulWrn", True)),
         with_decoder=False,
+        norm=str(config.get("norm", "batch")),
     )
     model.load_state_dict(load_file(root / MODEL_FILE), strict=True)
     return model.eval()

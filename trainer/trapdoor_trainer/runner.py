@@ -125,6 +125,7 @@ def run_job(spec: RunSpec, workdir: Path, emitter: Emitter, cancel=None) -> dict
         "faithfulWrn": spec.hyperparameters.get("faithfulWrn", True),
         "classNames": data.train.class_names,
         "input": {"layout": "NCHW", "dtype": "float32", "range": [0, 1], "normalisation": "none"},
+        **outcome.get("config", {}),  # architecture changes a method made, e.g. DP-SGD's {"norm": "group"}
     }
     total_seconds = time.perf_counter() - started
     metadata = {

@@ -40,6 +40,9 @@ class Phase:
     on_epoch_end: Optional[Callable[[int], dict]] = None  # returns named metrics for that epoch
     checkpoint_state: Optional[Callable[[], dict]] = None  # the caller's extra state to store
     drop_last: bool = True
+    # When set, BatchNorm layers this phase trains get exact running statistics at the end (see
+    # recalibrate_batchnorm); the module is called on unaugmented training batches.
+    model: Optional[torch.nn.Module] = None
     history: list = field(default_factory=list)
     images_per_second: float = 0.0
     seconds: float = 0.0
@@ -83,6 +86,7 @@ def run_phase(ctx: RunContext, phase: Phase, *, start_epoch: int = 0, start_step
         ctx.save_checkpoint({"optimizer": optimizer.state_dict(), "history": phase.history, **extra}, stage=phase.name, epoch=epoch, step=step)
 
     for epoch in range(start_epoch, phase.epochs):
+        last_epoch = epoch + 1 == phase.epochs
         lr = cosine_lr(phase.lr, epoch, phase.epochs)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -120,6 +124,8 @@ def run_phase(ctx: RunContext, phase: Phase, *, start_epoch: int = 0, start_step
                     imagesPerSecond=round(processed / max(elapsed, 1e-9), 1),
                 )
         train_seconds += time.perf_counter() - epoch_start
+        if last_epoch and phase.model is not None:
+            recalibrate_batchnorm(phase, ctx.amp_dtype)
         record = {"epoch": epoch, "lr": lr, **{f"train.{k}": v / max(steps - first_step, 1) for k, v in sums.items()}}
         if phase.on_epoch_end is not None:
             record.update(phase.on_epoch_end(epoch))
@@ -131,3 +137,35 @@ def run_phase(ctx: RunContext, phase: Phase, *, start_epoch: int = 0, start_step
     phase.seconds = train_seconds
     phase.images_per_second = processed / max(train_seconds, 1e-9)
     return phase
+
+
+RECALIBRATION_IMAGES = 4096
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(phase: Phase, amp_dtype=None) -> int:
+    """Replace the running statistics of the BatchNorm layers this phase trains (those in train
+    mode under `set_modes`) by their exact average over the first training images.
+
+    Running statistics are an exponential average that lags the weights; after a short run
+    (a few hundred steps) eval-mode accuracy can sit far below train-mode accuracy (Fashion-MNIST,
+    WRN-16-1, one epoch: 12 % vs 71 %). Layers a phase keeps frozen (T&R's stem in stage 2) are
+    in eval mode and untouched. Returns the number of layers recalibrated.
+    """
+    model = phase.model
+    phase.set_modes()
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
+    if not layers:
+        return 0
+    saved = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    n = min(len(phase.data), RECALIBRATION_IMAGES)
+    for start in range(0, n, phase.batch_size):
+        x = to_float_nchw(phase.data.images[start : min(start + phase.batch_size, n)])
+        with autocast_for(phase.data.device, amp_dtype):
+            model(x)
+    for m, momentum in zip(layers, saved):
+        m.momentum = momentum
+    return len(layers)

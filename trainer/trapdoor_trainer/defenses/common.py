@@ -12,7 +12,7 @@ from ..metrics import attack_success_rate, clean_accuracy
 from ..models import SplitModel, create_model
 
 
-def build_model(ctx: RunContext, with_decoder: bool) -> SplitModel:
+def build_model(ctx: RunContext, with_decoder: bool, norm: str = "batch") -> SplitModel:
     c, h, w = ctx.data.image_shape
     torch.manual_seed(ctx.spec.seed)
     model = create_model(
@@ -23,6 +23,7 @@ def build_model(ctx: RunContext, with_decoder: bool) -> SplitModel:
         stem_end_block=ctx.hp.get("stemEndBlock", 5),
         faithful_wrn=ctx.hp.get("faithfulWrn", True),
         with_decoder=with_decoder,
+        norm=norm,
     )
     model = model.to(ctx.device)
     if ctx.device.type == "cpu" or ctx.device.type == "cuda":
@@ -93,6 +94,7 @@ def train_classifier(ctx: RunContext, stage: str, epochs: int, data_name: str = 
         set_modes=model.train,
         augment=hp["augment"],
         on_epoch_end=on_epoch_end,
+        model=model,
         checkpoint_state=lambda: {"model": model.state_dict()},
         history=restore_history(ctx, stage) or [],
     )

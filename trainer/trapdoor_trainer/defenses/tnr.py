@@ -122,6 +122,7 @@ def run_stage1(ctx: RunContext, model, resume: Optional[dict]) -> dict:
         set_modes=model.train,
         augment=hp["augment"],
         on_epoch_end=on_epoch_end,
+        model=model,
         checkpoint_state=lambda: {"model": model.state_dict()},
         history=restore_history(ctx, "stage1") or [],
     )
@@ -200,6 +201,7 @@ def run_stage2(ctx: RunContext, model, settings: dict, stage1: dict, resume: Opt
         set_modes=set_modes,
         augment=hp["augment"],
         on_epoch_end=on_epoch_end,
+        model=model,
         checkpoint_state=lambda: {"model": model.state_dict(), "stage1": stage1},
         history=restore_history(ctx, "stage2") or [],
     )

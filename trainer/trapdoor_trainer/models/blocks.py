@@ -14,6 +14,18 @@ import torch.nn.functional as F
 # eval mode vs 74 % in train mode), so we use PyTorch's default. Stage 2 freezes them either way.
 BN_MOMENTUM = 0.1
 
+NORMS = ("batch", "group")
+
+
+def make_norm(channels: int, norm: str = "batch") -> nn.Module:
+    """BatchNorm (default) or GroupNorm with gcd(32, channels) groups, Opacus's replacement for
+    BN: DP-SGD needs per-sample gradients, which batch statistics would couple."""
+    if norm == "batch":
+        return nn.BatchNorm2d(channels, momentum=BN_MOMENTUM)
+    if norm == "group":
+        return nn.GroupNorm(math.gcd(32, channels), channels)
+    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
 
 class WideBasicBlock(nn.Module):
     """Pre-activation residual block of the FixMatch-style WRN used by T&R.
@@ -24,11 +36,11 @@ class WideBasicBlock(nn.Module):
     and results are only comparable to the paper with the same quirk.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, drop_rate: float = 0.0, faithful: bool = True):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, drop_rate: float = 0.0, faithful: bool = True, norm: str = "batch"):
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_ch, momentum=BN_MOMENTUM)
+        self.bn1 = make_norm(in_ch, norm)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=True)
-        self.bn2 = nn.BatchNorm2d(out_ch, momentum=BN_MOMENTUM)
+        self.bn2 = make_norm(out_ch, norm)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=True)
         self.equal_in_out = in_ch == out_ch
         self.shortcut = None if self.equal_in_out else nn.Conv2d(in_ch, out_ch, 1, stride, 0, bias=True)
@@ -50,16 +62,16 @@ class WideBasicBlock(nn.Module):
 class ResNetBasicBlock(nn.Module):
     """Post-activation torchvision-style basic block (ResNet-18/34)."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, drop_rate: float = 0.0):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, drop_rate: float = 0.0, norm: str = "batch"):
         super().__init__()
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.bn1 = make_norm(out_ch, norm)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.bn2 = make_norm(out_ch, norm)
         self.drop_rate = drop_rate
         self.downsample = None
         if stride != 1 or in_ch != out_ch:
-            self.downsample = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+            self.downsample = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), make_norm(out_ch, norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .blocks import BN_MOMENTUM
+from .blocks import make_norm
 
 
 class ClassifierHead(nn.Module):
@@ -17,10 +17,10 @@ class ClassifierHead(nn.Module):
     `pooled()` returns the input of the final linear layer; defenses (fine-pruning, LBA-14) read it.
     """
 
-    def __init__(self, body: nn.Module, channels: int, num_classes: int, final_bn: bool, activation: Callable):
+    def __init__(self, body: nn.Module, channels: int, num_classes: int, final_bn: bool, activation: Callable, norm: str = "batch"):
         super().__init__()
         self.body = body
-        self.bn = nn.BatchNorm2d(channels, momentum=BN_MOMENTUM) if final_bn else None
+        self.bn = make_norm(channels, norm) if final_bn else None
         self.activation = activation
         self.fc = nn.Linear(channels, num_classes)
 

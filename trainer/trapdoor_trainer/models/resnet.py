@@ -14,7 +14,7 @@ import math
 from torch import nn
 
 from .base import SplitModel
-from .blocks import ResNetBasicBlock, init_weights, padded_size
+from .blocks import ResNetBasicBlock, init_weights, make_norm, padded_size
 from .heads import ClassifierHead, build_decoder
 
 STAGE_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
@@ -22,15 +22,15 @@ STAGE_WIDTHS = (64, 128, 256, 512)
 
 
 def build_resnet(
-    name: str, in_channels: int, num_classes: int, image_size: tuple[int, int], with_decoder: bool = True
+    name: str, in_channels: int, num_classes: int, image_size: tuple[int, int], with_decoder: bool = True, norm: str = "batch"
 ) -> SplitModel:
     counts = STAGE_BLOCKS[name]
     large = min(image_size) >= 128
     if large:
-        entry = [nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
+        entry = [nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False), make_norm(64, norm), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
         downsampling = 32
     else:
-        entry = [nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)]
+        entry = [nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), make_norm(64, norm), nn.ReLU(inplace=True)]
         downsampling = 8
     layers: list[nn.Module] = list(entry)
     in_ch = 64
@@ -40,12 +40,12 @@ def build_resnet(
             if is_last_block:
                 break
             stride = 2 if (b == 0 and stage > 0) else 1
-            layers.append(ResNetBasicBlock(in_ch, width, stride))
+            layers.append(ResNetBasicBlock(in_ch, width, stride, norm=norm))
             in_ch = width
     stem = nn.Sequential(*layers)
 
     def head_factory(drop_rate: float) -> nn.Module:
-        body = ResNetBasicBlock(512, 512, 1, drop_rate=drop_rate)
+        body = ResNetBasicBlock(512, 512, 1, drop_rate=drop_rate, norm=norm)
         head = ClassifierHead(body, 512, num_classes, final_bn=False, activation=nn.Identity())
         init_weights(head)
         return head

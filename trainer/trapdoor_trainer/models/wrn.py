@@ -20,11 +20,11 @@ BLOCKS = ((16, 16, 1), (16, 16, 1), (16, 32, 2), (32, 32, 1), (32, 64, 2), (64, 
 
 
 class WrnStem(nn.Module):
-    def __init__(self, in_channels: int, end_block: int, faithful: bool):
+    def __init__(self, in_channels: int, end_block: int, faithful: bool, norm: str = "batch"):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, WIDTHS[0], 3, 1, 1, bias=True)
         self.blocks = nn.Sequential(
-            *[WideBasicBlock(i, o, s, faithful=faithful) for (i, o, s) in BLOCKS[:end_block]]
+            *[WideBasicBlock(i, o, s, faithful=faithful, norm=norm) for (i, o, s) in BLOCKS[:end_block]]
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -38,18 +38,19 @@ def build_wrn16_1(
     stem_end_block: int = 5,
     faithful_wrn: bool = True,
     with_decoder: bool = True,
+    norm: str = "batch",
 ) -> SplitModel:
     if stem_end_block not in (4, 5, 6):
         raise ValueError("stem_end_block must be 4, 5 or 6")
-    stem = WrnStem(in_channels, stem_end_block, faithful_wrn)
+    stem = WrnStem(in_channels, stem_end_block, faithful_wrn, norm)
     feature_ch = BLOCKS[stem_end_block - 1][1]
     downsampling = 2 if stem_end_block == 4 else 4
 
     def head_factory(drop_rate: float) -> nn.Module:
         body = nn.Sequential(
-            *[WideBasicBlock(i, o, s, drop_rate=drop_rate, faithful=faithful_wrn) for (i, o, s) in BLOCKS[stem_end_block:]]
+            *[WideBasicBlock(i, o, s, drop_rate=drop_rate, faithful=faithful_wrn, norm=norm) for (i, o, s) in BLOCKS[stem_end_block:]]
         )
-        head = ClassifierHead(body, WIDTHS[-1], num_classes, final_bn=True, activation=leaky_relu)
+        head = ClassifierHead(body, WIDTHS[-1], num_classes, final_bn=True, activation=leaky_relu, norm=norm)
         init_weights(head)
         return head
 
