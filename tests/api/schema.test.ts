@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { buildSchema, GraphQLObjectType } from "graphql";
+import { buildSchema, GraphQLObjectType, parse, validate } from "graphql";
+import { depthAndCostLimit } from "../../src/api/limits.ts";
 import { resolvers } from "../../src/api/resolvers/index.ts";
 import { loadTypeDefs } from "../../src/api/server.ts";
 
@@ -25,5 +26,32 @@ describe("resolvers match schema/schema.graphql", () => {
           assert.ok(field in type.getFields(), `${typeName}.${field} is not in the schema`);
       }
     }
+  });
+});
+
+describe("query limits (validation rules, before any resolver runs)", () => {
+  const schema = buildSchema(loadTypeDefs());
+  const rule = depthAndCostLimit(10, 5000);
+
+  it("refuses queries nested deeper than the limit", () => {
+    const deep = parse(
+      `{ a: jobs { edges { node { artifacts { downloadUrl } transitions { to } } } } x: viewer { id } }`,
+    );
+    assert.equal(validate(schema, deep, [rule]).length, 0);
+    const nested = parse(`{ datasets { edges { node { id } } } }`);
+    const errors = validate(schema, nested, [depthAndCostLimit(2, 5000)]);
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]?.message ?? "", /deeper than 2/);
+  });
+
+  it("refuses queries whose page sizes multiply past the cost limit", () => {
+    const cheap = parse(`{ jobs(first: 10) { edges { node { id status } } } }`);
+    assert.equal(validate(schema, cheap, [rule]).length, 0);
+    const costly = parse(
+      `{ jobs(first: 100) { edges { node { id status history { name value } transitions { to } artifacts { kind } } } } datasets(first: 100) { edges { node { id name } } } }`,
+    );
+    const errors = validate(schema, costly, [depthAndCostLimit(10, 500)]);
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]?.message ?? "", /cost/);
   });
 });
