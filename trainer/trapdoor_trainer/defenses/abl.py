@@ -40,7 +40,7 @@ from ..data import DeviceData, to_float_nchw
 from ..hyperparams import COMMON, Param
 from ..metrics import autocast_for
 from ..training import Phase, run_phase
-from .common import build_model, eval_due, evaluate, holdout_accuracy, restore_history
+from .common import build_model, epoch_metrics, evaluate, restore_history, resume_for
 from .registry import MethodInfo
 
 ISOLATION, FINETUNE, UNLEARN = "isolation", "finetune", "unlearn"
@@ -133,12 +133,10 @@ def _train(ctx: RunContext, model, name: str, epochs: int, data: DeviceData, los
     running statistics as its train-mode ascent left them, as the official code does; the other
     phases get exact statistics at their end."""
     hp = ctx.hp
-    resume = ctx.resume_state if ctx.resume_state is not None and ctx.resume_state.get("stage") == name else None
+    resume = resume_for(ctx, name)
 
     def on_epoch_end(epoch: int) -> dict:
-        metrics = {"holdoutAccuracy": holdout_accuracy(ctx, model)}
-        if eval_due(hp, epoch, epochs):
-            metrics.update(evaluate(ctx, model))
+        metrics = epoch_metrics(ctx, model, epoch, epochs)
         return metrics
 
     phase = Phase(

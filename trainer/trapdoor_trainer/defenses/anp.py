@@ -30,7 +30,7 @@ from ..context import RunContext
 from ..errors import SpecError
 from ..hyperparams import COMMON, PRETRAIN, Param
 from ..training import Phase, run_phase
-from .common import eval_due, evaluate, holdout_accuracy, restore_history, starting_model
+from .common import epoch_metrics, evaluate, holdout_accuracy, restore_history, resume_for, starting_model
 from .perturbation import signed_ascent_step, uniform_in_box
 from .registry import MethodInfo
 
@@ -215,9 +215,7 @@ def optimise_masks(ctx: RunContext, model, noisy: NoisyBatchNorm, epochs: int, b
 
     def on_epoch_end(epoch: int) -> dict:
         noisy.clip_masks()
-        metrics = {"holdoutAccuracy": holdout_accuracy(ctx, model), "meanMask": float(noisy.mask_values().mean())}
-        if eval_due(hp, epoch, epochs):
-            metrics.update(evaluate(ctx, model))
+        metrics = {**epoch_metrics(ctx, model, epoch, epochs), "meanMask": float(noisy.mask_values().mean())}
         return metrics
 
     phase = Phase(
@@ -245,7 +243,7 @@ def optimise_masks(ctx: RunContext, model, noisy: NoisyBatchNorm, epochs: int, b
 def run(ctx: RunContext) -> dict:
     hp = ctx.hp
     model, before = starting_model(ctx)
-    resume: Optional[dict] = ctx.resume_state if ctx.resume_state is not None and ctx.resume_state.get("stage") == STAGE else None
+    resume: Optional[dict] = resume_for(ctx, STAGE)
     if resume is not None:
         model.load_state_dict(resume["model"])
     for p in model.parameters():

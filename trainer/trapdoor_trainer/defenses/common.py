@@ -64,6 +64,20 @@ def eval_due(hp: dict, epoch: int, epochs: int) -> bool:
     return bool(every) and ((epoch + 1) % every == 0 or epoch + 1 == epochs)
 
 
+def epoch_metrics(ctx: RunContext, model, epoch: int, epochs: int) -> dict:
+    """What every phase reports after an epoch: holdout accuracy, plus test CA/ASR when evalEvery says so."""
+    metrics = {"holdoutAccuracy": holdout_accuracy(ctx, model)}
+    if eval_due(ctx.hp, epoch, epochs):
+        metrics.update(evaluate(ctx, model))
+    return metrics
+
+
+def resume_for(ctx: RunContext, stage: str) -> Optional[dict]:
+    """The job's checkpoint when it was written during `stage`, else None."""
+    state = ctx.resume_state
+    return state if state is not None and state.get("stage") == stage else None
+
+
 def train_classifier(ctx: RunContext, stage: str, epochs: int, data_name: str = "train+holdout"):
     """Plain CE training of a fresh model (no decoder) with the job's lr / weightDecay / batchSize /
     augment: NO_DEFENSE's whole method and the backdoored starting point of post-training
@@ -72,14 +86,12 @@ def train_classifier(ctx: RunContext, stage: str, epochs: int, data_name: str = 
 
     hp = ctx.hp
     model = build_model(ctx, with_decoder=False)
-    resume = ctx.resume_state if ctx.resume_state is not None and ctx.resume_state.get("stage") == stage else None
+    resume = resume_for(ctx, stage)
     if resume is not None:
         model.load_state_dict(resume["model"])
 
     def on_epoch_end(epoch: int) -> dict:
-        metrics = {"holdoutAccuracy": holdout_accuracy(ctx, model)}
-        if eval_due(hp, epoch, epochs):
-            metrics.update(evaluate(ctx, model))
+        metrics = epoch_metrics(ctx, model, epoch, epochs)
         return metrics
 
     phase = Phase(

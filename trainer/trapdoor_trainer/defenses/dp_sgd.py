@@ -39,7 +39,7 @@ from ..context import RunContext
 from ..hyperparams import COMMON, Param
 from ..privacy import SubsampledGaussianAccountant
 from ..training import Phase, run_phase
-from .common import build_model, eval_due, evaluate, holdout_accuracy, restore_history
+from .common import build_model, epoch_metrics, evaluate, restore_history, resume_for
 from .registry import MethodInfo
 
 STAGE = "train"
@@ -311,7 +311,7 @@ def dp_sgd_loss(model: nn.Module, clip_norm: float, noise_multiplier: float):
 def run(ctx: RunContext) -> dict:
     hp = ctx.hp
     model = build_model(ctx, with_decoder=False, norm=NORM).to(memory_format=torch.contiguous_format)
-    resume = ctx.resume_state if ctx.resume_state is not None and ctx.resume_state.get("stage") == STAGE else None
+    resume = resume_for(ctx, STAGE)
     if resume is not None:
         model.load_state_dict(resume["model"])
     data = ctx.device_data("train")
@@ -327,9 +327,7 @@ def run(ctx: RunContext) -> dict:
         return accountant.epsilon(epochs_done * steps_per_epoch, hp["delta"])
 
     def on_epoch_end(epoch: int) -> dict:
-        metrics = {"holdoutAccuracy": holdout_accuracy(ctx, model), "epsilon": epsilon_after(epoch + 1)[0]}
-        if eval_due(hp, epoch, hp["epochs"]):
-            metrics.update(evaluate(ctx, model))
+        metrics = {**epoch_metrics(ctx, model, epoch, hp["epochs"]), "epsilon": epsilon_after(epoch + 1)[0]}
         return metrics
 
     phase = Phase(

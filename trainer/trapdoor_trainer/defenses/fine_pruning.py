@@ -24,7 +24,7 @@ from torch import nn
 from ..context import RunContext
 from ..hyperparams import COMMON, PRETRAIN, Param
 from ..training import Phase, run_phase
-from .common import cross_entropy_loss, eval_due, evaluate, holdout_accuracy, restore_history, starting_model
+from .common import cross_entropy_loss, epoch_metrics, evaluate, holdout_accuracy, restore_history, resume_for, starting_model
 from .feature_hooks import final_layer_inputs
 from .registry import MethodInfo
 
@@ -131,9 +131,7 @@ def run_finetune(ctx: RunContext, model, pruning: dict, pretrain: dict, resume: 
     hp = ctx.hp
 
     def on_epoch_end(epoch: int) -> dict:
-        metrics = {"holdoutAccuracy": holdout_accuracy(ctx, model)}
-        if eval_due(hp, epoch, hp["epochs"]):
-            metrics.update(evaluate(ctx, model))
+        metrics = epoch_metrics(ctx, model, epoch, hp["epochs"])
         return metrics
 
     phase = Phase(
@@ -162,7 +160,7 @@ def run_finetune(ctx: RunContext, model, pruning: dict, pretrain: dict, resume: 
 
 def run(ctx: RunContext) -> dict:
     model, pretrain = starting_model(ctx)
-    resume = ctx.resume_state if ctx.resume_state is not None and ctx.resume_state.get("stage") == STAGE else None
+    resume = resume_for(ctx, STAGE)
     if resume is not None:
         model.load_state_dict(resume["model"])  # already pruned and partly fine-tuned
         pruning = resume["pruning"]

@@ -24,7 +24,7 @@ from ..data import DeviceData, to_float_nchw
 from ..hyperparams import COMMON, PRETRAIN, Param
 from ..metrics import autocast_for
 from ..training import Phase, derive_seed, run_phase
-from .common import eval_due, evaluate, holdout_accuracy, restore_history, starting_model
+from .common import epoch_metrics, evaluate, holdout_accuracy, restore_history, resume_for, starting_model
 from .perturbation import project_l2_ball
 from .registry import MethodInfo
 
@@ -132,7 +132,7 @@ def perturbation_order(ctx: RunContext, data: DeviceData, round_index: int) -> t
 def run(ctx: RunContext) -> dict:
     hp = ctx.hp
     model, before = starting_model(ctx)
-    resume: Optional[dict] = ctx.resume_state if ctx.resume_state is not None and ctx.resume_state.get("stage") == STAGE else None
+    resume: Optional[dict] = resume_for(ctx, STAGE)
     if resume is not None:
         model.load_state_dict(resume["model"])
     holdout = ctx.device_data("holdout")
@@ -155,9 +155,7 @@ def run(ctx: RunContext) -> dict:
     state = UnlearningState(delta=delta, inner_x=first, inner_y=holdout.labels[:batch_size])
 
     def on_epoch_end(epoch: int) -> dict:
-        metrics = {"holdoutAccuracy": holdout_accuracy(ctx, model), "deltaNorm": float(state.delta.norm())}
-        if eval_due(hp, epoch, rounds):
-            metrics.update(evaluate(ctx, model))
+        metrics = {**epoch_metrics(ctx, model, epoch, rounds), "deltaNorm": float(state.delta.norm())}
         if epoch + 1 < rounds:
             state.delta = search(epoch + 1)  # saved with this epoch's checkpoint, so a resume reuses it
         return metrics

@@ -21,7 +21,7 @@ from ..context import RunContext
 from ..data import to_float_nchw
 from ..hyperparams import COMMON, PRETRAIN, Param
 from ..training import Phase, run_phase
-from .common import eval_due, evaluate, holdout_accuracy, restore_history, starting_model
+from .common import epoch_metrics, evaluate, restore_history, starting_model
 from .feature_hooks import captured_outputs, module_names, stage_ends
 from .registry import MethodInfo
 
@@ -112,9 +112,7 @@ def train_teacher(ctx: RunContext, teacher, student, pretrain: dict, resume: Opt
     hp = ctx.hp
 
     def on_epoch_end(epoch: int) -> dict:
-        metrics = {"holdoutAccuracy": holdout_accuracy(ctx, teacher)}
-        if eval_due(hp, epoch, hp["teacherEpochs"]):
-            metrics.update(evaluate(ctx, teacher))
+        metrics = epoch_metrics(ctx, teacher, epoch, hp["teacherEpochs"])
         return metrics
 
     holdout = ctx.device_data("holdout")
@@ -154,9 +152,7 @@ def distill(ctx: RunContext, student, teacher, pretrain: dict, teacher_summary: 
         teacher.eval()
 
     def on_epoch_end(epoch: int) -> dict:
-        metrics = {"holdoutAccuracy": holdout_accuracy(ctx, student)}
-        if eval_due(hp, epoch, hp["epochs"]):
-            metrics.update(evaluate(ctx, student))
+        metrics = epoch_metrics(ctx, student, epoch, hp["epochs"])
         return metrics
 
     phase = Phase(

@@ -18,7 +18,7 @@ from ..context import RunContext
 from ..hyperparams import COMMON, Param
 from ..metrics import reconstruction_mse, total_variation
 from ..training import Phase, derive_seed, run_phase
-from .common import eval_due, build_model, evaluate, holdout_accuracy, restore_history
+from .common import build_model, epoch_metrics, eval_due, evaluate, holdout_accuracy, restore_history
 from .registry import MethodInfo
 
 # Stage-2 recipes. `paper`: the appendix's "stage-1 hyper-parameters with batch 32".
@@ -184,9 +184,7 @@ def run_stage2(ctx: RunContext, model, settings: dict, stage1: dict, resume: Opt
         model.head.train()
 
     def on_epoch_end(epoch: int) -> dict:
-        metrics = {"holdoutAccuracy": holdout_accuracy(ctx, model)}
-        if eval_due(hp, epoch, settings["epochs"]):
-            metrics.update(evaluate(ctx, model))
+        metrics = epoch_metrics(ctx, model, epoch, settings["epochs"])
         return metrics
 
     phase = Phase(
