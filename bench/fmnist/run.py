@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=FASHION_MNIST_DIR, help="directory with the four IDX .gz files")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "fmnist")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
+    parser.add_argument("--render-only", action="store_true", help="rebuild the every-method table from results.json of an earlier (possibly partial) run")
     parser.add_argument("--methods", help="comma-separated methods (default: the preset's; NO_DEFENSE always runs first)")
     args = parser.parse_args()
     cfg = dict(PRESETS[args.preset])
@@ -108,6 +109,10 @@ def main() -> None:
     if args.methods:
         cfg["methods"] = ["NO_DEFENSE"] + [m for m in args.methods.split(",") if m != "NO_DEFENSE"]
     if "methods" in cfg:
+        if args.render_only:
+            rows = json.loads((args.out / args.preset / "results.json").read_text())
+            n_holdout = int(HOLDOUT_FRACTION * cfg["train"])
+            return render_methods_table(args, cfg, rows, cfg["train"] - n_holdout, n_holdout, cfg["test"], None)
         return run_methods_table(args, cfg)
 
     started = time.perf_counter()
@@ -190,15 +195,20 @@ def run_methods_table(args, cfg: dict) -> None:
             print(f"  {attack} {method}: ASR {pct(result['asr'])} CA {pct(result['ca'])} ({result['wallSeconds']:.0f} s)", flush=True)
         rows.append(row)
         (root / "results.json").write_text(json.dumps(rows, indent=2, default=str))
-    wall = time.perf_counter() - started
+    render_methods_table(args, cfg, rows, clean["train"], clean["holdout"], clean["test"], time.perf_counter() - started)
+
+
+def render_methods_table(args, cfg: dict, rows: list, n_train: int, n_holdout: int, n_test: int, wall: float | None) -> None:
+    methods = cfg["methods"]
     header = "| Attack | " + " | ".join(f"{SHORT[m]} ASR / CA %" for m in methods) + " |"
     lines = [
         f"### Fashion-MNIST, every method, preset `{args.preset}` ({time.strftime('%Y-%m-%d')}, {platform.machine()}, {rows[0]['results']['NO_DEFENSE']['device']['name']})",
         "",
-        f"Command: `python bench/fmnist/run.py {' '.join(sys.argv[1:])}`. {cfg.get('architecture', 'wrn16-1')}, poison ratio 10 %, target {TARGET}; train {clean['train']} / holdout {clean['holdout']} / test {clean['test']} images.",
+        f"Command: `python bench/fmnist/run.py --preset {args.preset}`. {cfg.get('architecture', 'wrn16-1')}, poison ratio 10 %, target {TARGET}; train {n_train} / holdout {n_holdout} / test {n_test} images.",
         f"Budget E = {cfg['epochs']} epochs: " + "; ".join(f"{SHORT[m]} {METHOD_SETTINGS[m](cfg['epochs'], cfg['stage2Epochs'])}" for m in methods)
         + ". FP, NAD, I-BAU and ANP start from that attack's no-defense model. Reduced CPU budgets: compare methods with each other, not with the paper.",
-        f"Total wall time {wall / 60:.1f} min; per-run wall seconds are in `bench/out/fmnist/{args.preset}/results.json`.",
+        (f"Total wall time {wall / 60:.1f} min" if wall is not None else "Rendered from a partial run (--render-only)")
+        + f"; per-run wall seconds are in `bench/out/fmnist/{args.preset}/results.json`.",
         "",
         header,
         "|---|" + "---|" * len(methods),
