@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import type { StorageConfig } from "./storage/index.ts";
 
 export type QueueName = "gpu" | "cpu";
 
@@ -13,17 +14,8 @@ export interface Config {
   databaseUrl?: string;
   /** Base URL clients use to reach this API (signed local-store URLs point here). */
   publicBaseUrl: string;
-  store:
-    | { kind: "local"; root: string }
-    | {
-        kind: "s3";
-        bucket: string;
-        region: string;
-        endpoint?: string;
-        forcePathStyle: boolean;
-        /** Unset → the AWS SDK's default chain (environment, instance role, ...). */
-        credentials?: { accessKeyId: string; secretAccessKey: string };
-      };
+  /** Local directory (the embedded default) or an S3 bucket; the storage module owns the shape. */
+  store: StorageConfig["store"];
   signingSecret: string;
   worker: {
     queues: QueueName[];
