@@ -70,7 +70,7 @@ export interface CheckpointEvent extends EventBase {
 
 export interface ArtifactEvent extends EventBase {
   type: "artifact";
-  kind: "model" | "config" | "metadata" | "onnx" | "preview";
+  kind: "model" | "config" | "metadata" | "onnx" | "preview" | "health";
   format: "safetensors" | "json" | "onnx" | "png";
   /** Relative to the trainer's workdir. */
   path: string;

@@ -58,6 +58,7 @@ class RunContext:
     resume_state: Optional[dict] = None
     amp_dtype: Optional[torch.dtype] = None
     preview_paths: list = field(default_factory=list)
+    health_paths: list = field(default_factory=list)  # T&R's health.json / health.png
     _device_cache: dict = field(default_factory=dict)
 
     @property

@@ -146,6 +146,8 @@ def run_job(spec: RunSpec, workdir: Path, emitter: Emitter, cancel=None) -> dict
         emitter.artifact(record.to_event())
     for path in ctx.preview_paths:
         emitter.artifact(artifact_record(workdir, path.name, "preview", "png").to_event())
+    for path in ctx.health_paths:
+        emitter.artifact(artifact_record(workdir, path.name, "health", path.suffix.lstrip(".")).to_event())
     result = {
         **outcome["metrics"],
         "method": spec.method,

@@ -29,8 +29,6 @@ made the poisoning, is read only to report how precise the isolation was.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -42,6 +40,7 @@ from ..metrics import autocast_for
 from ..training import Phase, run_phase
 from .common import build_model, epoch_metrics, evaluate, restore_history, resume_for
 from .registry import MethodInfo
+from .trap_signals import isolation_quality
 
 ISOLATION, FINETUNE, UNLEARN = "isolation", "finetune", "unlearn"
 
@@ -106,19 +105,6 @@ def lowest_loss_indices(losses: torch.Tensor, ratio: float) -> np.ndarray:
     count = int(round(ratio * losses.shape[0]))
     order = torch.sort(losses.detach().cpu(), stable=True).indices
     return order[:count].numpy()
-
-
-def isolation_quality(isolated: np.ndarray, poison_mask: Optional[np.ndarray]) -> dict:
-    """Precision (isolated samples that are poisoned) and recall (poisoned samples isolated);
-    None when the training set carries no poison mask."""
-    if poison_mask is None:
-        return {"isolationPrecision": None, "isolationRecall": None}
-    hits = int(poison_mask[isolated].sum())
-    poisoned = int(poison_mask.sum())
-    return {
-        "isolationPrecision": hits / len(isolated) if len(isolated) else None,
-        "isolationRecall": hits / poisoned if poisoned else None,
-    }
 
 
 def _subset(ctx: RunContext, indices: np.ndarray) -> DeviceData:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -19,6 +20,8 @@ from ..hyperparams import COMMON, Param
 from ..metrics import reconstruction_mse, total_variation
 from ..training import Phase, derive_seed, run_phase
 from .common import build_model, epoch_metrics, eval_due, evaluate, holdout_accuracy, restore_history
+from .health import write_health
+from .trap_signals import isolation_quality, most_suspicious, subset_of_train, suspicion_scores, training_set_view
 from .registry import MethodInfo
 
 # Stage-2 recipes. `paper`: the appendix's "stage-1 hyper-parameters with batch 32".
@@ -38,6 +41,10 @@ HYPERPARAMETERS = {
     "stage2BatchSize": Param(None, "int", "stage-2 batch size; null = the recipe's (paper 32, official 64)", minimum=1, nullable=True),
     "stage2Lr": Param(None, "float", "stage-2 learning rate; null = the recipe's (paper: lr, official: 0.03)", minimum=0, nullable=True),
     "stage2Recipe": Param("paper", "str", "stage-2 training recipe", choices=tuple(STAGE2_RECIPES)),
+    "stemCeScale": Param(1.0, "float", "scale of the classification loss's gradient into the stem in stage 1 (1 = the paper; 0 = the stem learns only to reconstruct, the trap head alone fits the labels)", minimum=0, maximum=1),
+    "isolateFraction": Param(0.0, "float", "isolate-and-retrain: before the real stage 1, run a trap whose stem only reconstructs, fit a probe head on the holdout, and drop this fraction of training samples the trapped head fits but the probe rejects (0 = off)", minimum=0, maximum=0.5),
+    "isolateEpochs": Param(None, "int", "epochs of the isolation trap; null = stage1Epochs", minimum=1, maximum=10000, nullable=True),
+    "isolateProbeEpochs": Param(10, "int", "epochs of the probe head trained on the holdout over the isolation stem", minimum=1, maximum=10000),
     "stemEndBlock": Param(5, "int", "WRN split: last block in the stem (4, 5 or 6); 5 = after block3[0] as in the paper", choices=(4, 5, 6)),
     "faithfulWrn": Param(True, "bool", "reproduce the official WRN's channel-changing-block quirk (conv reads the un-normalised input)"),
     "evalEvery": Param(1, "int", "evaluate CA/ASR on the test sets every N epochs (reporting only, never selection); 0 = only at the end", minimum=0),
@@ -53,9 +60,9 @@ def stage2_settings(hp: dict) -> dict:
     return recipe
 
 
-def stage1_loss(model, lambda1: float, lambda2: float):
+def stage1_loss(model, lambda1: float, lambda2: float, stem_ce_scale: float = 1.0):
     def loss_fn(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
-        logits, recon = model.forward_with_reconstruction(x)
+        logits, recon = model.forward_with_reconstruction(x, stem_ce_scale)
         recon = recon.float()
         ce = F.cross_entropy(logits.float(), y)
         mse = F.mse_loss(recon, x)  # target: the network's own (augmented, possibly triggered) input
@@ -97,34 +104,39 @@ def stage2_loss(model, settings: dict):
     return loss_fn
 
 
-def run_stage1(ctx: RunContext, model, resume: Optional[dict]) -> dict:
+def run_stage1(ctx: RunContext, model, resume: Optional[dict], *, name: str = "stage1", data=None, epochs: Optional[int] = None,
+               stem_ce_scale: Optional[float] = None, carried: Optional[dict] = None) -> dict:
+    """Stage 1 (the trap) on `data` (default: the whole training split). The isolation pass of
+    isolate-and-retrain runs this too, under its own name, with `stem_ce_scale` 0."""
     hp = ctx.hp
     bs = hp["evalBatchSize"]
+    epochs = epochs or hp["stage1Epochs"]
+    stem_ce_scale = hp["stemCeScale"] if stem_ce_scale is None else stem_ce_scale
 
     def on_epoch_end(epoch: int) -> dict:
         metrics = {"holdoutAccuracy": holdout_accuracy(ctx, model), "mse": reconstruction_mse(model, ctx.device_data("test"), bs, ctx.amp_dtype)}
         asr_data = ctx.device_data("asr")
         if asr_data is not None:
             metrics["mseTriggered"] = reconstruction_mse(model, asr_data, bs, ctx.amp_dtype)
-        if eval_due(hp, epoch, hp["stage1Epochs"]):
+        if eval_due(hp, epoch, epochs):
             metrics.update(evaluate(ctx, model))
         return metrics
 
     phase = Phase(
-        name="stage1",
-        epochs=hp["stage1Epochs"],
+        name=name,
+        epochs=epochs,
         batch_size=hp["batchSize"],
         lr=hp["lr"],
         weight_decay=hp["weightDecay"],
-        data=ctx.device_data("train"),
+        data=data if data is not None else ctx.device_data("train"),
         parameters=list(model.parameters()),
-        loss_fn=stage1_loss(model, hp["lambda1"], hp["lambda2"]),
+        loss_fn=stage1_loss(model, hp["lambda1"], hp["lambda2"], stem_ce_scale),
         set_modes=model.train,
         augment=hp["augment"],
         on_epoch_end=on_epoch_end,
         model=model,
-        checkpoint_state=lambda: {"model": model.state_dict()},
-        history=restore_history(ctx, "stage1") or [],
+        checkpoint_state=lambda: {"model": model.state_dict(), **(carried or {})},
+        history=restore_history(ctx, name) or [],
     )
     start = (resume["epoch"], resume["step"], resume["optimizer"]) if resume else (0, 0, None)
     run_phase(ctx, phase, start_epoch=start[0], start_step=start[1], optimizer_state=start[2])
@@ -138,7 +150,6 @@ def run_stage1(ctx: RunContext, model, resume: Optional[dict]) -> dict:
         "seconds": phase.seconds,
         "imagesPerSecond": phase.images_per_second,
     }
-    write_previews(ctx, model)
     return summary
 
 
@@ -176,7 +187,8 @@ def prepare_stage2(ctx: RunContext, model, settings: dict) -> None:
     model.to(ctx.device, memory_format=torch.channels_last)
 
 
-def run_stage2(ctx: RunContext, model, settings: dict, stage1: dict, resume: Optional[dict]) -> dict:
+def run_stage2(ctx: RunContext, model, settings: dict, stage1: dict, resume: Optional[dict], *, name: str = "stage2",
+               carried: Optional[dict] = None) -> dict:
     hp = ctx.hp
 
     def set_modes() -> None:
@@ -188,7 +200,7 @@ def run_stage2(ctx: RunContext, model, settings: dict, stage1: dict, resume: Opt
         return metrics
 
     phase = Phase(
-        name="stage2",
+        name=name,
         epochs=settings["epochs"],
         batch_size=settings["batchSize"],
         lr=settings["lr"],
@@ -200,35 +212,97 @@ def run_stage2(ctx: RunContext, model, settings: dict, stage1: dict, resume: Opt
         augment=hp["augment"],
         on_epoch_end=on_epoch_end,
         model=model,
-        checkpoint_state=lambda: {"model": model.state_dict(), "stage1": stage1},
-        history=restore_history(ctx, "stage2") or [],
+        checkpoint_state=lambda: {"model": model.state_dict(), "stage1": stage1, **(carried or {})},
+        history=restore_history(ctx, name) or [],
     )
     start = (resume["epoch"], resume["step"], resume["optimizer"]) if resume else (0, 0, None)
     run_phase(ctx, phase, start_epoch=start[0], start_step=start[1], optimizer_state=start[2])
     return {"history": phase.history, "seconds": phase.seconds, "imagesPerSecond": phase.images_per_second}
 
 
-def run(ctx: RunContext) -> dict:
-    settings = stage2_settings(ctx.hp)
+def isolate_and_drop(ctx: RunContext, settings: dict, resume: Optional[dict]) -> dict:
+    """Isolate-and-retrain, first half: a trap whose stem learns only to reconstruct (so no label
+    shortcut enters it), a probe head trained on the holdout over that stem, then the training
+    samples ranked by suspicion_scores; the top `isolateFraction` are dropped from stage 1."""
+    hp = ctx.hp
+    probe_settings = {**settings, "epochs": hp["isolateProbeEpochs"]}
     model = build_model(ctx, with_decoder=True)
-    resume = ctx.resume_state
-    if resume is not None and resume["stage"] == "stage2":
-        prepare_stage2(ctx, model, settings)
-        model.load_state_dict(resume["model"])
-        stage1 = resume["stage1"]
-        stage2 = run_stage2(ctx, model, settings, stage1, resume)
-    else:
+    if resume is None or resume["stage"] == "isolate":
         if resume is not None:
             model.load_state_dict(resume["model"])
-        stage1 = run_stage1(ctx, model, resume)
+        trap = run_stage1(ctx, model, resume, name="isolate", epochs=hp["isolateEpochs"] or hp["stage1Epochs"], stem_ce_scale=0.0)
+        trapped_view = training_set_view(ctx, model)
+        prepare_stage2(ctx, model, probe_settings)
+        probe_resume = None
+    else:  # resuming inside the probe
+        prepare_stage2(ctx, model, probe_settings)
+        model.load_state_dict(resume["model"])
+        trap, trapped_view, probe_resume = resume["stage1"], resume["trappedView"], resume
+    probe = run_stage2(ctx, model, probe_settings, trap, probe_resume, name="isolate-probe", carried={"trappedView": trapped_view})
+    scores = suspicion_scores(trapped_view, training_set_view(ctx, model))
+    n = len(scores)
+    dropped = most_suspicious(scores, int(round(hp["isolateFraction"] * n)))
+    kept = np.setdiff1d(np.arange(n), dropped)
+    quality = isolation_quality(dropped, ctx.data.train.poison_mask)
+    known = {k: round(v, 3) for k, v in quality.items() if v is not None}  # needs a poison mask (and poison)
+    ctx.emitter.log(f"isolation: dropped {len(dropped)} of {n} training samples" + (f" {known}" if known else ""))
+    return {
+        "kept": kept.tolist(), "scores": scores, "trapPred": trapped_view["pred"], "isolatedCount": int(len(dropped)), **quality,
+        "trapAsr": trap["stage1Asr"], "trapCa": trap["stage1Ca"], "probeCa": evaluate(ctx, model)["ca"],
+        "history": trap["history"], "probeHistory": probe["history"], "seconds": trap["seconds"] + probe["seconds"],
+    }
+
+
+STAGE_ORDER = ("isolate", "isolate-probe", "stage1", "stage2")
+
+
+def run(ctx: RunContext) -> dict:
+    """[isolate -> isolate-probe ->] stage1 -> stage2, resuming inside whichever stage the job's
+    checkpoint was written in. What later stages need from earlier ones (the isolation result, the
+    stage-1 summary, the trapped head's view of the training set) travels in their checkpoints."""
+    hp = ctx.hp
+    settings = stage2_settings(hp)
+    resume = ctx.resume_state
+    at = STAGE_ORDER.index(resume["stage"]) if resume is not None else 0
+    carried: dict = {}
+    if hp["isolateFraction"] > 0:
+        if at <= STAGE_ORDER.index("isolate-probe"):
+            carried["isolation"] = isolate_and_drop(ctx, settings, resume)
+        else:
+            carried["isolation"] = resume["isolation"]
+    isolation = carried.get("isolation")
+    train_data = ctx.device_data("train") if isolation is None else subset_of_train(ctx, isolation["kept"])
+
+    model = build_model(ctx, with_decoder=True)
+    if at == STAGE_ORDER.index("stage2"):
         prepare_stage2(ctx, model, settings)
-        stage2 = run_stage2(ctx, model, settings, stage1, None)
+        model.load_state_dict(resume["model"])
+        stage1, trapped_view = resume["stage1"], resume["trappedView"]
+        stage2 = run_stage2(ctx, model, settings, stage1, resume, carried={**carried, "trappedView": trapped_view})
+    else:
+        stage1_resume = resume if at == STAGE_ORDER.index("stage1") else None
+        if stage1_resume is not None:
+            model.load_state_dict(stage1_resume["model"])
+        stage1 = run_stage1(ctx, model, stage1_resume, data=train_data, carried=carried)
+        write_previews(ctx, model)
+        trapped_view = training_set_view(ctx, model)
+        prepare_stage2(ctx, model, settings)
+        stage2 = run_stage2(ctx, model, settings, stage1, None, carried={**carried, "trappedView": trapped_view})
+    write_health(ctx, trapped_view, training_set_view(ctx, model), isolation)
     final = evaluate(ctx, model)
+    metrics = {**final, "mse": stage1["mse"], "mseTriggered": stage1["mseTriggered"], "stage1Asr": stage1["stage1Asr"], "stage1Ca": stage1["stage1Ca"]}
+    if isolation is not None:
+        metrics.update({k: isolation[k] for k in ("isolatedCount", "isolationPrecision", "isolationRecall")})
+    history = {"stage1": stage1["history"], "stage2": stage2["history"]}
+    timings = {"stage1Seconds": stage1["seconds"], "stage2Seconds": stage2["seconds"]}
+    if isolation is not None:
+        history.update(isolate=isolation["history"], isolateProbe=isolation["probeHistory"])
+        timings["isolateSeconds"] = isolation["seconds"]
     return {
         "model": model,
-        "metrics": {**final, "mse": stage1["mse"], "mseTriggered": stage1["mseTriggered"], "stage1Asr": stage1["stage1Asr"], "stage1Ca": stage1["stage1Ca"]},
-        "history": {"stage1": stage1["history"], "stage2": stage2["history"]},
-        "timings": {"stage1Seconds": stage1["seconds"], "stage2Seconds": stage2["seconds"]},
+        "metrics": metrics,
+        "history": history,
+        "timings": timings,
         "imagesPerSecond": {"stage1": stage1["imagesPerSecond"], "stage2": stage2["imagesPerSecond"]},
         "resolved": {"stage2": settings},
     }

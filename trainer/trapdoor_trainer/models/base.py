@@ -13,6 +13,13 @@ from torch import nn
 import torch.nn.functional as F
 
 
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Identity in the forward pass; multiplies the gradient flowing back through it by `scale`."""
+    if scale == 0.0:
+        return x.detach()
+    return x.detach() + scale * (x - x.detach())
+
+
 class SplitModel(nn.Module):
     def __init__(
         self,
@@ -47,12 +54,16 @@ class SplitModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
-    def forward_with_reconstruction(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_with_reconstruction(self, x: torch.Tensor, head_grad_into_stem: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(head logits, reconstruction). `head_grad_into_stem` scales the gradient the head's
+        loss sends into the stem (1 = ordinary backprop, 0 = the stem learns only from the decoder);
+        the forward values are the same either way."""
         if self.decoder is None:
             raise RuntimeError("this model was built without a decoder")
         f = self.features(x)
         h, w = self.image_size
-        return self.head(f), self.decoder(f)[:, :, :h, :w]
+        head_input = f if head_grad_into_stem == 1.0 else scale_gradient(f, head_grad_into_stem)
+        return self.head(head_input), self.decoder(f)[:, :, :h, :w]
 
     def replace_head(self, drop_rate: float = 0.0) -> nn.Module:
         """Swap in a freshly initialised head of the same shape (T&R stage 2) and return it."""

@@ -1,0 +1,178 @@
+"""T&R beyond the paper: the stem-CE scale, isolate-and-retrain, and the health report."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from test_cli import FAST, result_of, run, start, write_spec
+from trapdoor_trainer.context import RunContext
+from trapdoor_trainer.defenses import tnr
+from trapdoor_trainer.defenses.common import build_model
+from trapdoor_trainer.defenses.health import FLAG_RATIO, health_report
+from trapdoor_trainer.defenses.trap_signals import most_suspicious, suspicion_scores
+from trapdoor_trainer.events import Emitter
+from trapdoor_trainer.models.base import scale_gradient
+from trapdoor_trainer.runner import load_job_data, pick_device
+from trapdoor_trainer.safetensors import load_file
+from trapdoor_trainer.spec import parse_spec
+
+from synthetic import write_job_datasets
+
+
+def test_scale_gradient_keeps_values_and_scales_gradients():
+    x = torch.randn(5, 3, requires_grad=True)
+    assert torch.equal(scale_gradient(x, 0.0), x) and not scale_gradient(x, 0.0).requires_grad  # no path back at all
+    for scale in (0.25, 1.0):
+        x.grad = None
+        y = scale_gradient(x, scale)
+        assert torch.equal(y, x)
+        (y * torch.arange(3.0)).sum().backward()
+        assert torch.allclose(x.grad, scale * torch.arange(3.0).expand(5, 3))
+
+
+def context(job_datasets, tmp_path, **hp) -> RunContext:
+    spec = parse_spec({
+        "method": "TRAP_AND_REPLACE", "architecture": "small-cnn", "seed": 3, "device": "cpu", "target": 0,
+        "data": {"train": job_datasets["train"], "holdout": job_datasets["holdout"], "test": job_datasets["test"], "asrTest": job_datasets["asr"]},
+        "hyperparameters": {"stage1Epochs": 1, "stage2Epochs": 1, "batchSize": 128, "evalEvery": 0, "previewCount": 0, **hp},
+    })
+    return RunContext(spec=spec, workdir=tmp_path, device=pick_device("cpu"), emitter=Emitter(io.StringIO()), data=load_job_data(spec))
+
+
+@pytest.mark.parametrize("scale, stem_moves", [(0.0, False), (1.0, True)])
+def test_stem_ce_scale_zero_keeps_the_classification_loss_out_of_the_stem(job_datasets, tmp_path, scale, stem_moves):
+    # With the reconstruction terms off, only CE could move the stem's weights.
+    ctx = context(job_datasets, tmp_path, stemCeScale=scale, lambda1=0.0, lambda2=0.0, weightDecay=0.0)
+    model = build_model(ctx, with_decoder=True)
+    weights = {k: v.clone() for k, v in model.stem.named_parameters()}
+    head = {k: v.clone() for k, v in model.head.named_parameters()}
+    tnr.run_stage1(ctx, model, None)
+    moved = [not torch.equal(v, weights[k]) for k, v in model.stem.named_parameters()]
+    assert any(moved) == stem_moves and (all(moved) or not stem_moves)
+    assert all(not torch.equal(v, head[k]) for k, v in model.head.named_parameters())  # the trap head always learns
+
+
+def test_suspicion_ranks_what_the_trap_fits_and_the_clean_head_rejects():
+    trapped = {"labelLogProb": torch.log(torch.tensor([0.9, 0.9, 0.2, 0.99])), "pred": torch.zeros(4, dtype=torch.long)}
+    clean = {"labelLogProb": torch.log(torch.tensor([0.8, 0.01, 0.01, 0.1])), "pred": torch.zeros(4, dtype=torch.long)}
+    scores = suspicion_scores(trapped, clean)
+    assert list(most_suspicious(scores, 4)) == [1, 2, 3, 0]  # log-ratios 4.5, 3.0, 2.3, 0.1
+    assert list(most_suspicious(torch.zeros(3), 2)) == [0, 1]  # ties: lower index first
+
+
+def views(labels: np.ndarray, trapped_pred: np.ndarray, flagged: np.ndarray) -> tuple[dict, dict]:
+    """Views where `flagged` samples get a trapped/clean label-probability ratio above FLAG_RATIO."""
+    trapped_logp = np.full(len(labels), math.log(0.9))
+    clean_logp = np.where(flagged, math.log(0.9 / (2 * FLAG_RATIO)), math.log(0.8))
+    trapped = {"pred": torch.as_tensor(trapped_pred), "labelLogProb": torch.as_tensor(trapped_logp)}
+    clean = {"pred": torch.as_tensor(labels), "labelLogProb": torch.as_tensor(clean_logp)}
+    return trapped, clean
+
+
+def report_for(labels, holdout, trapped, clean) -> dict:
+    return health_report(labels, holdout, 10, trapped["pred"], clean["pred"], suspicion_scores(trapped, clean))
+
+
+def test_health_report_names_the_over_predicted_class_with_its_flagged_samples():
+    rng = np.random.default_rng(0)
+    holdout = np.repeat(np.arange(10), 100)
+    labels = np.repeat(np.arange(10), 1000)
+    poisoned = rng.choice(np.flatnonzero(labels != 3), 1000, replace=False)
+    labels[poisoned] = 3  # dirty-label poisoning towards class 3
+    flagged = np.zeros(len(labels), bool)
+    flagged[poisoned] = True
+    flagged[rng.choice(len(labels), 200, replace=False)] = True  # a few hard clean samples, any class
+    trapped, clean = views(labels, labels.copy(), flagged)
+    report = report_for(labels, holdout, trapped, clean)
+    assert report["verdict"] == "poisoned" and report["likelyTarget"] == 3
+    assert report["evidence"]["overPrediction"][3] > 1.8
+    top = report["suspicious"]
+    assert len(top) == 200 and np.isin(top, np.flatnonzero(flagged)).all()
+
+
+def test_health_report_does_not_call_balanced_data_with_scattered_flags_poisoned():
+    rng = np.random.default_rng(1)
+    holdout = np.repeat(np.arange(10), 100)
+    labels = np.repeat(np.arange(10), 1000)
+    flagged = np.zeros(len(labels), bool)
+    flagged[rng.choice(len(labels), 800, replace=False)] = True
+    trapped, clean = views(labels, labels.copy(), flagged)
+    report = report_for(labels, holdout, trapped, clean)
+    assert report["verdict"] == "clean" and report["likelyTarget"] is None
+    # Over-prediction alone (a biased but honest head) is not enough either.
+    biased = labels.copy()
+    biased[rng.choice(np.flatnonzero(labels != 6), 900, replace=False)] = 6
+    report = report_for(labels, holdout, views(labels, biased, flagged)[0], clean)
+    assert report["verdict"] != "poisoned"
+
+
+ISOLATE = {"stage1Epochs": 4, "stage2Epochs": 20, "isolateFraction": 0.1, "isolateEpochs": 4, "isolateProbeEpochs": 20, **FAST}
+
+
+@pytest.fixture(scope="module")
+def isolated_run(job_datasets, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("isolate")
+    code, events, err = run(write_spec(tmp, job_datasets, "TRAP_AND_REPLACE", ISOLATE), tmp / "work")
+    assert code == 0, err
+    return result_of(events), events, tmp / "work"
+
+
+def test_isolate_and_retrain_drops_the_poisoned_samples(isolated_run):
+    result, events, _ = isolated_run
+    assert result["isolatedCount"] == 200  # 10 % of 2000
+    assert result["isolationPrecision"] >= 0.9 and result["isolationRecall"] >= 0.9
+    stages = [e["stage"] for e in events if e["type"] == "progress"]
+    assert stages.index("isolate") < stages.index("isolate-probe") < stages.index("stage1") < stages.index("stage2")
+    assert result["asr"] <= 0.1
+
+
+def test_every_tnr_job_writes_a_health_report_as_artifacts(isolated_run):
+    result, events, workdir = isolated_run
+    report = json.loads((workdir / "health.json").read_text())
+    assert report["verdict"] == "poisoned" and report["likelyTarget"] == 0
+    mask = np.load(json.loads((workdir / "metadata.json").read_text())["spec"]["data"]["train"] + "/poison_mask.npy")
+    assert mask[report["suspicious"][:100]].mean() >= 0.9
+    health = {(e["format"], e["path"]) for e in events if e["type"] == "artifact" and e["kind"] == "health"}
+    assert health == {("json", "health.json"), ("png", "health.png")}
+    assert (workdir / "health.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_clean_data_is_not_called_poisoned(tmp_path):
+    clean = write_job_datasets(tmp_path / "data", seed=5, ratio=0.0)
+    code, events, err = run(write_spec(tmp_path, clean, "TRAP_AND_REPLACE", ISOLATE), tmp_path / "work")
+    assert code == 0, err
+    report = json.loads((tmp_path / "work" / "health.json").read_text())
+    assert report["verdict"] != "poisoned" and report["likelyTarget"] is None
+
+
+@pytest.mark.parametrize("stop_stage", ["isolate-probe", "stage1"])
+def test_isolation_runs_resume_to_identical_weights(job_datasets, tmp_path, stop_stage):
+    hp = {**ISOLATE, "stage1Epochs": 2, "stage2Epochs": 2, "isolateEpochs": 2, "isolateProbeEpochs": 3}
+    spec = write_spec(tmp_path, job_datasets, "TRAP_AND_REPLACE", hp, seed=11)
+    code, straight_events, err = run(spec, tmp_path / "straight")
+    assert code == 0, err
+    proc = start(spec, tmp_path / "interrupted")
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["type"] == "progress" and event["stage"] == stop_stage and event["epoch"] == 1:
+            proc.send_signal(signal.SIGTERM)
+            break
+    proc.stdout.read()
+    assert proc.wait(timeout=120) == 3
+    resumed = json.loads(spec.read_text())
+    resumed["resumeFrom"] = str(tmp_path / "interrupted" / "checkpoints" / "latest.pt")
+    (tmp_path / "resumed.json").write_text(json.dumps(resumed))
+    code, events, err = run(tmp_path / "resumed.json", tmp_path / "resumed")
+    assert code == 0, err
+    assert next(e for e in events if e["type"] == "progress")["stage"] == stop_stage
+    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    assert all(a[k].equal(b[k]) for k in a)
+    assert result_of(events)["isolatedCount"] == result_of(straight_events)["isolatedCount"]
+    assert json.loads((tmp_path / "resumed" / "health.json").read_text()) == json.loads((tmp_path / "straight" / "health.json").read_text())
