@@ -179,8 +179,17 @@ describe("the service end to end (embedded Postgres, local store, in-process wor
     }[];
     assert.deepEqual(
       new Set(artifacts.map((a) => a.kind)),
-      new Set(["model", "config", "metadata", "onnx", "preview"]),
+      new Set(["model", "config", "metadata", "onnx", "preview", "health"]),
     );
+    // The health report travels as two artifacts of kind "health": the JSON and its PNG summary.
+    const reports = await Promise.all(
+      artifacts
+        .filter((a) => a.kind === "health")
+        .map(async (a) => Buffer.from(await (await fetch(a.downloadUrl)).arrayBuffer())),
+    );
+    const report = JSON.parse(reports.find((b) => b[0] === 0x7b)?.toString() ?? "null");
+    assert.ok(["poisoned", "clean", "inconclusive"].includes(report.verdict));
+    assert.ok(Array.isArray(report.suspicious) && report.evidence.flaggedShare.length > 0);
     const model = artifacts.find((a) => a.kind === "model");
     assert.ok(model);
     const bytes = Buffer.from(await (await fetch(model.downloadUrl)).arrayBuffer());

@@ -97,8 +97,8 @@ def test_event_stream_has_every_kind_with_its_fields(trap_and_replace):
     assert all(0 <= p["fraction"] <= 1 and p["imagesPerSecond"] > 0 for p in progress)
     metrics = {(e["stage"], e["name"]) for e in events if e["type"] == "metric"}
     assert {("stage1", "mse"), ("stage1", "holdoutAccuracy"), ("stage1", "train.ce"), ("stage2", "holdoutAccuracy")} <= metrics
-    artifacts = {e["kind"]: e for e in events if e["type"] == "artifact"}
-    assert set(artifacts) == {"model", "config", "metadata", "onnx", "preview"}
+    artifacts = {e["path"]: e for e in events if e["type"] == "artifact"}
+    assert {e["kind"] for e in artifacts.values()} == {"model", "config", "metadata", "onnx", "preview", "health"}
     for record in artifacts.values():
         assert (workdir / record["path"]).stat().st_size == record["sizeBytes"]
 
