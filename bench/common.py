@@ -16,6 +16,17 @@ sys.path.insert(0, str(TRAINER))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the trainer's CLI does; see trapdoor_trainer/__main__.py
 
 
+def load_bench_module(relative: str):
+    """Import bench/<relative> under a unique name (several benches have a run.py)."""
+    import importlib.util
+
+    path = REPO / "bench" / relative
+    spec = importlib.util.spec_from_file_location("bench_" + relative.replace("/", "_").removesuffix(".py"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def trainer(*args: str, stream_to=None) -> list[dict]:
     """Run `python -m trapdoor_trainer ARGS`, returning its JSON-line events; raises on a non-zero exit."""
     env = {**os.environ, "PYTHONPATH": str(TRAINER)}

@@ -1,0 +1,170 @@
+"""T&R efficacy study on Fashion-MNIST: a grid over attack x configuration x seed, every cell
+cached on disk so the grid can be filled over several sittings, rendered to bench/EFFICACY.md
+with plots.
+
+    python bench/efficacy/run.py --profile cpu --attacks dev --configs paper,trap-first,isolate --seeds 0
+    python bench/efficacy/run.py --profile cpu --attacks held-out --configs isolate --seeds 0
+    python bench/efficacy/run.py --profile cpu --grid stage1Epochs=2,4,8 --configs paper --attacks dev
+    python bench/efficacy/run.py --render-only
+
+A cell = (profile, attack, method + hyper-parameters, seed). Its result lands in
+bench/out/efficacy/<profile>/cells/<key>.json; an interrupted cell resumes from its trainer
+checkpoint. Defaults are chosen on the development attacks (DEV) with holdout-derived signals
+only; the other attacks are reported as held out. The test set only ever measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import REPO, load_bench_module, trainer  # noqa: E402
+
+_fmnist = load_bench_module("fmnist/run.py")  # the Fashion-MNIST split and poisoning conventions
+POISON_RATIO, TARGET, prepare_clean = _fmnist.POISON_RATIO, _fmnist.TARGET, _fmnist.prepare_clean
+
+from trapdoor_trainer.idx import FASHION_MNIST_DIR  # noqa: E402
+
+DEV = ["badnet_grid", "blend", "sig"]
+HELD_OUT = ["badnet_white", "l0_invisible", "l2_invisible", "smooth", "trojan_sq", "trojan_wm", "lcba"]
+CLEAN = "clean"  # no poisoning: CA cost and the health report's false-positive check
+
+PROFILES = {
+    # 2 CPU cores: 3-8 min per cell at these sizes (stated in EFFICACY.md).
+    "cpu": {"train": 16000, "test": 2000, "stage1Epochs": 6, "stage2Epochs": 10, "device": "cpu"},
+    "gpu": {"train": 60000, "test": 10000, "stage1Epochs": 10, "stage2Epochs": 10, "device": "cuda"},
+}
+
+# Named T&R configurations (hyper-parameter overrides on top of the profile's epochs).
+CONFIGS = {
+    "none": {"method": "NO_DEFENSE"},
+    "paper": {},
+    "official-s2": {"stage2Recipe": "official", "stage2Epochs": None},
+    "trap-first": {"stemCeScale": 0.0},
+    "stem-ce-0.1": {"stemCeScale": 0.1},
+    "isolate": {"isolateFraction": 0.15},
+    "isolate-trap-first": {"isolateFraction": 0.15, "stemCeScale": 0.0},
+}
+
+OUT = REPO / "bench" / "out" / "efficacy"
+EFFICACY_MD = REPO / "bench" / "EFFICACY.md"
+
+
+def cell_spec(profile: str, attack: str, config: str, overrides: dict, seed: int) -> dict:
+    p = PROFILES[profile]
+    conf = dict(CONFIGS[config])
+    method = conf.pop("method", "TRAP_AND_REPLACE")
+    if method == "NO_DEFENSE":  # only the epoch budget applies; other axes would duplicate the run
+        overrides = {k: v for k, v in overrides.items() if k == "stage1Epochs"}
+        hp = {"epochs": overrides.get("stage1Epochs", p["stage1Epochs"])}
+    else:
+        hp = {"stage1Epochs": p["stage1Epochs"], "stage2Epochs": p["stage2Epochs"], **conf, **overrides}
+        hp = {k: v for k, v in hp.items() if v is not None}
+    return {"profile": profile, "attack": attack, "config": config, "overrides": overrides, "method": method, "hyperparameters": {**hp, "evalEvery": 0}, "seed": seed}
+
+
+def cell_key(cell: dict) -> str:
+    return hashlib.sha256(json.dumps(cell, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare_attack(root: Path, clean: dict, attack: str) -> dict:
+    """Poisoned training split + triggered test set for `attack` (made once, shared by its cells)."""
+    paths = clean["paths"]
+    data = {"train": str(paths["train_clean"]), "holdout": str(paths["holdout"]), "test": str(paths["test"])}
+    if attack == CLEAN:
+        return data
+    adir = root / "attacks" / attack
+    if not (adir / "asr" / "manifest.json").exists():
+        adir.mkdir(parents=True, exist_ok=True)
+        spec = {"source": str(paths["train_clean"]), "test": str(paths["test"]), "seed": 0, "attack": {"name": attack, "target": TARGET},
+                "ratio": POISON_RATIO * clean["full"] / clean["train"]}
+        (adir / "poison.json").write_text(json.dumps(spec))
+        trainer("poison", "--spec", str(adir / "poison.json"), "--out", str(adir / "train"), "--asr-out", str(adir / "asr"))
+    return {**data, "train": str(adir / "train"), "asrTest": str(adir / "asr")}
+
+
+def run_cell(root: Path, cell: dict, data: dict, device: str) -> dict:
+    key = cell_key(cell)
+    result_path = root / "cells" / f"{key}.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    workdir = root / "work" / key
+    workdir.mkdir(parents=True, exist_ok=True)
+    checkpoint = workdir / "checkpoints" / "latest.pt"
+    spec = {"architecture": "wrn16-1", "data": data, "target": None if cell["attack"] == CLEAN else TARGET, "seed": cell["seed"], "device": device,
+            "method": cell["method"], "hyperparameters": cell["hyperparameters"], "resumeFrom": str(checkpoint) if checkpoint.exists() else None}
+    (workdir / "spec.json").write_text(json.dumps(spec))
+    started = time.perf_counter()
+    events = trainer("run", "--spec", str(workdir / "spec.json"), "--workdir", str(workdir))
+    result = next(e for e in events if e["type"] == "result")
+    health = workdir / "health.json"
+    record = {"cell": cell, "key": key, "result": result, "wallSeconds": time.perf_counter() - started,
+              "health": json.loads(health.read_text()) if health.exists() else None}
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def parse_grid(text: str | None) -> list[dict]:
+    """"stage1Epochs=2,4;lambda1=0,10" -> the cartesian product as override dicts."""
+    if not text:
+        return [{}]
+    axes = []
+    for part in text.split(";"):
+        name, values = part.split("=")
+        axes.append([(name, json.loads(v)) for v in values.split(",")])
+    return [dict(combo) for combo in itertools.product(*axes)]
+
+
+def attack_list(text: str) -> list[str]:
+    groups = {"dev": DEV, "held-out": HELD_OUT, "all": DEV + HELD_OUT, "clean": [CLEAN]}
+    out = []
+    for name in text.split(","):
+        out.extend(groups.get(name, [name]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    parser.add_argument("--attacks", default="dev", help="names or groups: dev, held-out, all, clean")
+    parser.add_argument("--configs", default="none,paper", help=f"comma-separated, from {sorted(CONFIGS)}")
+    parser.add_argument("--grid", help='hyper-parameter axes, e.g. "stage1Epochs=2,4,8;lambda1=0,10"')
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--data-dir", type=Path, default=FASHION_MNIST_DIR)
+    parser.add_argument("--render-only", action="store_true")
+    args = parser.parse_args()
+    root = OUT / args.profile
+    if not args.render_only:
+        p = PROFILES[args.profile]
+        clean = prepare_clean(root, p["train"], p["test"], args.data_dir)
+        for attack in attack_list(args.attacks):
+            data = prepare_attack(root, clean, attack)
+            for seed in (int(s) for s in args.seeds.split(",")):
+                for config in args.configs.split(","):
+                    for overrides in parse_grid(args.grid):
+                        cell = cell_spec(args.profile, attack, config, overrides, seed)
+                        record = run_cell(root, cell, data, p["device"])
+                        r = record["result"]
+                        verdict = (record["health"] or {}).get("verdict")
+                        print(f"{attack:13s} {config:18s} {json.dumps(overrides):28s} seed {seed}: ASR {fmt(r.get('asr'))} CA {fmt(r['ca'])} "
+                              f"health {verdict} ({record['wallSeconds']:.0f} s)", flush=True)
+    from render import render  # noqa: PLC0415  (bench/efficacy/render.py)
+
+    render(root, args.profile, EFFICACY_MD)
+
+
+def fmt(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()
