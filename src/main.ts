@@ -6,6 +6,8 @@ import type { Config } from "./config.ts";
 import { DatasetService } from "./datasets/service.ts";
 import { createDataSource, migrate } from "./db/data-source.ts";
 import { startEmbeddedPostgres } from "./db/embedded.ts";
+import { JOB_UPDATED_CHANNEL } from "./db/jobs.ts";
+import { ChannelListener } from "./db/listener.ts";
 import { sql } from "./db/sql.ts";
 import { createApiKey, createTenant } from "./db/tenants.ts";
 import { JobQueue } from "./jobs/queue.ts";
@@ -24,6 +26,8 @@ export interface App {
   databaseUrl: string;
   url?: string;
   worker?: RunningWorker;
+  /** The API's LISTEN connection for job updates (set with the API role). */
+  jobUpdates?: ChannelListener;
   /** Set when this start created the first tenant. */
   firstApiKey?: string;
   stop(): Promise<void>;
@@ -32,6 +36,25 @@ export interface App {
 /** Composition root: database (embedded when DATABASE_URL is unset), store, queue, API and/or worker. */
 export async function startApp(config: Config, roles: { api: boolean; worker: boolean }): Promise<App> {
   const stops: (() => Promise<void>)[] = [];
+  // Idempotent, and also run when the start fails half-way (an embedded Postgres left running
+  // would keep the process alive).
+  const stopAll = async () => {
+    for (const stop of stops.splice(0)) await stop().catch(() => {});
+  };
+  try {
+    return await assemble(config, roles, stops, stopAll);
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+async function assemble(
+  config: Config,
+  roles: { api: boolean; worker: boolean },
+  stops: (() => Promise<void>)[],
+  stopAll: () => Promise<void>,
+): Promise<App> {
   const embedded = config.databaseUrl ? null : await startEmbeddedPostgres(config.dataDir);
   if (embedded) stops.unshift(() => embedded.stop());
   const databaseUrl = config.databaseUrl ?? (embedded?.url as string);
@@ -55,19 +78,24 @@ export async function startApp(config: Config, roles: { api: boolean; worker: bo
     datasets,
     jobs,
     databaseUrl,
-    async stop() {
-      for (const stop of stops) await stop().catch(() => {});
-    },
+    stop: stopAll,
   };
   app.firstApiKey = await ensureFirstTenant(db, config.dataDir);
   if (roles.api) {
     await datasets.resumeInterrupted();
-    const api = await createApi(config, { db, store, datasets, jobs, python: config.python });
+    // One LISTEN connection per API process; every subscription on this process waits on it.
+    const jobUpdates = new ChannelListener(databaseUrl, JOB_UPDATED_CHANNEL, {
+      applicationName: "trapdoor-job-updates",
+    });
+    await jobUpdates.start();
+    app.jobUpdates = jobUpdates;
+    stops.unshift(() => jobUpdates.stop());
+    const api = await createApi(config, { db, store, datasets, jobs, jobUpdates, python: config.python });
+    stops.unshift(() => api.stop());
     const server = await api.listen(config.port, config.host);
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : config.port;
     app.url = `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${port}`;
-    stops.unshift(() => api.stop());
   }
   if (roles.worker) {
     app.worker = await startWorker(config, db, store, queue);

@@ -1,4 +1,4 @@
-import { GraphQLError } from "graphql";
+import { GraphQLError, type GraphQLFormattedError } from "graphql";
 
 /** The error codes clients can branch on (`extensions.code`). */
 export type ErrorCode =
@@ -34,4 +34,17 @@ export function toGraphQLError(error: unknown): GraphQLError {
     return new GraphQLError(error.message, { extensions: { code: error.code, ...error.details } });
   }
   return new GraphQLError("internal error", { extensions: { code: "INTERNAL_SERVER_ERROR" } });
+}
+
+/**
+ * What a client sees of an error, on every transport: internal errors never leak stack traces or
+ * SQL, only "internal error" and the code.
+ */
+export function publicError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
+  const code = formatted.extensions?.code;
+  if (code === "INTERNAL_SERVER_ERROR" && !(error instanceof GraphQLError && error.extensions?.code)) {
+    return { message: "internal error", extensions: { code } };
+  }
+  const { stacktrace: _, ...extensions } = formatted.extensions ?? {};
+  return { ...formatted, extensions };
 }

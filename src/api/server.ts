@@ -1,20 +1,19 @@
-import { readFileSync } from "node:fs";
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import { ApolloServer } from "@apollo/server";
 import { expressMiddleware } from "@as-integrations/express5";
 import express from "express";
-import { GraphQLError } from "graphql";
 import type { Config } from "../config.ts";
 import { LocalStore, localStoreRouter } from "../storage/local.ts";
 import { buildContext, type Context, type Services } from "./context.ts";
+import { publicError } from "./errors.ts";
 import { depthAndCostLimit } from "./limits.ts";
 import { resolvers } from "./resolvers/index.ts";
+import { executableSchema, loadTypeDefs } from "./schema.ts";
+import { attachSubscriptions, type Subscriptions, subscriptionsOverWebSocketOnly } from "./subscriptions.ts";
 
-export const SCHEMA_PATH = new URL("../../schema/schema.graphql", import.meta.url);
+export { loadTypeDefs, SCHEMA_PATH } from "./schema.ts";
 
-export function loadTypeDefs(): string {
-  return readFileSync(SCHEMA_PATH, "utf8");
-}
+export const GRAPHQL_PATH = "/graphql";
 
 export interface Api {
   app: express.Express;
@@ -23,22 +22,20 @@ export interface Api {
   stop(): Promise<void>;
 }
 
-/** The HTTP surface: POST /graphql, signed local-store URLs under /objects, GET /healthz. */
+/**
+ * The HTTP surface: POST /graphql, GraphQL over WebSocket on the same path (subscriptions),
+ * signed local-store URLs under /objects, GET /healthz.
+ */
 export async function createApi(config: Config, services: Services): Promise<Api> {
+  const schema = executableSchema(loadTypeDefs(), resolvers as never);
   const apollo = new ApolloServer<Context>({
-    typeDefs: loadTypeDefs(),
-    resolvers: resolvers as never,
-    validationRules: [depthAndCostLimit(config.limits.queryDepth, config.limits.queryCost)],
+    schema,
+    validationRules: [
+      depthAndCostLimit(config.limits.queryDepth, config.limits.queryCost),
+      subscriptionsOverWebSocketOnly,
+    ],
     csrfPrevention: true,
-    formatError: (formatted, error) => {
-      // Internal errors never leak stack traces or SQL to clients.
-      const code = formatted.extensions?.code;
-      if (code === "INTERNAL_SERVER_ERROR" && !(error instanceof GraphQLError && error.extensions?.code)) {
-        return { message: "internal error", extensions: { code } };
-      }
-      const { stacktrace: _, ...extensions } = formatted.extensions ?? {};
-      return { ...formatted, extensions };
-    },
+    formatError: publicError,
   });
   await apollo.start();
   const app = express();
@@ -48,21 +45,28 @@ export async function createApi(config: Config, services: Services): Promise<Api
   });
   if (services.store instanceof LocalStore) app.use("/objects", localStoreRouter(services.store));
   app.use(
-    "/graphql",
+    GRAPHQL_PATH,
     express.json({ limit: "1mb" }),
     expressMiddleware(apollo, {
       context: async ({ req }) => buildContext(services, req.headers.authorization),
     }),
   );
   let server: Server | undefined;
+  let subscriptions: Subscriptions | undefined;
   return {
     app,
     apollo,
     listen: (port, host) =>
-      new Promise((resolve) => {
-        server = app.listen(port, host, () => resolve(server as Server));
+      new Promise((resolve, reject) => {
+        const http = createServer(app);
+        server = http;
+        subscriptions = attachSubscriptions(http, GRAPHQL_PATH, schema, services, config.limits);
+        http.once("error", reject);
+        http.listen(port, host, () => resolve(http));
       }),
     async stop() {
+      // Subscriptions first: their sockets would otherwise keep the HTTP server from closing.
+      await subscriptions?.stop();
       await apollo.stop();
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
     },

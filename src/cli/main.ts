@@ -1,18 +1,29 @@
 import { parseArgs } from "node:util";
-import { loadConfig } from "../config.ts";
-import { createDataSource, migrate } from "../db/data-source.ts";
-import { startEmbeddedPostgres } from "../db/embedded.ts";
-import { createApiKey, createTenant } from "../db/tenants.ts";
-import { startApp } from "../main.ts";
+import { EXIT_CODES_HELP, ExitCode } from "../client/exit-codes.ts";
 
-const USAGE = `usage: trapdoor <command> [--port P] [--data-dir DIR]
+const USAGE = `usage: trapdoor <command> [options]
+server:
   start            API + worker + embedded Postgres and local store (the newcomer default)
   serve            API only
   worker           worker only
   migrate [--revert]   apply (or revert the last) database migration
-  tenant NAME      create a tenant and print its first API key`;
+  tenant NAME      create a tenant and print its first API key
+    (--port P, --data-dir DIR)
+client (talks to a running API; \`trapdoor login\` first):
+  login --endpoint URL --key KEY
+  datasets upload FILE... --role ROLE --format FORMAT | datasets list
+  jobs launch | watch ID | list | download ID
+  trapdoor <client command> --help for the flags; every client command takes --json
+  ${EXIT_CODES_HELP}`;
+
+const CLIENT_COMMANDS = new Set(["login", "datasets", "jobs"]);
 
 async function main(argv: string[]): Promise<number> {
+  // Client commands load only the client: no database, ORM or server modules to start up.
+  if (CLIENT_COMMANDS.has(argv[0] ?? "")) {
+    const { runClient } = await import("../client/index.ts");
+    return runClient(argv);
+  }
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -26,13 +37,15 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = positionals;
   if (!command || values.help) {
     console.log(USAGE);
-    return command ? 0 : 2;
+    return command ? ExitCode.OK : ExitCode.USAGE;
   }
+  const { loadConfig } = await import("../config.ts");
   const config = loadConfig(process.env, {
     port: values.port ? Number(values.port) : undefined,
     dataDir: values["data-dir"],
   });
   if (command === "start" || command === "serve" || command === "worker") {
+    const { startApp } = await import("../main.ts");
     const app = await startApp(config, { api: command !== "worker", worker: command !== "serve" });
     if (app.url) console.log(`trapdoor API on ${app.url}/graphql`);
     if (app.worker)
@@ -42,9 +55,12 @@ async function main(argv: string[]): Promise<number> {
       for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => resolve());
     });
     await app.stop();
-    return 0;
+    return ExitCode.OK;
   }
   if (command === "migrate" || command === "tenant") {
+    const { createDataSource, migrate } = await import("../db/data-source.ts");
+    const { startEmbeddedPostgres } = await import("../db/embedded.ts");
+    const { createApiKey, createTenant } = await import("../db/tenants.ts");
     const embedded = config.databaseUrl ? null : await startEmbeddedPostgres(config.dataDir);
     const db = createDataSource(config.databaseUrl ?? (embedded?.url as string));
     await db.initialize();
@@ -69,10 +85,10 @@ async function main(argv: string[]): Promise<number> {
       await db.destroy();
       await embedded?.stop();
     }
-    return 0;
+    return ExitCode.OK;
   }
   console.error(`unknown command ${command}\n${USAGE}`);
-  return 2;
+  return ExitCode.USAGE;
 }
 
 main(process.argv.slice(2)).then(

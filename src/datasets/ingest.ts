@@ -21,6 +21,11 @@
  * Limits: `maxBytes` (default 8 GiB) caps the uncompressed bytes of the two source arrays;
  * `maxCompressionRatio` (default 100) caps how far compressed NPZ members may expand.
  *
+ * Archive formats (CIFAR10_BINARY, CLASS_FOLDERS, GTSRB; formats/index.ts "records" readers)
+ * take `options` (options.ts), check the whole upload's structure first, then decode one image
+ * at a time into records.ts. There `maxBytes` caps how far the archive expands and
+ * `maxCompressionRatio` how far it expands relative to its size on disk.
+ *
  * Every user-fixable problem is an `IngestError` with a stable code; on any error nothing is
  * left at `outDir` (the writer works in a temporary directory next to it and renames at the end).
  */
@@ -30,12 +35,21 @@ import { endianness } from "node:os";
 import {
   type CanonicalManifest,
   CanonicalWriter,
+  type CanonicalWriterOptions,
   checkClassOptions,
   type DatasetFormat,
   IngestError,
 } from "./canonical.ts";
-import { FORMATS, type FormatLimits, getFormat } from "./formats/index.ts";
+import {
+  type ArrayFormatReader,
+  FORMATS,
+  type FormatLimits,
+  getFormat,
+  type RecordFormatReader,
+} from "./formats/index.ts";
 import { type Dtype, type RawArray, readChunks, shapeText } from "./formats/npy.ts";
+import { type IngestOptions, parseIngestOptions } from "./options.ts";
+import { writeRecords } from "./records.ts";
 
 export { type CanonicalManifest, type DatasetFormat, IngestError, readManifest } from "./canonical.ts";
 
@@ -47,8 +61,10 @@ export interface IngestInput {
   classNames?: string[];
   /** Cap on the uncompressed bytes of the source arrays (default DEFAULT_MAX_BYTES). */
   maxBytes?: number;
-  /** Cap on uncompressed/compressed size of NPZ members (default DEFAULT_MAX_COMPRESSION_RATIO). */
+  /** Cap on uncompressed/compressed size of NPZ members and archives (default DEFAULT_MAX_COMPRESSION_RATIO). */
   maxCompressionRatio?: number;
+  /** Archive formats' options (options.ts), as given by the user; checked here. */
+  options?: unknown;
 }
 
 export const DEFAULT_MAX_BYTES = 8 * 1024 ** 3;
@@ -166,6 +182,17 @@ function positiveOption(name: string, value: number | undefined, fallback: numbe
   return value;
 }
 
+/**
+ * Checks a format's options (options.ts) as given by a user: unknown or misplaced options,
+ * values out of range, and the format's own rules. Throws IngestError BAD_OPTION with `field`.
+ */
+export function checkIngestOptions(format: string, raw: unknown): IngestOptions {
+  const reader = getFormat(format);
+  const options = parseIngestOptions(reader.name, reader.options, raw);
+  if (reader.kind === "records") reader.checkOptions(options);
+  return options;
+}
+
 /** Turns an uploaded dataset into a canonical dataset at `outDir` (which must not exist yet). */
 export async function ingest(input: IngestInput, outDir: string): Promise<CanonicalManifest> {
   const reader = getFormat(input.format);
@@ -179,9 +206,55 @@ export async function ingest(input: IngestInput, outDir: string): Promise<Canoni
   };
   const classOptions = { numClasses: input.numClasses, classNames: input.classNames };
   checkClassOptions(classOptions);
+  const options = checkIngestOptions(reader.name, input.options);
   await checkParts(reader.name, reader.parts, input.parts);
+  if (reader.kind === "records")
+    return ingestRecords(reader, input.parts, limits, options, classOptions, outDir);
+  return ingestArrays(reader, input.parts, limits, classOptions, outDir);
+}
 
-  const dataset = await reader.open(input.parts, limits);
+/**
+ * Archive formats: the reader checks the upload's structure, then its records stream into the
+ * canonical writer. Class names given by the user replace the format's own, one for one.
+ */
+async function ingestRecords(
+  reader: RecordFormatReader,
+  parts: Record<string, string>,
+  limits: FormatLimits,
+  options: IngestOptions,
+  given: CanonicalWriterOptions,
+  outDir: string,
+): Promise<CanonicalManifest> {
+  const dataset = await reader.open(parts, limits, options);
+  const found = dataset.classNames?.length ?? dataset.numClasses;
+  const wanted = given.classNames?.length ?? given.numClasses;
+  if (wanted !== undefined && found !== undefined && wanted !== found) {
+    throw new IngestError(
+      "BAD_CLASS_NAMES",
+      `the upload has ${found} classes but ${wanted} were given (classNames/numClasses); give one name per class, in label order`,
+    );
+  }
+  const classOptions: CanonicalWriterOptions = {
+    numClasses: wanted ?? found,
+    classNames: given.classNames ?? dataset.classNames,
+  };
+  checkClassOptions(classOptions, dataset.count);
+  return writeRecords(dataset.records(), outDir, {
+    count: dataset.count,
+    classOptions,
+    sourceFormat: reader.name,
+    maxImageBytes: MAX_IMAGE_BYTES,
+  });
+}
+
+async function ingestArrays(
+  reader: ArrayFormatReader,
+  parts: Record<string, string>,
+  limits: FormatLimits,
+  classOptions: CanonicalWriterOptions,
+  outDir: string,
+): Promise<CanonicalManifest> {
+  const dataset = await reader.open(parts, limits);
   let writer: CanonicalWriter | undefined;
   try {
     const { images, labels } = dataset;

@@ -18,7 +18,15 @@ import { liveJobsUsing } from "../db/jobs.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
 import { keys } from "../worker/keys.ts";
 import { runTrainerCommand, trainerCatalog } from "../worker/python.ts";
-import { type CanonicalManifest, type DatasetFormat, FORMAT_PARTS, IngestError, ingest } from "./ingest.ts";
+import {
+  type CanonicalManifest,
+  checkIngestOptions,
+  type DatasetFormat,
+  FORMAT_PARTS,
+  IngestError,
+  ingest,
+} from "./ingest.ts";
+import type { IngestOptions } from "./options.ts";
 
 export interface CreateUploadInput {
   name: string;
@@ -28,6 +36,18 @@ export interface CreateUploadInput {
   sha256?: string | null;
   parts?: { name: string; sizeBytes: number; sha256: string }[] | null;
   classNames?: string[] | null;
+  /** archive formats: split, resize, channels, cropToRoi (options.ts) */
+  options?: Record<string, unknown> | null;
+}
+
+/** Options are checked at upload, so a mistake is a BAD_USER_INPUT naming the field, not a FAILED dataset later. */
+function uploadOptions(format: DatasetFormat, raw: unknown): IngestOptions {
+  try {
+    return checkIngestOptions(format, raw);
+  } catch (e) {
+    if (e instanceof IngestError) throw badInput(e.message, `options${e.field ? `.${e.field}` : ""}`);
+    throw e;
+  }
 }
 
 const UPLOAD_URL_SECONDS = 3600;
@@ -65,6 +85,7 @@ export class DatasetService {
         `${input.format} needs ${expected.length === 1 ? "sizeBytes and sha256" : `parts ${expected.join(" and ")}`}`,
         "parts",
       );
+    const options = uploadOptions(input.format, input.options);
     const names = declared.map((p) => p.name).sort();
     if (names.join(",") !== [...expected].sort().join(","))
       throw badInput(`${input.format} takes exactly the parts ${expected.join(", ")}`, "parts");
@@ -93,6 +114,7 @@ export class DatasetService {
       parts,
       sizeBytes: parts.reduce((s, p) => s + p.sizeBytes, 0),
       classNames: input.classNames ?? null,
+      ingestOptions: Object.keys(options).length > 0 ? { ...options } : null,
     });
     const uploads = [];
     for (const part of parts) {
@@ -180,6 +202,7 @@ export class DatasetService {
           parts: paths,
           classNames: dataset.class_names ?? undefined,
           numClasses: dataset.class_names?.length,
+          options: dataset.ingest_options ?? undefined,
           maxBytes: this.maxUploadBytes * 4,
         },
         out,

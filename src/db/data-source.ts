@@ -1,8 +1,9 @@
 import { DataSource } from "typeorm";
 import { Initial1764150000000 } from "../../migrations/1764150000000-initial.ts";
+import { DatasetIngestOptions1764160000000 } from "../../migrations/1764160000000-dataset-ingest-options.ts";
 
 /** All migrations, in order. The schema changes only through these (never `synchronize`). */
-export const MIGRATIONS = [Initial1764150000000];
+export const MIGRATIONS = [Initial1764150000000, DatasetIngestOptions1764160000000];
 
 export function createDataSource(databaseUrl: string): DataSource {
   return new DataSource({

@@ -31,11 +31,13 @@ export interface DatasetRow {
   class_histogram: number[] | null;
   manifest: Record<string, unknown> | null;
   poison: Record<string, unknown> | null;
+  /** archive formats' decode options (datasets/options.ts), checked at upload */
+  ingest_options: Record<string, unknown> | null;
   created_at: Date;
 }
 
 const COLUMNS = `id, tenant_id, name, role, format, status, failure_reason, parts, size_bytes, count, height, width, channels,
-  num_classes, class_names, class_histogram, manifest, poison, created_at`;
+  num_classes, class_names, class_histogram, manifest, poison, ingest_options, created_at`;
 
 export async function insertDataset(
   db: Queryable,
@@ -51,12 +53,13 @@ export async function insertDataset(
     classNames?: string[] | null;
     poison?: unknown;
     sourceId?: string | null;
+    ingestOptions?: Record<string, unknown> | null;
   },
 ): Promise<DatasetRow> {
   const rows = await sql<DatasetRow>(
     db,
-    `INSERT INTO datasets (id, tenant_id, name, role, format, status, parts, size_bytes, class_names, poison, source_dataset_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ${COLUMNS}`,
+    `INSERT INTO datasets (id, tenant_id, name, role, format, status, parts, size_bytes, class_names, poison, source_dataset_id, ingest_options)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ${COLUMNS}`,
     [
       row.id,
       row.tenantId,
@@ -69,6 +72,7 @@ export async function insertDataset(
       row.classNames ? JSON.stringify(row.classNames) : null,
       row.poison ? JSON.stringify(row.poison) : null,
       row.sourceId ?? null,
+      row.ingestOptions ? JSON.stringify(row.ingestOptions) : null,
     ],
   );
   return rows[0] as DatasetRow;

@@ -1,8 +1,15 @@
 import type { JobStatus } from "../jobs/lifecycle.ts";
 import { sourcesOf } from "../jobs/lifecycle.ts";
-import { type Queryable, sql } from "./sql.ts";
+import { atomically, type Queryable, sql } from "./sql.ts";
 
 /** SQL for training jobs, their transitions, metric history and artifacts. Tenant-scoped reads. */
+
+/**
+ * Every write a subscriber can see (status, progress, metrics, log) sends NOTIFY on this channel
+ * with the job id as payload, in the same transaction as the write, so Postgres delivers it at
+ * commit and a listener that re-reads the job always finds the change. Heartbeats do not notify.
+ */
+export const JOB_UPDATED_CHANNEL = "trapdoor_job_updated";
 
 export interface JobRow {
   id: string;
@@ -147,19 +154,23 @@ export async function transition(
     );
     sets.push(`${column} = $${params.length}`);
   }
-  // The sub-select locks the row and reads the old status in the same statement as the update.
-  const rows = await sql<JobRow & { prev_status: JobStatus }>(
-    db,
-    `UPDATE training_jobs t SET ${sets.join(", ")}
-     FROM (SELECT id, status AS prev_status FROM training_jobs WHERE id = $1 FOR UPDATE) p
-     WHERE t.id = p.id AND t.status = ANY($3) RETURNING t.*, p.prev_status`,
-    params,
-  );
-  const row = rows[0];
-  if (!row) return null;
-  await recordTransition(db, id, row.prev_status, to, reason);
-  const { prev_status: _, ...job } = row;
-  return job as JobRow;
+  // One transaction: a reader woken by the NOTIFY sees the new status and its transition row together.
+  return atomically(db, async (tx) => {
+    // The sub-select locks the row and reads the old status in the same statement as the update.
+    const rows = await sql<JobRow & { prev_status: JobStatus }>(
+      tx,
+      `UPDATE training_jobs t SET ${sets.join(", ")}
+       FROM (SELECT id, status AS prev_status FROM training_jobs WHERE id = $1 FOR UPDATE) p
+       WHERE t.id = p.id AND t.status = ANY($3) RETURNING t.*, p.prev_status`,
+      params,
+    );
+    const row = rows[0];
+    if (!row) return null;
+    await recordTransition(tx, id, row.prev_status, to, reason);
+    await sql(tx, "SELECT pg_notify($1, $2)", [JOB_UPDATED_CHANNEL, id]);
+    const { prev_status: _, ...job } = row;
+    return job as JobRow;
+  });
 }
 
 export async function recordTransition(
@@ -192,16 +203,20 @@ export async function updateRunning(
   id: string,
   patch: { progress?: unknown; logTail?: string[]; checkpointKey?: string; metrics?: unknown },
 ): Promise<void> {
+  // The NOTIFY rides in the UPDATE's statement (one implicit transaction): no extra round trip.
   await sql(
     db,
-    `UPDATE training_jobs SET progress = COALESCE($2, progress), log_tail = COALESCE($3, log_tail), checkpoint_key = COALESCE($4, checkpoint_key),
-       metrics = COALESCE($5, metrics), heartbeat_at = now(), updated_at = now() WHERE id = $1`,
+    `WITH updated AS (
+       UPDATE training_jobs SET progress = COALESCE($2, progress), log_tail = COALESCE($3, log_tail), checkpoint_key = COALESCE($4, checkpoint_key),
+         metrics = COALESCE($5, metrics), heartbeat_at = now(), updated_at = now() WHERE id = $1 RETURNING id)
+     SELECT pg_notify($6, id::text) FROM updated`,
     [
       id,
       patch.progress ? JSON.stringify(patch.progress) : null,
       patch.logTail ? JSON.stringify(patch.logTail) : null,
       patch.checkpointKey ?? null,
       patch.metrics ? JSON.stringify(patch.metrics) : null,
+      JOB_UPDATED_CHANNEL,
     ],
   );
 }
@@ -235,8 +250,10 @@ export async function insertMetric(
 ): Promise<void> {
   await sql(
     db,
-    "INSERT INTO job_metrics (job_id, attempt, stage, epoch, name, value) VALUES ($1, $2, $3, $4, $5, $6)",
-    [jobId, attempt, stage, epoch, name, value],
+    `WITH inserted AS (
+       INSERT INTO job_metrics (job_id, attempt, stage, epoch, name, value) VALUES ($1, $2, $3, $4, $5, $6) RETURNING job_id)
+     SELECT pg_notify($7, job_id::text) FROM inserted`,
+    [jobId, attempt, stage, epoch, name, value, JOB_UPDATED_CHANNEL],
   );
 }
 

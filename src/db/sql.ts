@@ -39,3 +39,22 @@ export async function transaction<T>(db: DataSource, fn: (tx: QueryRunner) => Pr
     await runner.release();
   }
 }
+
+/**
+ * Run `fn` atomically: in a new transaction on a DataSource, or on a QueryRunner (inside the
+ * caller's transaction when one is open, else in one of its own).
+ */
+export async function atomically<T>(db: Queryable, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  if (!("manager" in db && "isTransactionActive" in db)) return transaction(db as DataSource, fn);
+  const runner = db as QueryRunner;
+  if (runner.isTransactionActive) return fn(runner);
+  await runner.startTransaction();
+  try {
+    const result = await fn(runner);
+    await runner.commitTransaction();
+    return result;
+  } catch (error) {
+    await runner.rollbackTransaction();
+    throw error;
+  }
+}

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { createDataSource, migrate } from "../../src/db/data-source.ts";
+import { createDataSource, MIGRATIONS, migrate } from "../../src/db/data-source.ts";
 import { startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { startWorker } from "../../src/worker/index.ts";
 import { gql, makeDatasets, readPart, sha256, startTestApp, waitFor } from "../helpers/app.ts";
@@ -105,14 +105,17 @@ describe("migrations", () => {
     const db = createDataSource(pg.url);
     await db.initialize();
     try {
-      assert.deepEqual(await migrate(db), ["Initial1764150000000"]);
+      assert.deepEqual(
+        await migrate(db),
+        MIGRATIONS.map((m) => new m().name),
+      );
       const tables = async () =>
         (await db.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).map(
           (r: { tablename: string }) => r.tablename,
         );
       assert.ok((await tables()).includes("training_jobs"));
       assert.deepEqual(await migrate(db), []);
-      await db.undoLastMigration({ transaction: "each" });
+      for (const _ of MIGRATIONS) await db.undoLastMigration({ transaction: "each" });
       assert.deepEqual(await tables(), ["trapdoor_migrations"]);
     } finally {
       await db.destroy();

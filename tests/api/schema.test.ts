@@ -9,7 +9,7 @@ import { loadTypeDefs } from "../../src/api/server.ts";
 describe("resolvers match schema/schema.graphql", () => {
   const schema = buildSchema(loadTypeDefs());
 
-  for (const root of ["Query", "Mutation"] as const) {
+  for (const root of ["Query", "Mutation", "Subscription"] as const) {
     it(`every ${root} field has exactly one resolver`, () => {
       const type = schema.getType(root) as GraphQLObjectType;
       assert.deepEqual(Object.keys(resolvers[root]).sort(), Object.keys(type.getFields()).sort());

@@ -124,6 +124,8 @@ export interface ZipMember {
   crc?: number;
   /** raw compression method number, overriding `method` in the headers */
   methodCode?: number;
+  /** Unix mode (type and permission bits), recorded as made on Unix; e.g. 0o120777 for a symlink */
+  unixMode?: number;
 }
 
 /** A zip archive (no zip64, no data descriptors), as np.savez writes small ones. */
@@ -152,7 +154,7 @@ export function zipBytes(members: ZipMember[]): Buffer {
     local.writeUInt16LE(0, 28);
     const central = Buffer.alloc(46);
     central.writeUInt32LE(0x02014b50, 0);
-    central.writeUInt16LE(20, 4); // made by
+    central.writeUInt16LE(m.unixMode === undefined ? 20 : (3 << 8) | 20, 4); // made by (3 = Unix)
     central.writeUInt16LE(20, 6);
     central.writeUInt16LE(0x800, 8);
     central.writeUInt16LE(method, 10);
@@ -162,6 +164,7 @@ export function zipBytes(members: ZipMember[]): Buffer {
     central.writeUInt32LE(body.length, 20);
     central.writeUInt32LE(size, 24);
     central.writeUInt16LE(name.length, 28);
+    if (m.unixMode !== undefined) central.writeUInt32LE((m.unixMode << 16) >>> 0, 38);
     central.writeUInt32LE(offset, 42);
     locals.push(local, name, body);
     centrals.push(central, name);

@@ -326,6 +326,9 @@ describe("ingest input checks", () => {
       NPY_PAIR: ["images", "labels"],
       NPZ: ["archive"],
       IDX: ["images", "labels"],
+      CIFAR10_BINARY: ["archive"],
+      CLASS_FOLDERS: ["archive"],
+      GTSRB: ["archive"],
     });
     const error = new IngestError("EMPTY", "nothing");
     assert.ok(error instanceof Error);

@@ -4,6 +4,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { createClient } from "graphql-ws";
+import WebSocket from "ws";
 import { type Config, loadConfig } from "../../src/config.ts";
 import { freePort } from "../../src/db/embedded.ts";
 import { type App, startApp } from "../../src/main.ts";
@@ -40,6 +42,159 @@ export async function startTestApp(
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Another API process's worth of trapdoor (API and/or worker) on the same database and store as
+ * `app`, as a second replica behind a load balancer would be. Stop it before `app`.
+ */
+export async function startReplica(
+  app: Awaited<ReturnType<typeof startTestApp>>,
+  roles = { api: true, worker: false },
+): Promise<App> {
+  const port = String(await freePort());
+  const config = loadConfig(
+    {
+      ...process.env,
+      DATABASE_URL: app.databaseUrl,
+      PORT: port,
+      TRAPDOOR_PUBLIC_URL: `http://127.0.0.1:${port}`,
+      TRAPDOOR_POLL_SECONDS: "1",
+      TRAPDOOR_HEARTBEAT_SECONDS: "1",
+      TRAPDOOR_STALE_AFTER_SECONDS: "5",
+    },
+    { dataDir: app.dir },
+  );
+  return startApp(config, roles);
+}
+
+export interface GraphQLErrorJson {
+  message: string;
+  extensions?: { code?: string; field?: string };
+}
+
+/** A graphql-ws subscription's record: every result, the error (if any), and how it ended. */
+export interface Subscription<T> {
+  results: { data?: T; errors?: GraphQLErrorJson[] }[];
+  /** Resolves when the server completes the operation, errors it, or the socket closes for good. */
+  ended: Promise<{ completed: boolean; error?: unknown }>;
+  /** Resolves with the first result (already received or future) that satisfies `match`. */
+  waitFor(
+    match: (result: { data?: T; errors?: GraphQLErrorJson[] }) => boolean,
+    timeoutMs?: number,
+  ): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** Subscribe over WebSocket (graphql-ws with `ws`) to `baseUrl`/graphql, key in connectionParams. */
+export function subscribe<T = Record<string, unknown>>(
+  baseUrl: string,
+  key: string | null,
+  query: string,
+  variables: Record<string, unknown> = {},
+): Subscription<T> {
+  const client = createClient({
+    url: `${baseUrl.replace(/^http/, "ws")}/graphql`,
+    webSocketImpl: WebSocket,
+    connectionParams: key ? { authorization: `Bearer ${key}` } : {},
+    retryAttempts: 0,
+  });
+  const results: Subscription<T>["results"] = [];
+  const waiters = new Set<() => void>();
+  const ended = new Promise<{ completed: boolean; error?: unknown }>((resolve) => {
+    client.subscribe<T>(
+      { query, variables },
+      {
+        next: (result) => {
+          results.push(result as never);
+          for (const wake of waiters) wake();
+        },
+        error: (error) => resolve({ completed: false, error }),
+        complete: () => resolve({ completed: true }),
+      },
+    );
+  });
+  return {
+    results,
+    ended,
+    waitFor: (match, timeoutMs = 60_000) =>
+      new Promise<T>((resolve, reject) => {
+        const check = () => {
+          const found = results.find(match);
+          if (!found) return;
+          cleanup();
+          resolve(found.data as T);
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`no matching result in ${timeoutMs} ms; got ${JSON.stringify(results)}`));
+        }, timeoutMs);
+        const cleanup = () => {
+          clearTimeout(timer);
+          waiters.delete(check);
+        };
+        waiters.add(check);
+        check();
+        ended.then(() => {
+          if (waiters.has(check)) {
+            cleanup();
+            const found = results.find(match);
+            if (found) resolve(found.data as T);
+            else
+              reject(new Error(`subscription ended without a matching result: ${JSON.stringify(results)}`));
+          }
+        });
+      }),
+    close: () => client.dispose() as Promise<void>,
+  };
+}
+
+/** Upload one canonical directory (images.npy + labels.npy) as an NPY_PAIR dataset; returns its id. */
+export async function uploadNpyPair(url: string, key: string, dir: string, role: string): Promise<string> {
+  const parts = ["images", "labels"].map((name) => ({ name, bytes: readPart(dir, `${name}.npy`) }));
+  const created = await gql<{
+    createDatasetUpload: {
+      dataset: { id: string };
+      uploads: { part: string; url: string; headers: Record<string, string> }[];
+    };
+  }>(
+    url,
+    key,
+    `mutation($input: CreateDatasetUploadInput!) { createDatasetUpload(input: $input) { dataset { id } uploads { part url headers } } }`,
+    {
+      input: {
+        name: role.toLowerCase(),
+        role,
+        format: "NPY_PAIR",
+        parts: parts.map((p) => ({ name: p.name, sizeBytes: p.bytes.length, sha256: sha256(p.bytes) })),
+      },
+    },
+  );
+  const payload = created.data?.createDatasetUpload;
+  if (!payload) throw new Error(JSON.stringify(created.errors));
+  for (const target of payload.uploads) {
+    const body = parts.find((p) => p.name === target.part)?.bytes as Buffer;
+    const res = await fetch(target.url, {
+      method: "PUT",
+      headers: target.headers,
+      body: new Uint8Array(body),
+    });
+    if (!res.ok) throw new Error(`upload ${target.part}: ${res.status} ${await res.text()}`);
+  }
+  await gql(url, key, `mutation($id: ID!) { completeDatasetUpload(id: $id) { id } }`, {
+    id: payload.dataset.id,
+  });
+  await waitFor(`dataset ${payload.dataset.id} READY`, async () => {
+    const res = await gql<{ dataset: { status: string; failureReason: string | null } }>(
+      url,
+      key,
+      `query($id: ID!) { dataset(id: $id) { status failureReason } }`,
+      { id: payload.dataset.id },
+    );
+    if (res.data?.dataset.status === "FAILED") throw new Error(res.data.dataset.failureReason ?? "FAILED");
+    return res.data?.dataset.status === "READY";
+  });
+  return payload.dataset.id;
 }
 
 /** POST a GraphQL operation; returns the parsed body. */

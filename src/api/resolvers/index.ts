@@ -11,6 +11,7 @@ import {
 } from "../../db/jobs.ts";
 import { createApiKey, revokeApiKey } from "../../db/tenants.ts";
 import type { JobStatus } from "../../jobs/lifecycle.ts";
+import { watchJob } from "../../jobs/watch.ts";
 import { trainerCatalog } from "../../worker/python.ts";
 import { connection, decodeCursor, pageSize } from "../connection.ts";
 import type { Context } from "../context.ts";
@@ -126,6 +127,7 @@ export const resolvers = {
   }),
   Dataset: {
     role: (d: DatasetRow) => d.role,
+    failureCode: (d: DatasetRow) => failureCode(d.failure_reason),
     failureReason: (d: DatasetRow) => d.failure_reason,
     sizeBytes: (d: DatasetRow) => Number(d.size_bytes),
     sha256: (d: DatasetRow) => (d.parts.length === 1 ? d.parts[0]?.sha256 : null),
@@ -133,6 +135,19 @@ export const resolvers = {
     classNames: (d: DatasetRow) => d.class_names,
     classHistogram: (d: DatasetRow) => d.class_histogram,
     createdAt: (d: DatasetRow) => d.created_at,
+  },
+  Subscription: {
+    jobUpdated: {
+      subscribe: async (_p: unknown, a: { id: string }, ctx: Context) => {
+        try {
+          return await watchJob(ctx.db, ctx.jobUpdates, ctx.tenant.id, a.id);
+        } catch (error) {
+          throw toGraphQLError(error);
+        }
+      },
+      // Each event is the re-read job row; the TrainingJob resolvers below shape it.
+      resolve: (job: JobRow) => job,
+    },
   },
   TrainingJob: guarded({
     transitions: async (j: JobRow, _a, ctx) =>
@@ -173,3 +188,8 @@ export const resolvers = {
     },
   }),
 };
+
+/** Ingest failures are stored as "CODE: message"; the code alone is what clients branch on. */
+function failureCode(reason: string | null): string | null {
+  return reason?.match(/^([A-Z][A-Z0-9_]*):/)?.[1] ?? null;
+}

@@ -15,7 +15,7 @@ import { basename } from "node:path";
 import { pipeline } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { IngestError } from "../canonical.ts";
-import type { DatasetFormatReader, FormatLimits, OpenedDataset } from "./index.ts";
+import type { ArrayFormatReader, FormatLimits, OpenedDataset } from "./index.ts";
 import {
   arrayBytes,
   type ByteSource,
@@ -125,8 +125,10 @@ export async function openIdxFile(path: string, what: string): Promise<RawArray>
   }
 }
 
-export const idxFormat: DatasetFormatReader = {
+export const idxFormat: ArrayFormatReader = {
+  kind: "arrays",
   name: "IDX",
+  options: [],
   parts: ["images", "labels"],
   description: "two IDX files (MNIST style), each raw or gzipped: images and labels",
   async open(parts: Record<string, string>, _limits: FormatLimits): Promise<OpenedDataset> {

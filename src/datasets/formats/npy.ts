@@ -20,7 +20,7 @@ import { open, stat } from "node:fs/promises";
 import { basename } from "node:path";
 import type { Readable } from "node:stream";
 import { IngestError } from "../canonical.ts";
-import type { DatasetFormatReader, FormatLimits, OpenedDataset } from "./index.ts";
+import type { ArrayFormatReader, FormatLimits, OpenedDataset } from "./index.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Byte sources
@@ -526,8 +526,10 @@ export async function openAll(openers: Array<() => Promise<RawArray>>): Promise<
   }
 }
 
-export const npyPairFormat: DatasetFormatReader = {
+export const npyPairFormat: ArrayFormatReader = {
+  kind: "arrays",
   name: "NPY_PAIR",
+  options: [],
   parts: ["images", "labels"],
   description: "two .npy files: images (uint8 or float in [0,1]) and integer labels",
   async open(parts: Record<string, string>, _limits: FormatLimits): Promise<OpenedDataset> {

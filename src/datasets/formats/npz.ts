@@ -23,7 +23,7 @@ import { basename } from "node:path";
 import * as zlib from "node:zlib";
 import yauzl, { type Entry, type ZipFile } from "yauzl";
 import { IngestError } from "../canonical.ts";
-import type { DatasetFormatReader, FormatLimits, OpenedDataset } from "./index.ts";
+import type { ArrayFormatReader, FormatLimits, OpenedDataset } from "./index.ts";
 import {
   arrayBytes,
   type ByteSource,
@@ -218,8 +218,10 @@ async function openMember(zip: ZipFile, path: string, entry: Entry, what: string
   }
 }
 
-export const npzFormat: DatasetFormatReader = {
+export const npzFormat: ArrayFormatReader = {
+  kind: "arrays",
   name: "NPZ",
+  options: [],
   parts: ["archive"],
   description: "one .npz archive holding images/labels (or x/y, x_train/y_train) arrays",
   async open(parts: Record<string, string>, limits: FormatLimits): Promise<OpenedDataset> {

@@ -1,0 +1,328 @@
+/**
+ * GraphQL read latency against a reference. Starts trapdoor's API on embedded Postgres (as the
+ * tests do), seeds one tenant with --jobs jobs, and measures with autocannon (--connections
+ * concurrent connections for --duration seconds each, after a short warm-up):
+ *
+ *   - `job(id)` and `jobs(first: 50)` through the GraphQL API (auth, Apollo, resolvers, TypeORM);
+ *   - the same reads from a plain express handler on another port: the same SQL statements
+ *     (API-key lookup, then the tenant-scoped job read) through `pg`, the same fields as JSON.
+ *
+ * Prints a markdown table: p50 / p99 latency, requests/s, and the API's ratio to the reference.
+ *
+ *   node --import tsx bench/api/latency.ts [--connections 32] [--duration 10] [--jobs 200]
+ *
+ * Not part of `make test`. The load generator runs in a worker thread of this process, so on a
+ * small machine it shares the CPUs with both servers and Postgres, equally for both sides.
+ */
+
+import { createHash, randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import type { Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import autocannon from "autocannon";
+import express from "express";
+import pg from "pg";
+import { loadConfig } from "../../src/config.ts";
+import { insertDataset, markDatasetReady } from "../../src/db/datasets.ts";
+import { freePort } from "../../src/db/embedded.ts";
+import { insertJob, transition, updateRunning } from "../../src/db/jobs.ts";
+import { type App, startApp } from "../../src/main.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    connections: { type: "string", default: "32" },
+    duration: { type: "string", default: "10" },
+    jobs: { type: "string", default: "200" },
+    warmup: { type: "string", default: "2" },
+  },
+});
+const CONNECTIONS = Number(args.connections);
+const DURATION = Number(args.duration);
+const JOBS = Number(args.jobs);
+const WARMUP = Number(args.warmup);
+const PAGE = 50;
+
+const JOB_FIELDS = `id method architecture status attempt progress { stage epoch epochs fraction imagesPerSecond }
+  metrics { asr ca mse } createdAt updatedAt`;
+const JOB_QUERY = `query($id: ID!) { job(id: $id) { ${JOB_FIELDS} } }`;
+const JOBS_QUERY = `query { jobs(first: ${PAGE}) { edges { cursor node { ${JOB_FIELDS} } } pageInfo { hasNextPage endCursor } } }`;
+
+/** The statements src/db/tenants.ts (tenantForKey) and src/db/jobs.ts (getJob, listJobs) run. */
+const SQL = {
+  tenantForKey: `SELECT t.id, t.name FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+     WHERE k.key_hash = $1 AND k.revoked_at IS NULL`,
+  job: "SELECT * FROM training_jobs WHERE id = $1 AND tenant_id = $2",
+  jobs: "SELECT * FROM training_jobs WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+};
+
+type Row = Record<string, unknown> & { id: string; created_at: Date; updated_at: Date };
+
+/** A job row as the GraphQL query above shapes it, so both servers send comparable JSON. */
+function shape(row: Row) {
+  const metrics = row.metrics as Record<string, number | null> | null;
+  return {
+    id: row.id,
+    method: row.method,
+    architecture: row.architecture,
+    status: row.status,
+    attempt: row.attempt,
+    progress: row.progress,
+    metrics: metrics ? { asr: metrics.asr ?? null, ca: metrics.ca ?? null, mse: metrics.mse ?? null } : null,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  };
+}
+
+const cursor = (row: Row) =>
+  Buffer.from(JSON.stringify([row.created_at.toISOString(), row.id])).toString("base64url");
+
+/** The reference: express + pg, one pool as large as the API's (10), same reads, same JSON. */
+async function startReference(databaseUrl: string): Promise<{ url: string; stop(): Promise<void> }> {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
+  const app = express();
+  // Handlers still running when the load generator hangs up must finish before the pool ends.
+  let inFlight = 0;
+  const tracked =
+    (handler: (req: express.Request, res: express.Response) => Promise<void>) =>
+    async (req: express.Request, res: express.Response) => {
+      inFlight++;
+      try {
+        await handler(req, res);
+      } finally {
+        inFlight--;
+      }
+    };
+  const tenantOf = async (authorization: string | undefined) => {
+    const key = /^Bearer\s+(\S+)$/i.exec(authorization ?? "")?.[1] ?? "";
+    const hash = createHash("sha256").update(key).digest("hex");
+    return (await pool.query(SQL.tenantForKey, [hash])).rows[0] as { id: string } | undefined;
+  };
+  app.get(
+    "/job/:id",
+    tracked(async (req, res) => {
+      const tenant = await tenantOf(req.headers.authorization);
+      if (!tenant) return void res.status(401).json({ error: "unauthenticated" });
+      const row = (await pool.query(SQL.job, [req.params.id, tenant.id])).rows[0] as Row | undefined;
+      res.json({ data: { job: row ? shape(row) : null } });
+    }),
+  );
+  app.get(
+    "/jobs",
+    tracked(async (req, res) => {
+      const tenant = await tenantOf(req.headers.authorization);
+      if (!tenant) return void res.status(401).json({ error: "unauthenticated" });
+      const rows = (await pool.query(SQL.jobs, [tenant.id, PAGE + 1])).rows as Row[];
+      const page = rows.slice(0, PAGE);
+      res.json({
+        data: {
+          jobs: {
+            edges: page.map((row) => ({ cursor: cursor(row), node: shape(row) })),
+            pageInfo: {
+              hasNextPage: rows.length > PAGE,
+              endCursor: page.length ? cursor(page.at(-1) as Row) : null,
+            },
+          },
+        },
+      });
+    }),
+  );
+  const port = await freePort();
+  const server = await new Promise<Server>((resolve) => {
+    const s = app.listen(port, "127.0.0.1", () => resolve(s));
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      while (inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+      await pool.end();
+    },
+  };
+}
+
+/** One tenant's jobs in every state, half with progress and metrics (realistic row sizes). */
+async function seed(app: App, count: number): Promise<string[]> {
+  const [{ id: tenantId }] = await app.db.query("SELECT id FROM tenants LIMIT 1");
+  const datasets: Record<string, string> = {};
+  for (const role of ["TRAIN", "HOLDOUT", "TEST"] as const) {
+    const id = randomUUID();
+    await insertDataset(app.db, {
+      id,
+      tenantId,
+      name: role.toLowerCase(),
+      role,
+      format: "NPY_PAIR",
+      status: "VALIDATING",
+      parts: [],
+      sizeBytes: 1,
+    });
+    await markDatasetReady(app.db, id, {
+      count: 1000,
+      height: 32,
+      width: 32,
+      channels: 3,
+      numClasses: 10,
+      classNames: Array.from({ length: 10 }, (_, i) => `class${i}`),
+      classHistogram: Array(10).fill(100),
+    });
+    datasets[role] = id;
+  }
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const [job] = await insertJob(app.db, {
+      tenantId,
+      idempotencyKey: `bench-${i}`,
+      inputHash: "0".repeat(64),
+      method: i % 2 ? "TRAP_AND_REPLACE" : "NO_DEFENSE",
+      architecture: "wrn16-1",
+      trainId: datasets.TRAIN as string,
+      holdoutId: datasets.HOLDOUT as string,
+      testId: datasets.TEST as string,
+      asrTestId: null,
+      attack: { name: "badnet_grid", target: 0, params: {} },
+      target: 0,
+      seed: i,
+      hyperparameters: { stage1Epochs: 10, stage2Epochs: 10, lambda1: 10, lambda2: 0.1 },
+      queue: "cpu",
+    });
+    await transition(app.db, job.id, "QUEUED", "seeded");
+    if (i % 2 === 0) {
+      await updateRunning(app.db, job.id, {
+        progress: { stage: "stage1", epoch: 4, epochs: 10, fraction: 0.45, imagesPerSecond: 26586.2 },
+        metrics: { asr: 0.3133, ca: 0.8908, mse: 0.0123, stage1Asr: 0.99, stage1Ca: 0.91, seconds: 412.5 },
+        logTail: Array.from({ length: 20 }, (_, k) => `epoch ${k}: loss 0.${k}`),
+      });
+    }
+    ids.push(job.id);
+  }
+  return ids;
+}
+
+interface Measured {
+  p50: number;
+  p99: number;
+  rps: number;
+  requests: number;
+  bad: number;
+}
+
+async function load(opts: {
+  url: string;
+  method: "GET" | "POST";
+  headers: Record<string, string>;
+  body?: string;
+  duration: number;
+}): Promise<Measured> {
+  const result = await autocannon({
+    url: opts.url,
+    method: opts.method,
+    headers: opts.headers,
+    body: opts.body,
+    connections: CONNECTIONS,
+    duration: opts.duration,
+    workers: 1,
+  });
+  return {
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    rps: result.requests.average,
+    requests: result.requests.total,
+    bad: result.errors + result.timeouts + result.non2xx,
+  };
+}
+
+/** JSON with object keys sorted (jsonb does not keep the order keys were written in). */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object")
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
+      .join(",")}}`;
+  return JSON.stringify(value);
+}
+
+/** GraphQL and reference must agree before their speed is compared. */
+async function sameAnswer(graphql: Response, reference: Response, what: string): Promise<void> {
+  const a = canonical(await graphql.json());
+  const b = canonical(await reference.json());
+  if (a !== b)
+    throw new Error(`${what}: the API and the reference disagree\nAPI:       ${a}\nreference: ${b}`);
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "trapdoor-bench-api-"));
+  const port = await freePort();
+  const app = await startApp(
+    loadConfig(
+      { ...process.env, PORT: String(port), TRAPDOOR_PUBLIC_URL: `http://127.0.0.1:${port}` },
+      { dataDir: dir },
+    ),
+    { api: true, worker: false },
+  );
+  const reference = await startReference(app.databaseUrl);
+  try {
+    const key = app.firstApiKey as string;
+    const ids = await seed(app, JOBS);
+    const jobId = ids[Math.floor(ids.length / 2)] as string;
+    const auth = { authorization: `Bearer ${key}` };
+    const gqlHeaders = { ...auth, "content-type": "application/json" };
+    const cases = [
+      {
+        name: "job(id)",
+        api: { body: JSON.stringify({ query: JOB_QUERY, variables: { id: jobId } }) },
+        reference: `${reference.url}/job/${jobId}`,
+      },
+      {
+        name: `jobs(first: ${PAGE})`,
+        api: { body: JSON.stringify({ query: JOBS_QUERY }) },
+        reference: `${reference.url}/jobs`,
+      },
+    ];
+    for (const c of cases)
+      await sameAnswer(
+        await fetch(`${app.url}/graphql`, { method: "POST", headers: gqlHeaders, body: c.api.body }),
+        await fetch(c.reference, { headers: auth }),
+        c.name,
+      );
+
+    const rows: string[] = [];
+    for (const c of cases) {
+      const api = {
+        url: `${app.url}/graphql`,
+        method: "POST" as const,
+        headers: gqlHeaders,
+        body: c.api.body,
+      };
+      const ref = { url: c.reference, method: "GET" as const, headers: auth };
+      process.stderr.write(`${c.name}: warming up, then ${DURATION} s each at ${CONNECTIONS} connections\n`);
+      await load({ ...api, duration: WARMUP });
+      await load({ ...ref, duration: WARMUP });
+      const a = await load({ ...api, duration: DURATION });
+      const r = await load({ ...ref, duration: DURATION });
+      if (a.bad || r.bad) throw new Error(`${c.name}: failed requests (API ${a.bad}, reference ${r.bad})`);
+      rows.push(
+        `| \`${c.name}\` | GraphQL API | ${a.p50} | ${a.p99} | ${Math.round(a.rps)} | ${(a.p50 / r.p50).toFixed(2)}× | ${(a.p99 / r.p99).toFixed(2)}× | ${(a.rps / r.rps).toFixed(2)}× |`,
+        `| \`${c.name}\` | express + pg reference | ${r.p50} | ${r.p99} | ${Math.round(r.rps)} | 1 | 1 | 1 |`,
+      );
+    }
+    process.stdout.write(
+      [
+        `${JOBS} jobs in one tenant; ${CONNECTIONS} connections, ${DURATION} s per run; latency in ms.`,
+        "",
+        "| query | server | p50 | p99 | req/s | p50 vs ref | p99 vs ref | req/s vs ref |",
+        "|---|---|---|---|---|---|---|---|",
+        ...rows,
+        "",
+      ].join("\n"),
+    );
+  } finally {
+    await reference.stop();
+    await app.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,57 @@
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { usageError } from "./exit-codes.ts";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** Flags every client command takes. */
+export const COMMON_OPTIONS = {
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies Options;
+
+/** node:util parseArgs, strict, with its errors turned into usage errors (exit code 1). */
+export function parse<T extends Options>(argv: string[], options: T) {
+  try {
+    return parseArgs({
+      args: argv,
+      options: { ...COMMON_OPTIONS, ...options },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (error) {
+    throw usageError((error as Error).message);
+  }
+}
+
+/**
+ * `key=value` flags (e.g. `--hp stage1Epochs=2`) → an object. Values are JSON when they parse as
+ * JSON (numbers, true/false, null, quoted strings, arrays), else plain strings.
+ */
+export function keyValues(pairs: string[] | undefined, flag: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const pair of pairs ?? []) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw usageError(`${flag} takes key=value, got ${JSON.stringify(pair)}`);
+    const raw = pair.slice(eq + 1);
+    let value: unknown = raw;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      // a bare word is a string
+    }
+    out[pair.slice(0, eq)] = value;
+  }
+  return out;
+}
+
+export function integer(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw usageError(`${flag} must be an integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+export function required(value: string | undefined, flag: string): string {
+  if (!value) throw usageError(`${flag} is required`);
+  return value;
+}

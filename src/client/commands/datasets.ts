@@ -1,0 +1,252 @@
+import { statSync } from "node:fs";
+import { basename, dirname, extname, join, resolve } from "node:path";
+import type { ApiClient } from "../api.ts";
+import { integer, parse } from "../args.ts";
+import { configDir } from "../config.ts";
+import { CliError, ExitCode, usageError } from "../exit-codes.ts";
+import { formatBytes, type Output, table } from "../output.ts";
+import { StatusLine, TransferProgress } from "../progress.ts";
+import { COMPLETE_UPLOAD, CREATE_UPLOAD, DATASET, DATASETS, type Dataset, type Page } from "../queries.ts";
+import {
+  assignParts,
+  describeFile,
+  type LocalPart,
+  putPart,
+  stillValid,
+  type UploadState,
+  UploadStateStore,
+  type UploadTarget,
+} from "../upload.ts";
+
+export const DATASETS_USAGE = `trapdoor datasets upload FILE... --role ROLE --format FORMAT [--name NAME] [options]
+    FILE: one file (NPZ and the archive formats), or two (NPY_PAIR, IDX: images and labels,
+    told apart by name or order); name them explicitly as PART=FILE. Resumable: run the same
+    command again after an interruption and the parts already stored are skipped.
+    --role TRAIN|HOLDOUT|TEST|ASR_TEST   --format NPZ|NPY_PAIR|IDX|...
+    --class-names a,b,c   --split TRAIN|TEST   --resize WxH   --channels 1|3   --crop-to-roi
+    --no-wait             return once uploaded, without waiting for validation
+trapdoor datasets list [--role ROLE]`;
+
+export async function datasetsCommand(api: () => ApiClient, argv: string[], out: Output): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === "upload") return upload(api, rest, out);
+  if (sub === "list") return list(api, rest, out);
+  throw usageError(`datasets needs upload or list\n${DATASETS_USAGE}`);
+}
+
+function describe(d: Dataset): string {
+  const shape =
+    d.count != null ? `${d.count} images ${d.height}x${d.width}x${d.channels}, ${d.numClasses} classes` : "";
+  const reason = d.failureReason ? `: ${d.failureReason}` : "";
+  return `dataset ${d.id} "${d.name}" ${d.role} ${d.status}${shape ? ` (${shape})` : ""}${reason}`;
+}
+
+async function list(connect: () => ApiClient, argv: string[], out: Output): Promise<number> {
+  const { values } = parse(argv, { role: { type: "string" } });
+  const api = connect();
+  const all: Dataset[] = [];
+  let after: string | null = null;
+  do {
+    const page: { datasets: Page<Dataset> } = await api.request(
+      DATASETS,
+      { first: 100, after, role: values.role?.toUpperCase() },
+      { idempotent: true },
+    );
+    all.push(...page.datasets.edges.map((e) => e.node));
+    after = page.datasets.pageInfo.hasNextPage ? page.datasets.pageInfo.endCursor : null;
+  } while (after);
+  out.result(all, () =>
+    all.length === 0
+      ? "no datasets"
+      : table(
+          ["ID", "NAME", "ROLE", "FORMAT", "STATUS", "IMAGES", "SHAPE", "SIZE", "CREATED"],
+          all.map((d) => [
+            d.id,
+            d.name,
+            d.role,
+            d.format,
+            d.status,
+            d.count == null ? "" : String(d.count),
+            d.height == null ? "" : `${d.height}x${d.width}x${d.channels}`,
+            formatBytes(d.sizeBytes),
+            d.createdAt.slice(0, 19).replace("T", " "),
+          ]),
+        ),
+  );
+  return ExitCode.OK;
+}
+
+/** The archive formats' decoding options, from flags; undefined when none is given. */
+function ingestOptions(values: {
+  split?: string;
+  resize?: string;
+  channels?: string;
+  "crop-to-roi"?: boolean;
+}): Record<string, unknown> | undefined {
+  const options: Record<string, unknown> = {};
+  if (values.split) options.split = values.split.toUpperCase();
+  if (values.resize) {
+    const match = /^(\d+)x(\d+)$/i.exec(values.resize);
+    if (!match) throw usageError(`--resize takes WIDTHxHEIGHT, e.g. 32x32, got ${values.resize}`);
+    options.resize = { width: Number(match[1]), height: Number(match[2]) };
+  }
+  if (values.channels) options.channels = integer(values.channels, "--channels");
+  if (values["crop-to-roi"]) options.cropToRoi = true;
+  return Object.keys(options).length > 0 ? options : undefined;
+}
+
+function defaultName(parts: { path: string }[]): string {
+  const first = parts[0]?.path as string;
+  if (parts.length > 1) return basename(dirname(resolve(first)));
+  let name = basename(first);
+  while (extname(name)) name = name.slice(0, -extname(name).length);
+  return name || basename(first);
+}
+
+async function upload(connect: () => ApiClient, argv: string[], out: Output): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    role: { type: "string" },
+    format: { type: "string" },
+    name: { type: "string" },
+    "class-names": { type: "string" },
+    split: { type: "string" },
+    resize: { type: "string" },
+    channels: { type: "string" },
+    "crop-to-roi": { type: "boolean" },
+    "no-wait": { type: "boolean" },
+  });
+  if (!values.role) throw usageError("--role is required (TRAIN, HOLDOUT, TEST or ASR_TEST)");
+  if (!values.format) throw usageError("--format is required (NPZ, NPY_PAIR, IDX, ...)");
+  const assigned = assignParts(positionals);
+  const api = connect();
+  const parts: LocalPart[] = [];
+  for (const { part, path } of assigned) {
+    const progress = new TransferProgress(`hash   ${basename(path)}`, sizeOf(path));
+    parts.push({ part, path, ...(await describeFile(path, (n) => progress.add(n))) });
+    progress.finish();
+  }
+  const input: Record<string, unknown> = {
+    name: values.name ?? defaultName(assigned),
+    role: values.role.toUpperCase(),
+    format: values.format.toUpperCase(),
+  };
+  if (values["class-names"]) input.classNames = values["class-names"].split(",").map((c) => c.trim());
+  const options = ingestOptions(values);
+  if (options) input.options = options;
+  const single = parts.length === 1 && parts[0]?.part === null ? parts[0] : undefined;
+  if (single) Object.assign(input, { sizeBytes: single.sizeBytes, sha256: single.sha256 });
+  else input.parts = parts.map((p) => ({ name: p.part, sizeBytes: p.sizeBytes, sha256: p.sha256 }));
+
+  const states = new UploadStateStore(join(configDir(), "uploads"));
+  const fingerprint = UploadStateStore.fingerprint({ endpoint: api.endpoint, input });
+  let state = await resumable(api, states, fingerprint, out);
+  let dataset: Dataset | undefined;
+  if (!state) {
+    const created: { createDatasetUpload: { dataset: Dataset; uploads: UploadTarget[] } } = await api.request(
+      CREATE_UPLOAD,
+      { input },
+    );
+    dataset = created.createDatasetUpload.dataset;
+    state = { datasetId: dataset.id, targets: created.createDatasetUpload.uploads, uploaded: [] };
+    states.save(fingerprint, state);
+  }
+
+  const remaining = state.targets.filter((t) => !state.uploaded.includes(t.part));
+  for (const target of remaining) {
+    const file = single ?? parts.find((p) => p.part === target.part);
+    if (!file) throw new CliError(ExitCode.API, `the API asked for a part ${target.part} that was not given`);
+    const progress = new TransferProgress(`upload ${basename(file.path)}`, file.sizeBytes);
+    try {
+      await putPart(target, file, (n) => progress.add(n));
+    } catch (error) {
+      progress.fail();
+      if (error instanceof CliError)
+        throw new CliError(
+          error.exitCode,
+          `${error.message}\nrun the same command again to resume (parts already stored are skipped)`,
+        );
+      throw error;
+    }
+    progress.finish();
+    state.uploaded.push(target.part);
+    states.save(fingerprint, state);
+  }
+
+  const datasetId = state.datasetId;
+  const current: { dataset: Dataset | null } = await api.request(
+    DATASET,
+    { id: datasetId },
+    { idempotent: true },
+  );
+  if (current.dataset?.status === "AWAITING_UPLOAD")
+    dataset = ((await api.request(COMPLETE_UPLOAD, { id: datasetId })) as { completeDatasetUpload: Dataset })
+      .completeDatasetUpload;
+  else dataset = current.dataset ?? dataset;
+  states.remove(fingerprint);
+  if (!dataset) throw new CliError(ExitCode.API, `dataset ${datasetId} vanished during the upload`);
+  if (!values["no-wait"]) dataset = await settled(api, dataset);
+  out.result(dataset, () => describe(dataset));
+  if (dataset.status === "FAILED")
+    throw new CliError(
+      ExitCode.API,
+      `dataset ${dataset.id} failed validation: ${dataset.failureReason ?? "no reason given"}`,
+    );
+  return ExitCode.OK;
+}
+
+/** For the progress bar only; describeFile reports a missing file properly. */
+function sizeOf(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** A saved upload that can continue: its dataset still awaits the upload and its URLs are valid. */
+async function resumable(
+  api: ApiClient,
+  states: UploadStateStore,
+  fingerprint: string,
+  out: Output,
+): Promise<UploadState | null> {
+  const state = states.load(fingerprint);
+  if (!state) return null;
+  const found: { dataset: Dataset | null } = await api.request(
+    DATASET,
+    { id: state.datasetId },
+    { idempotent: true },
+  );
+  const status = found.dataset?.status;
+  const pending = state.targets.filter((t) => !state.uploaded.includes(t.part));
+  if (status === "AWAITING_UPLOAD" && stillValid(pending)) {
+    out.note(
+      `resuming the upload of dataset ${state.datasetId} (${state.uploaded.length} of ${state.targets.length} parts already stored)`,
+    );
+    return state;
+  }
+  if (status === "VALIDATING" || status === "READY")
+    return { ...state, uploaded: state.targets.map((t) => t.part) };
+  states.remove(fingerprint);
+  return null;
+}
+
+/** Polls until ingest has decided (READY or FAILED). */
+async function settled(api: ApiClient, dataset: Dataset): Promise<Dataset> {
+  const line = new StatusLine();
+  let current = dataset;
+  const started = Date.now();
+  while (current.status === "VALIDATING" || current.status === "AWAITING_UPLOAD") {
+    line.draw(`validating dataset ${current.id} (${Math.round((Date.now() - started) / 1000)} s)`, true);
+    await new Promise((r) => setTimeout(r, 1000));
+    const found: { dataset: Dataset | null } = await api.request(
+      DATASET,
+      { id: current.id },
+      { idempotent: true },
+    );
+    if (!found.dataset) throw new CliError(ExitCode.API, `dataset ${current.id} vanished during validation`);
+    current = found.dataset;
+  }
+  line.clear();
+  return current;
+}

@@ -1,0 +1,89 @@
+/** The GraphQL documents the client sends, and the shapes of what they return. */
+
+export interface Tenant {
+  id: string;
+  name: string;
+}
+
+export interface Dataset {
+  id: string;
+  name: string;
+  role: string;
+  format: string;
+  status: string;
+  failureReason: string | null;
+  sizeBytes: number;
+  count: number | null;
+  height: number | null;
+  width: number | null;
+  channels: number | null;
+  numClasses: number | null;
+  createdAt: string;
+}
+
+export interface JobProgress {
+  stage: string | null;
+  epoch: number | null;
+  epochs: number | null;
+  fraction: number;
+  imagesPerSecond: number | null;
+}
+
+export interface JobMetrics {
+  asr: number | null;
+  ca: number | null;
+  mse: number | null;
+  stage1Asr: number | null;
+  stage1Ca: number | null;
+}
+
+export interface Job {
+  id: string;
+  method: string;
+  architecture: string;
+  status: string;
+  attempt: number;
+  progress: JobProgress | null;
+  metrics: JobMetrics | null;
+  error: { code: string; message: string } | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface Artifact {
+  kind: string;
+  format: string;
+  sizeBytes: number;
+  sha256: string;
+  downloadUrl: string;
+}
+
+const DATASET_FIELDS = `id name role format status failureReason sizeBytes count height width channels numClasses createdAt`;
+const JOB_FIELDS = `id method architecture status attempt
+  progress { stage epoch epochs fraction imagesPerSecond }
+  metrics { asr ca mse stage1Asr stage1Ca }
+  error { code message } createdAt updatedAt`;
+
+export const VIEWER = `query { viewer { id name } }`;
+
+export const DATASET = `query($id: ID!) { dataset(id: $id) { ${DATASET_FIELDS} } }`;
+export const DATASETS = `query($first: Int, $after: String, $role: DatasetRole) {
+  datasets(first: $first, after: $after, role: $role) { edges { node { ${DATASET_FIELDS} } } pageInfo { hasNextPage endCursor } } }`;
+export const CREATE_UPLOAD = `mutation($input: CreateDatasetUploadInput!) {
+  createDatasetUpload(input: $input) { dataset { ${DATASET_FIELDS} } uploads { part url method headers expiresAt } } }`;
+export const COMPLETE_UPLOAD = `mutation($id: ID!) { completeDatasetUpload(id: $id) { ${DATASET_FIELDS} } }`;
+
+export const JOB = `query($id: ID!) { job(id: $id) { ${JOB_FIELDS} } }`;
+export const JOBS = `query($first: Int, $after: String, $status: JobStatus) {
+  jobs(first: $first, after: $after, status: $status) { edges { node { ${JOB_FIELDS} } } pageInfo { hasNextPage endCursor } } }`;
+export const LAUNCH = `mutation($input: LaunchTrainingInput!) { launchTraining(input: $input) { ${JOB_FIELDS} } }`;
+export const JOB_UPDATED = `subscription($id: ID!) { jobUpdated(id: $id) { ${JOB_FIELDS} } }`;
+export const JOB_ARTIFACTS = `query($id: ID!, $expires: Int) { job(id: $id) { id status
+  artifacts { kind format sizeBytes sha256 downloadUrl(expiresInSeconds: $expires) } } }`;
+
+export const TERMINAL_STATUSES = ["SUCCEEDED", "FAILED", "CANCELLED"];
+
+export interface Page<T> {
+  edges: { node: T }[];
+  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+}
