@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON = $(shell scripts/find-python.sh)
 export PYTHONPATH := $(CURDIR)/trainer:$(PYTHONPATH)
 
-.PHONY: deps run demo test test-trainer test-ts lint typecheck bench-throughput bench-fmnist bench-gpu
+.PHONY: deps run demo test test-trainer test-ts lint typecheck bench-throughput bench-fmnist bench-efficacy bench-api bench-gpu
 
 deps:
 	@scripts/ensure-deps.sh
@@ -35,3 +35,11 @@ bench-throughput: deps
 
 bench-fmnist: deps
 	$(PYTHON) bench/fmnist/run.py --preset table
+
+# The efficacy grid (cached per cell; rerun to continue where it stopped) -> bench/EFFICACY.md
+bench-efficacy: deps
+	$(PYTHON) bench/efficacy/run.py --profile cpu --attacks dev,clean,held-out --configs none,paper,isolate
+
+bench-api: deps
+	node --import tsx bench/api/latency.ts
+	node --import tsx bench/api/ingest.ts --size-mb 1024

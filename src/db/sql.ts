@@ -27,6 +27,14 @@ export async function sql<T = Record<string, unknown>>(
 export async function transaction<T>(db: DataSource, fn: (tx: QueryRunner) => Promise<T>): Promise<T> {
   const runner = db.createQueryRunner();
   await runner.connect();
+  try {
+    return await inNewTransaction(runner, fn);
+  } finally {
+    await runner.release();
+  }
+}
+
+async function inNewTransaction<T>(runner: QueryRunner, fn: (tx: QueryRunner) => Promise<T>): Promise<T> {
   await runner.startTransaction();
   try {
     const result = await fn(runner);
@@ -35,8 +43,6 @@ export async function transaction<T>(db: DataSource, fn: (tx: QueryRunner) => Pr
   } catch (error) {
     await runner.rollbackTransaction();
     throw error;
-  } finally {
-    await runner.release();
   }
 }
 
@@ -48,13 +54,5 @@ export async function atomically<T>(db: Queryable, fn: (tx: Queryable) => Promis
   if (!("manager" in db && "isTransactionActive" in db)) return transaction(db as DataSource, fn);
   const runner = db as QueryRunner;
   if (runner.isTransactionActive) return fn(runner);
-  await runner.startTransaction();
-  try {
-    const result = await fn(runner);
-    await runner.commitTransaction();
-    return result;
-  } catch (error) {
-    await runner.rollbackTransaction();
-    throw error;
-  }
+  return inNewTransaction(runner, fn);
 }

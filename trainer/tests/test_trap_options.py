@@ -113,6 +113,17 @@ def test_health_report_does_not_call_balanced_data_with_scattered_flags_poisoned
     assert report["verdict"] != "poisoned"
 
 
+def test_health_report_never_calls_a_skewed_label_distribution_clean():
+    # Poisoned labels but no flags (the final head learned the shortcut too): not "clean".
+    rng = np.random.default_rng(2)
+    holdout = np.repeat(np.arange(10), 100)
+    labels = np.repeat(np.arange(10), 1000)
+    labels[rng.choice(np.flatnonzero(labels != 4), 1000, replace=False)] = 4
+    trapped, clean = views(labels, labels.copy(), np.zeros(len(labels), bool))
+    report = report_for(labels, holdout, trapped, clean)
+    assert report["verdict"] == "inconclusive" and report["evidence"]["labelExcess"][4] > 1.8
+
+
 ISOLATE = {"stage1Epochs": 4, "stage2Epochs": 20, "isolateFraction": 0.1, "isolateEpochs": 4, "isolateProbeEpochs": 20, **FAST}
 
 
@@ -152,12 +163,21 @@ def test_clean_data_is_not_called_poisoned(tmp_path):
     assert report["verdict"] != "poisoned" and report["likelyTarget"] is None
 
 
-@pytest.mark.parametrize("stop_stage", ["isolate-probe", "stage1"])
-def test_isolation_runs_resume_to_identical_weights(job_datasets, tmp_path, stop_stage):
-    hp = {**ISOLATE, "stage1Epochs": 2, "stage2Epochs": 2, "isolateEpochs": 2, "isolateProbeEpochs": 3}
-    spec = write_spec(tmp_path, job_datasets, "TRAP_AND_REPLACE", hp, seed=11)
-    code, straight_events, err = run(spec, tmp_path / "straight")
+RESUME = {**ISOLATE, "stage1Epochs": 2, "stage2Epochs": 2, "isolateEpochs": 2, "isolateProbeEpochs": 3}
+
+
+@pytest.fixture(scope="module")
+def straight_isolated_run(job_datasets, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("straight")
+    spec = write_spec(tmp, job_datasets, "TRAP_AND_REPLACE", RESUME, seed=11)
+    code, events, err = run(spec, tmp / "work")
     assert code == 0, err
+    return spec, events, tmp / "work"
+
+
+@pytest.mark.parametrize("stop_stage", ["isolate-probe", "stage1"])
+def test_isolation_runs_resume_to_identical_weights(straight_isolated_run, tmp_path, stop_stage):
+    spec, straight_events, straight = straight_isolated_run
     proc = start(spec, tmp_path / "interrupted")
     for line in proc.stdout:
         event = json.loads(line)
@@ -172,7 +192,7 @@ def test_isolation_runs_resume_to_identical_weights(job_datasets, tmp_path, stop
     code, events, err = run(tmp_path / "resumed.json", tmp_path / "resumed")
     assert code == 0, err
     assert next(e for e in events if e["type"] == "progress")["stage"] == stop_stage
-    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    a, b = load_file(straight / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
     assert all(a[k].equal(b[k]) for k in a)
     assert result_of(events)["isolatedCount"] == result_of(straight_events)["isolatedCount"]
-    assert json.loads((tmp_path / "resumed" / "health.json").read_text()) == json.loads((tmp_path / "straight" / "health.json").read_text())
+    assert json.loads((tmp_path / "resumed" / "health.json").read_text()) == json.loads((straight / "health.json").read_text())

@@ -13,7 +13,8 @@ Evidence, per class c (holdout = the clean reference):
 - agreement[c]: how often trapped and final heads agree on training samples labelled c.
 The candidate class is the one with the most flags; "poisoned" needs its flags to stand out and
 its label excess or over-prediction to confirm them ("inconclusive" when they do not, e.g. a
-hard class on clean data, or a clean-label attack); no flag outlier is "clean"; thresholds are in VERDICT and were chosen on
+hard class on clean data, or a clean-label attack); no flag outlier and no skewed class is
+"clean"; thresholds are in VERDICT and were chosen on
 the development attacks and on clean data (bench/EFFICACY.md), never on the test set.
 """
 
@@ -36,6 +37,7 @@ VERDICT = {
     "poisonedFlagLift": 3.0,  # ... at least 3 x the other classes' mean share (+ LIFT_FLOOR) ...
     "poisonedLabelExcess": 1.1,  # ... and its training label share is 1.1 x its holdout share
     "poisonedOverPrediction": 1.3,  # ... or the trap predicts it 1.3 x as often as the holdout has it
+    "cleanMaxSkew": 1.3,  # "clean": no flag outlier, and no class's label excess or over-prediction this high
 }
 LIFT_FLOOR = 0.01  # keeps the lift finite when other classes have no flags at all
 TOP_SUSPICIOUS = 200
@@ -67,7 +69,14 @@ def health_report(
     lift = float(flagged[candidate] / (float(np.mean(np.delete(flagged, candidate))) + LIFT_FLOOR))
     flag_outlier = bool(flagged[candidate] >= VERDICT["poisonedFlagMin"] and lift >= VERDICT["poisonedFlagLift"])
     confirmed = bool(label_excess[candidate] >= VERDICT["poisonedLabelExcess"] or over[candidate] >= VERDICT["poisonedOverPrediction"])
-    verdict = ("poisoned" if confirmed else "inconclusive") if flag_outlier else "clean"
+    # "clean" also needs the label shares and the trap's predictions to look like the holdout's:
+    # when the final head learned the shortcut too (no isolation), poisons raise no flags, but
+    # the target still carries the poisoned share of the labels.
+    skewed = bool(max(label_excess.max(), over.max()) >= VERDICT["cleanMaxSkew"])
+    if flag_outlier:
+        verdict = "poisoned" if confirmed else "inconclusive"
+    else:
+        verdict = "inconclusive" if skewed else "clean"
     top = most_suspicious(scores, min(TOP_SUSPICIOUS, len(scores)))
     return {
         "verdict": verdict,
