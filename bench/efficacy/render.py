@@ -21,7 +21,18 @@ HELD_OUT = ["badnet_white", "l0_invisible", "l2_invisible", "smooth", "trojan_sq
 
 
 def load_cells(root: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((root / "cells").glob("*.json"))]
+    """Every cached cell, its health verdict re-derived from the stored evidence with the
+    trainer's current thresholds (cells computed before a threshold change stay comparable)."""
+    from trapdoor_trainer.defenses.health import judge
+
+    cells = [json.loads(p.read_text()) for p in sorted((root / "cells").glob("*.json"))]
+    for c in cells:
+        h = c.get("health")
+        if h:
+            e = h["evidence"]
+            candidate, h["verdict"], _ = judge(e["flaggedShare"], e["labelExcess"], e["overPrediction"])
+            h["likelyTarget"] = candidate if h["verdict"] == "poisoned" else None
+    return cells
 
 
 def pct(v) -> str:

@@ -43,12 +43,13 @@ PROFILES = {
 }
 
 # Named T&R configurations (hyper-parameter overrides on top of the profile's epochs).
+# Every T&R configuration names isolateFraction, so a cell means the same whatever the default is.
 CONFIGS = {
     "none": {"method": "NO_DEFENSE"},
-    "paper": {},
-    "official-s2": {"stage2Recipe": "official", "stage2Epochs": None},
-    "trap-first": {"stemCeScale": 0.0},
-    "stem-ce-0.1": {"stemCeScale": 0.1},
+    "paper": {"isolateFraction": 0.0},
+    "official-s2": {"stage2Recipe": "official", "stage2Epochs": None, "isolateFraction": 0.0},
+    "trap-first": {"stemCeScale": 0.0, "isolateFraction": 0.0},
+    "stem-ce-0.1": {"stemCeScale": 0.1, "isolateFraction": 0.0},
     "isolate": {"isolateFraction": 0.15},
     "isolate-trap-first": {"isolateFraction": 0.15, "stemCeScale": 0.0},
 }

@@ -78,7 +78,9 @@ def test_no_defense_learns_the_backdoor(no_defense):
 
 def test_trap_and_replace_removes_most_of_it(no_defense, trap_and_replace):
     tnr_result, _, _ = trap_and_replace
-    assert tnr_result["stage1Asr"] >= 0.9  # the trapped head did learn the trigger
+    # Default isolate-and-retrain: the isolation trap found most of the poison (tests/test_trap_options.py
+    # checks isolation quality at a budget made for it), so stage 1 trained mostly without it.
+    assert tnr_result["isolatedCount"] == 300 and tnr_result["isolationRecall"] >= 0.5
     assert tnr_result["asr"] <= 0.2 and tnr_result["asr"] < no_defense[0]["asr"]
     assert tnr_result["ca"] >= 0.6
     assert 0 < tnr_result["mse"] < 0.05 and tnr_result["mseTriggered"] is not None
@@ -93,7 +95,7 @@ def test_event_stream_has_every_kind_with_its_fields(trap_and_replace):
     kinds = {e["type"] for e in events}
     assert kinds == {"log", "progress", "metric", "checkpoint", "artifact", "result"}
     progress = [e for e in events if e["type"] == "progress"]
-    assert {p["stage"] for p in progress} == {"stage1", "stage2"}
+    assert {p["stage"] for p in progress} == {"isolate", "isolate-probe", "stage1", "stage2"}  # isolate-and-retrain is the default
     assert all(0 <= p["fraction"] <= 1 and p["imagesPerSecond"] > 0 for p in progress)
     metrics = {(e["stage"], e["name"]) for e in events if e["type"] == "metric"}
     assert {("stage1", "mse"), ("stage1", "holdoutAccuracy"), ("stage1", "train.ce"), ("stage2", "holdoutAccuracy")} <= metrics

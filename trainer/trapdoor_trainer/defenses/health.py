@@ -50,6 +50,25 @@ def class_shares(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return counts / counts.sum()
 
 
+def judge(flagged: np.ndarray, label_excess: np.ndarray, over: np.ndarray) -> tuple[int, str, float]:
+    """(candidate class, verdict, flag lift) from the per-class evidence; bench/efficacy re-derives
+    verdicts of stored reports with it when the thresholds change."""
+    flagged, label_excess, over = (np.asarray(v, dtype=np.float64) for v in (flagged, label_excess, over))
+    # The flags pick the candidate (a small holdout makes label shares noisy, flags are not); the
+    # candidate's label share or the trap's over-prediction must confirm it.
+    candidate = int(np.argmax(flagged))
+    lift = float(flagged[candidate] / (float(np.mean(np.delete(flagged, candidate))) + LIFT_FLOOR))
+    flag_outlier = bool(flagged[candidate] >= VERDICT["poisonedFlagMin"] and lift >= VERDICT["poisonedFlagLift"])
+    confirmed = bool(label_excess[candidate] >= VERDICT["poisonedLabelExcess"] or over[candidate] >= VERDICT["poisonedOverPrediction"])
+    # "clean" also needs the label shares and the trap's predictions to look like the holdout's:
+    # when the final head learned the shortcut too (no isolation), poisons raise no flags, but
+    # the target still carries the poisoned share of the labels.
+    skewed = bool(max(label_excess.max(), over.max()) >= VERDICT["cleanMaxSkew"])
+    if flag_outlier:
+        return candidate, ("poisoned" if confirmed else "inconclusive"), lift
+    return candidate, ("inconclusive" if skewed else "clean"), lift
+
+
 def health_report(
     labels: np.ndarray, holdout_labels: np.ndarray, num_classes: int, trapped_pred: torch.Tensor, final_pred: torch.Tensor, scores: torch.Tensor
 ) -> dict:
@@ -63,20 +82,7 @@ def health_report(
     agree = trapped_pred == final_pred.numpy()
     agreement = np.bincount(labels[agree], minlength=num_classes) / np.maximum(counts, 1)
     label_excess = class_shares(labels, num_classes) / class_shares(holdout_labels, num_classes)
-    # The flags pick the candidate (a small holdout makes label shares noisy, flags are not); the
-    # candidate's label share or the trap's over-prediction must confirm it.
-    candidate = int(np.argmax(flagged))
-    lift = float(flagged[candidate] / (float(np.mean(np.delete(flagged, candidate))) + LIFT_FLOOR))
-    flag_outlier = bool(flagged[candidate] >= VERDICT["poisonedFlagMin"] and lift >= VERDICT["poisonedFlagLift"])
-    confirmed = bool(label_excess[candidate] >= VERDICT["poisonedLabelExcess"] or over[candidate] >= VERDICT["poisonedOverPrediction"])
-    # "clean" also needs the label shares and the trap's predictions to look like the holdout's:
-    # when the final head learned the shortcut too (no isolation), poisons raise no flags, but
-    # the target still carries the poisoned share of the labels.
-    skewed = bool(max(label_excess.max(), over.max()) >= VERDICT["cleanMaxSkew"])
-    if flag_outlier:
-        verdict = "poisoned" if confirmed else "inconclusive"
-    else:
-        verdict = "inconclusive" if skewed else "clean"
+    candidate, verdict, lift = judge(flagged, label_excess, over)
     top = most_suspicious(scores, min(TOP_SUSPICIOUS, len(scores)))
     return {
         "verdict": verdict,

@@ -42,7 +42,7 @@ HYPERPARAMETERS = {
     "stage2Lr": Param(None, "float", "stage-2 learning rate; null = the recipe's (paper: lr, official: 0.03)", minimum=0, nullable=True),
     "stage2Recipe": Param("paper", "str", "stage-2 training recipe", choices=tuple(STAGE2_RECIPES)),
     "stemCeScale": Param(1.0, "float", "scale of the classification loss's gradient into the stem in stage 1 (1 = the paper; 0 = the stem learns only to reconstruct, the trap head alone fits the labels)", minimum=0, maximum=1),
-    "isolateFraction": Param(0.0, "float", "isolate-and-retrain: before the real stage 1, run a trap whose stem only reconstructs, fit a probe head on the holdout, and drop this fraction of training samples the trapped head fits but the probe rejects (0 = off)", minimum=0, maximum=0.5),
+    "isolateFraction": Param(0.15, "float", "isolate-and-retrain: before the real stage 1, run a trap whose stem only reconstructs, fit a probe head on the holdout, and drop this fraction of training samples the trapped head fits but the probe rejects (0 = off, the paper's T&R; default chosen in bench/EFFICACY.md)", minimum=0, maximum=0.5),
     "isolateEpochs": Param(None, "int", "epochs of the isolation trap; null = stage1Epochs", minimum=1, maximum=10000, nullable=True),
     "isolateProbeEpochs": Param(10, "int", "epochs of the probe head trained on the holdout over the isolation stem", minimum=1, maximum=10000),
     "stemEndBlock": Param(5, "int", "WRN split: last block in the stem (4, 5 or 6); 5 = after block3[0] as in the paper", choices=(4, 5, 6)),
