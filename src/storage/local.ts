@@ -17,7 +17,7 @@
  * file timestamps, as ext4, xfs, btrfs, tmpfs and apfs have.)
  */
 import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
-import { createReadStream, createWriteStream, type Dir, type ReadStream } from "node:fs";
+import { createReadStream, type Dir, type ReadStream } from "node:fs";
 import {
   type FileHandle,
   mkdir,
@@ -160,7 +160,7 @@ export class LocalStore implements ObjectStore {
     const tmp = join(this.tmpDir, `${randomUUID()}.part`);
     const hasher = new HashingStream(opts.sizeBytes);
     try {
-      await pipeline(body, hasher, createWriteStream(tmp, { flags: "wx", mode: 0o644 }));
+      await pipeIntoNewFile(body, hasher, tmp, 0o644);
       if (opts.sizeBytes !== undefined && hasher.sizeBytes !== opts.sizeBytes) {
         throw new SizeMismatchError(opts.sizeBytes, hasher.sizeBytes);
       }
@@ -269,7 +269,7 @@ export class LocalStore implements ObjectStore {
     const tmp = `${target}.${randomUUID()}.part`;
     const hasher = new HashingStream();
     try {
-      await pipeline(source, hasher, createWriteStream(tmp, { flags: "wx" }));
+      await pipeIntoNewFile(source, hasher, tmp, 0o644);
       await rename(tmp, target);
       return hasher.result();
     } catch (err) {
@@ -552,4 +552,23 @@ export function localStoreRouter(store: LocalStore): Router {
   });
 
   return router;
+}
+
+/**
+ * Pipe `source` through `hasher` into a file created here, before any byte flows. A lazily
+ * opened write stream can finish opening after a failed pipeline has already returned, so the
+ * caller's clean-up could run first and leave the file behind (seen as a stray .part under load).
+ */
+async function pipeIntoNewFile(
+  source: NodeJS.ReadableStream,
+  hasher: HashingStream,
+  path: string,
+  mode: number,
+): Promise<void> {
+  const handle = await open(path, "wx", mode);
+  try {
+    await pipeline(source, hasher, handle.createWriteStream());
+  } finally {
+    await handle.close().catch(() => undefined); // the stream closed it, unless it failed early
+  }
 }
