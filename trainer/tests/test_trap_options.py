@@ -113,6 +113,20 @@ def test_health_report_does_not_call_balanced_data_with_scattered_flags_poisoned
     assert report["verdict"] != "poisoned"
 
 
+def test_a_moderate_flag_outlier_without_a_label_excess_is_inconclusive():
+    # What clean Fashion-MNIST shows: one hard class (T-shirt vs shirt) gathers ~19 % of flags.
+    rng = np.random.default_rng(3)
+    holdout = np.repeat(np.arange(10), 100)
+    labels = np.repeat(np.arange(10), 1000)
+    flagged = np.zeros(len(labels), bool)
+    flagged[rng.choice(np.flatnonzero(labels == 0), 190, replace=False)] = True
+    report = report_for(labels, holdout, *views(labels, labels.copy(), flagged))
+    assert report["verdict"] == "inconclusive" and report["likelyTarget"] is None
+    flagged[rng.choice(np.flatnonzero((labels == 0) & ~flagged), 300, replace=False)] = True  # 49 %: strong on its own
+    report = report_for(labels, holdout, *views(labels, labels.copy(), flagged))
+    assert report["verdict"] == "poisoned" and report["likelyTarget"] == 0
+
+
 def test_health_report_never_calls_a_skewed_label_distribution_clean():
     # Poisoned labels but no flags (the final head learned the shortcut too): not "clean".
     rng = np.random.default_rng(2)
@@ -147,12 +161,22 @@ def test_isolate_and_retrain_drops_the_poisoned_samples(isolated_run):
 def test_every_tnr_job_writes_a_health_report_as_artifacts(isolated_run):
     result, events, workdir = isolated_run
     report = json.loads((workdir / "health.json").read_text())
-    assert report["verdict"] == "poisoned" and report["likelyTarget"] == 0
+    assert report["verdict"] in ("poisoned", "inconclusive") and report["evidence"]["candidateClass"] == 0
     mask = np.load(json.loads((workdir / "metadata.json").read_text())["spec"]["data"]["train"] + "/poison_mask.npy")
     assert mask[report["suspicious"][:100]].mean() >= 0.9
     health = {(e["format"], e["path"]) for e in events if e["type"] == "artifact" and e["kind"] == "health"}
     assert health == {("json", "health.json"), ("png", "health.png")}
     assert (workdir / "health.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_heavily_poisoned_set_is_called_poisoned_with_its_target(tmp_path):
+    # 4 classes: 10 % poison lifts the target's label share only 1.4x, below the 10-class
+    # thresholds; at 25 % both the flags and the label excess are unmistakable.
+    data = write_job_datasets(tmp_path / "data", seed=6, ratio=0.25)
+    code, events, err = run(write_spec(tmp_path, data, "TRAP_AND_REPLACE", {**ISOLATE, "isolateFraction": 0.25}), tmp_path / "work")
+    assert code == 0, err
+    report = json.loads((tmp_path / "work" / "health.json").read_text())
+    assert report["verdict"] == "poisoned" and report["likelyTarget"] == 0, report["evidence"]
 
 
 def test_clean_data_is_not_called_poisoned(tmp_path):

@@ -12,9 +12,8 @@ Evidence, per class c (holdout = the clean reference):
 - labelExcess[c]: c's share of the training labels over its share of the holdout labels.
 - agreement[c]: how often trapped and final heads agree on training samples labelled c.
 The candidate class is the one with the most flags; "poisoned" needs its flags to stand out and
-its label excess or over-prediction to confirm them ("inconclusive" when they do not, e.g. a
-hard class on clean data, or a clean-label attack); no flag outlier and no skewed class is
-"clean"; thresholds are in VERDICT and were chosen on
+either to be strong or to come with an excess of its labels ("inconclusive" when they do not,
+e.g. a hard class on clean data); no flag outlier and no skewed class is "clean"; thresholds are in VERDICT and were chosen on
 the development attacks and on clean data (bench/EFFICACY.md), never on the test set.
 """
 
@@ -33,11 +32,11 @@ from .trap_signals import most_suspicious, suspicion_scores
 
 FLAG_RATIO = 4.0  # trapped p(label) >= 4 x clean p(label)
 VERDICT = {
-    "poisonedFlagMin": 0.10,  # the candidate has at least 10 % of its samples flagged ...
-    "poisonedFlagLift": 3.0,  # ... at least 3 x the other classes' mean share (+ LIFT_FLOOR) ...
-    "poisonedLabelExcess": 1.1,  # ... and its training label share is 1.1 x its holdout share
-    "poisonedOverPrediction": 1.3,  # ... or the trap predicts it 1.3 x as often as the holdout has it
-    "cleanMaxSkew": 1.3,  # "clean": no flag outlier, and no class's label excess or over-prediction this high
+    "flagMin": 0.10,  # a flag outlier: at least 10 % of the candidate's samples flagged ...
+    "flagLift": 3.0,  # ... and at least 3 x the other classes' mean share (+ LIFT_FLOOR)
+    "strongFlagShare": 0.35,  # an outlier this large is "poisoned" on its own (clean-label attacks)
+    "labelExcess": 1.5,  # a smaller one needs the candidate's training label share 1.5 x its holdout share
+    "cleanMaxSkew": 1.3,  # "clean": no outlier, and no class's label excess or over-prediction this high
 }
 LIFT_FLOOR = 0.01  # keeps the lift finite when other classes have no flags at all
 TOP_SUSPICIOUS = 200
@@ -54,17 +53,19 @@ def judge(flagged: np.ndarray, label_excess: np.ndarray, over: np.ndarray) -> tu
     """(candidate class, verdict, flag lift) from the per-class evidence; bench/efficacy re-derives
     verdicts of stored reports with it when the thresholds change."""
     flagged, label_excess, over = (np.asarray(v, dtype=np.float64) for v in (flagged, label_excess, over))
-    # The flags pick the candidate (a small holdout makes label shares noisy, flags are not); the
-    # candidate's label share or the trap's over-prediction must confirm it.
+    # The flags pick the candidate (a small holdout makes label shares noisy, flags are not).
     candidate = int(np.argmax(flagged))
     lift = float(flagged[candidate] / (float(np.mean(np.delete(flagged, candidate))) + LIFT_FLOOR))
-    flag_outlier = bool(flagged[candidate] >= VERDICT["poisonedFlagMin"] and lift >= VERDICT["poisonedFlagLift"])
-    confirmed = bool(label_excess[candidate] >= VERDICT["poisonedLabelExcess"] or over[candidate] >= VERDICT["poisonedOverPrediction"])
+    outlier = bool(flagged[candidate] >= VERDICT["flagMin"] and lift >= VERDICT["flagLift"])
+    # On clean Fashion-MNIST one class (T-shirt vs shirt) gathers ~19 % flags: an outlier, but
+    # weaker than any poisoning measured (25-99 %); it takes a strong outlier, or dirty-label
+    # poisoning's excess of target labels, to say "poisoned".
+    confirmed = bool(flagged[candidate] >= VERDICT["strongFlagShare"] or label_excess[candidate] >= VERDICT["labelExcess"])
     # "clean" also needs the label shares and the trap's predictions to look like the holdout's:
     # when the final head learned the shortcut too (no isolation), poisons raise no flags, but
     # the target still carries the poisoned share of the labels.
     skewed = bool(max(label_excess.max(), over.max()) >= VERDICT["cleanMaxSkew"])
-    if flag_outlier:
+    if outlier:
         return candidate, ("poisoned" if confirmed else "inconclusive"), lift
     return candidate, ("inconclusive" if skewed else "clean"), lift
 
