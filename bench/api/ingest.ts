@@ -23,6 +23,7 @@ import sharp from "sharp";
 import tar from "tar-stream";
 import { npyHeader } from "../../src/datasets/canonical.ts";
 import { type DatasetFormat, ingest } from "../../src/datasets/ingest.ts";
+import { pattern } from "../../tests/datasets/helpers.ts";
 
 const CLASSES = 10;
 /** Distinct PNG bodies repeated under different names: generation stays fast, decoding does not get cheaper. */
@@ -37,16 +38,9 @@ interface Measurement {
   peakGrowthMiB: number;
 }
 
+/** Deterministic bytes (the tests' generator), as a writable Buffer. */
 function noise(length: number, seed: number): Buffer {
-  const out = Buffer.allocUnsafe(length);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
+  return Buffer.from(pattern(length, seed).buffer);
 }
 
 /** A tar of PNGs in CLASSES folders, about `bytes` long; returns its size and image count. */
