@@ -3,10 +3,14 @@ SHELL := /bin/bash
 PYTHON = $(shell scripts/find-python.sh)
 export PYTHONPATH := $(CURDIR)/trainer:$(PYTHONPATH)
 
-.PHONY: deps run demo test test-trainer test-ts lint typecheck bench-throughput bench-fmnist bench-efficacy bench-api bench-gpu
+.PHONY: deps deps-plots run demo test test-trainer test-ts lint typecheck bench-throughput bench-fmnist bench-efficacy bench-api bench-gpu
 
 deps:
 	@scripts/ensure-deps.sh
+
+# The efficacy study's plots need matplotlib (only there: tests and the service do not).
+deps-plots:
+	@scripts/ensure-deps.sh python3-matplotlib
 
 # API + worker + embedded Postgres + local object store; prints the first API key.
 run: deps
@@ -37,7 +41,7 @@ bench-fmnist: deps
 	$(PYTHON) bench/fmnist/run.py --preset table
 
 # The efficacy grid (cached per cell; rerun to continue where it stopped) -> bench/EFFICACY.md
-bench-efficacy: deps
+bench-efficacy: deps-plots
 	$(PYTHON) bench/efficacy/run.py --profile cpu --attacks dev,clean,held-out --configs none,paper,isolate
 
 bench-api: deps

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install what `make run` / `make test` need and is missing: Debian packages (as root via apt-get,
-# otherwise a message naming them) and the npm packages pinned in package-lock.json.
+# otherwise a message naming them) and the npm packages pinned in package-lock.json. Extra Debian
+# packages a target needs beyond these (the benchmarks' plotting) are passed as arguments.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # libopenblas0-pthread: without it Debian's torch falls back to reference BLAS, and its transposed
 # convolutions (the T&R decoder) run 3x slower (bench/RESULTS.md).
-APT_PACKAGES=(python3-torch python3-numpy python3-pytest dataset-fashion-mnist libopenblas0-pthread)
+APT_PACKAGES=(python3-torch python3-numpy python3-pytest dataset-fashion-mnist libopenblas0-pthread "$@")
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
