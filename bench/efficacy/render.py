@@ -53,6 +53,16 @@ def avg(records: list[dict], field: str):
     return mean(values) if values else None
 
 
+def spread(records: list[dict]) -> str:
+    """Seed count and the range of ASR and CA over the seeds."""
+    def span(field):
+        values = [r["result"][field] for r in records if r["result"].get(field) is not None]
+        return f"{pct(min(values))}–{pct(max(values))}" if values else None
+
+    parts = [f"n={len(records)}"] + [f"{name} {s}" for name, s in (("ASR", span("asr")), ("CA", span("ca"))) if s]
+    return ", ".join(parts)
+
+
 def main_table(groups: dict, configs: list[str]) -> list[str]:
     attacks = [a for a in DEV + HELD_OUT + ["clean"] if any(k[0] == a for k in groups)]
     header = "| Attack | set | " + " | ".join(f"{c} ASR / CA %" for c in configs) + " | health verdict (" + configs[-1] + ") |"
@@ -64,7 +74,7 @@ def main_table(groups: dict, configs: list[str]) -> list[str]:
         for config in configs:
             recs = groups.get((attack, config, "{}"), [])
             asr, ca = avg(recs, "asr"), avg(recs, "ca")
-            cells.append("–" if not recs else f"{pct(asr)} / {pct(ca)}" + (f" (n={len(recs)})" if len(recs) > 1 else ""))
+            cells.append("–" if not recs else f"{pct(asr)} / {pct(ca)}" + (f" ({spread(recs)})" if len(recs) > 1 else ""))
             if recs and attack != "clean":
                 sums[role][config].append((asr, ca))
                 sums["all"][config].append((asr, ca))
@@ -96,24 +106,47 @@ def isolation_table(groups: dict) -> list[str]:
     return lines
 
 
+def base_value(cell: dict, axis: str):
+    """The value an unswept cell ran with on `axis` (NO_DEFENSE's epoch budget is stage1Epochs)."""
+    from trapdoor_trainer.defenses.tnr import HYPERPARAMETERS
+    from trapdoor_trainer.hyperparams import COMMON
+
+    hp = cell["hyperparameters"]
+    if cell["method"] == "NO_DEFENSE":
+        return hp.get("epochs") if axis == "stage1Epochs" else None
+    if axis in hp:
+        return hp[axis]
+    table = {**COMMON, **HYPERPARAMETERS}
+    return table[axis].default if axis in table else None
+
+
 def grid_tables(groups: dict) -> tuple[list[str], dict]:
-    """One table per swept axis: ASR / CA per attack and axis value (other overrides empty)."""
+    """One table per swept axis: ASR / CA per attack and axis value. The unswept cells of the same
+    (attack, config) join the sweep at the value they ran with (the profile's or trainer's default)."""
     axes = defaultdict(lambda: defaultdict(dict))  # axis -> (attack, config) -> value -> recs
     for (attack, config, overrides), recs in groups.items():
         o = json.loads(overrides)
         if len(o) == 1:
             (axis, value), = o.items()
             axes[axis][(attack, config)][value] = recs
+    for axis, series in axes.items():
+        for (attack, config), by_value in series.items():
+            recs = groups.get((attack, config, "{}"))
+            if recs:
+                value = base_value(recs[0]["cell"], axis)
+                if value is not None:
+                    by_value.setdefault(value, recs)
     lines = []
     for axis, series in sorted(axes.items()):
         values = sorted({v for s in series.values() for v in s}, key=lambda v: (v is None, v))
-        lines += ["", f"Sweep over `{axis}` (ASR / CA %, trapped-head ASR in brackets):", "",
+        lines += ["", f"Sweep over `{axis}` (ASR / CA %, trapped-head ASR in brackets; means over seeds):", "",
                   "| Attack | config | " + " | ".join(str(v) for v in values) + " |", "|---|---|" + "---|" * len(values)]
         for (attack, config), by_value in sorted(series.items()):
             cells = []
             for v in values:
                 recs = by_value.get(v)
-                cells.append("–" if not recs else f"{pct(avg(recs, 'asr'))} / {pct(avg(recs, 'ca'))} [{pct(avg(recs, 'stage1Asr'))}]")
+                cells.append("–" if not recs else f"{pct(avg(recs, 'asr'))} / {pct(avg(recs, 'ca'))}"
+                             + ("" if config == "none" else f" [{pct(avg(recs, 'stage1Asr'))}]"))
             lines.append(f"| {attack} | {config} | " + " | ".join(cells) + " |")
     return lines, axes
 
@@ -156,7 +189,7 @@ def render(root: Path, profile: str, md_path: Path) -> None:
         print("no cells yet")
         return
     groups = group(cells)
-    configs = [c for c in ("none", "paper", "official-s2", "stem-ce-0.1", "trap-first", "isolate", "isolate-trap-first") if any(k[1] == c and k[2] == "{}" for k in groups)]
+    configs = [c for c in ("none", "paper", "official-s2", "stem-ce-0.1", "trap-first", "isolate-trap-first", "isolate", "default") if any(k[1] == c and k[2] == "{}" for k in groups)]
     cell0 = cells[0]["cell"]
     lines = [f"### Profile `{profile}` ({len(cells)} cells)", "",
              f"Rendered by `python bench/efficacy/run.py --profile {profile} --render-only`. Means over seeds; dev attacks chose the defaults, held-out attacks only measure.", ""]
@@ -164,7 +197,7 @@ def render(root: Path, profile: str, md_path: Path) -> None:
     grid_lines, axes = grid_tables(groups)
     lines += grid_lines
     lines += [""] + plots(axes, md_path.parent / "efficacy-plots" / profile)
-    total = sum(c["wallSeconds"] for c in cells)
+    total = sum(c["wallSeconds"] for c in cells if not c.get("sameRunAs"))  # a run listed under two names counts once
     lines += ["", f"Compute: {total / 60:.0f} min over {len(cells)} cells (first cell's spec: {json.dumps(cell0['hyperparameters'])})."]
     replace_section(f"efficacy-{profile}", "\n".join(lines), md_path)
     print("\n".join(lines))
