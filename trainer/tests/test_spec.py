@@ -27,10 +27,10 @@ def base_spec(job_datasets: dict, **overrides) -> dict:
     return spec
 
 
-def test_defaults_resolve_to_the_paper_values(job_datasets):
+def test_defaults_resolve_to_the_paper_values_except_the_studied_ones(job_datasets):
     spec = parse_spec(base_spec(job_datasets))
     hp = spec.hyperparameters
-    assert (hp["lambda1"], hp["lambda2"], hp["lr"], hp["weightDecay"], hp["batchSize"]) == (10.0, 0.1, 1e-3, 5e-4, 256)
+    assert (hp["lambda1"], hp["lambda2"], hp["lr"], hp["weightDecay"], hp["batchSize"]) == (1.0, 0.1, 1e-3, 5e-4, 256)
     assert (hp["stage1Epochs"], hp["stemEndBlock"], hp["stage2Recipe"], hp["faithfulWrn"]) == (200, 5, "paper", True)
     assert spec.architecture == "small-cnn" and spec.target is None
 

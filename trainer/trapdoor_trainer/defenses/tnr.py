@@ -35,7 +35,7 @@ STAGE2_RECIPES = {
 HYPERPARAMETERS = {
     "stage1Epochs": Param(200, "int", "stage-1 (trap) epochs", minimum=1, maximum=10000),
     "stage2Epochs": Param(None, "int", "stage-2 (replace) epochs; null = the recipe's (paper: stage1Epochs, official: 100)", minimum=1, maximum=10000, nullable=True),
-    "lambda1": Param(10.0, "float", "weight of the reconstruction MSE in stage 1", minimum=0),
+    "lambda1": Param(1.0, "float", "weight of the reconstruction MSE in stage 1 (paper 10; 1 chosen with isolation on in bench/EFFICACY.md)", minimum=0),
     "lambda2": Param(0.1, "float", "weight of the total-variation term on the reconstruction (paper 0.1; official code 1)", minimum=0),
     **COMMON,
     "stage2BatchSize": Param(None, "int", "stage-2 batch size; null = the recipe's (paper 32, official 64)", minimum=1, nullable=True),
