@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import REPO, replace_section, trainer  # noqa: E402
 
 from trapdoor_trainer.data import write_canonical  # noqa: E402
+from trapdoor_trainer.defenses.tnr import HYPERPARAMETERS as TNR_HP  # noqa: E402
 from trapdoor_trainer.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist  # noqa: E402
 
 # Each method's main-phase settings for a budget of E epochs (the no-defense / T&R stage-1 epochs).
@@ -147,7 +148,7 @@ def main() -> None:
         "",
         f"Command: `python bench/fmnist/run.py {' '.join(sys.argv[1:])}`. WRN-16-1, poison ratio 10 % of the training set, target {TARGET} ({FASHION_MNIST_CLASSES[TARGET]}),",
         f"train {clean['train']} / holdout {clean['holdout']} (last 5 %) / test {clean['test']} images; no-defense {cfg['epochs']} epochs,",
-        f"T&R stage 1 {cfg['epochs']} epochs + stage 2 {cfg['stage2Epochs']} epochs (paper recipe, λ1 10, λ2 0.1); every other hyper-parameter at its default. Total wall time {wall / 60:.1f} min.",
+        f"T&R stage 1 {cfg['epochs']} epochs + stage 2 {cfg['stage2Epochs']} epochs (stage-2 paper recipe; trainer defaults: {tnr_defaults()}). Total wall time {wall / 60:.1f} min.",
         "",
         "| Attack | No defense ASR % | No defense CA % | T&R ASR % | T&R CA % | T&R MSE | trapped head ASR % | wall s (none / T&R) |",
         "|---|---|---|---|---|---|---|---|",
@@ -162,6 +163,11 @@ def main() -> None:
     (root / "results.json").write_text(json.dumps(rows, indent=2))
     if not args.no_record:
         replace_section(f"fmnist-{args.preset}", table)
+
+
+def tnr_defaults() -> str:
+    """The T&R defaults a table was made with (they move as bench/EFFICACY.md chooses them)."""
+    return ", ".join(f"{name} {TNR_HP[name].default}" for name in ("lambda1", "lambda2", "isolateFraction", "stemCeScale", "stemEndBlock"))
 
 
 def run_methods_table(args, cfg: dict) -> None:
