@@ -42,7 +42,7 @@ bench-fmnist: deps
 
 # The efficacy grid (cached per cell; rerun to continue where it stopped) -> bench/EFFICACY.md
 bench-efficacy: deps-plots
-	$(PYTHON) bench/efficacy/run.py --profile cpu --attacks dev,clean,held-out --configs none,paper,isolate
+	$(PYTHON) bench/efficacy/run.py --profile cpu --attacks dev,clean,held-out --configs none,paper,isolate,default
 
 bench-api: deps
 	node --import tsx bench/api/latency.ts

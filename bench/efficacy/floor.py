@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import REPO, replace_section  # noqa: E402
+from common import load_bench_module, replace_section  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -24,8 +24,7 @@ from trapdoor_trainer.data import DeviceData, load_canonical  # noqa: E402
 from trapdoor_trainer.export import load_exported_model  # noqa: E402
 from trapdoor_trainer.metrics import attack_success_rate  # noqa: E402
 
-ATTACKS = ["badnet_grid", "blend", "sig", "badnet_white", "l0_invisible", "l2_invisible", "smooth", "trojan_sq", "trojan_wm", "lcba"]
-TARGET = 0  # bench/fmnist's convention, shared by run.py
+_run = load_bench_module("efficacy/run.py")  # the study's attacks, target and cache layout
 
 
 def clean_models(root: Path) -> list[tuple[str, Path]]:
@@ -45,8 +44,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--profile", default="cpu")
     args = parser.parse_args()
-    root = REPO / "bench" / "out" / "efficacy" / args.profile
-    attacks = [a for a in ATTACKS if (root / "attacks" / a / "asr" / "manifest.json").exists()]
+    root = _run.OUT / args.profile
+    attacks = [a for a in _run.DEV + _run.HELD_OUT if (root / "attacks" / a / "asr" / "manifest.json").exists()]
     asr_sets = {}
     for attack in attacks:
         data = load_canonical(root / "attacks" / attack / "asr", field="asrTest")
@@ -55,10 +54,10 @@ def main() -> None:
              "| model (trained on clean data) | " + " | ".join(attacks) + " |", "|---|" + "---|" * len(attacks)]
     for label, workdir in clean_models(root):
         model = load_exported_model(workdir)
-        rates = [100 * attack_success_rate(model, asr_sets[a], TARGET, 1000) for a in attacks]
+        rates = [100 * attack_success_rate(model, asr_sets[a], _run.TARGET, 1000) for a in attacks]
         lines.append(f"| {label} | " + " | ".join(f"{r:.1f}" for r in rates) + " |")
     text = "\n".join(lines)
-    replace_section(f"efficacy-floor-{args.profile}", text, REPO / "bench" / "EFFICACY.md")
+    replace_section(f"efficacy-floor-{args.profile}", text, _run.EFFICACY_MD)
     print(text)
 
 

@@ -45,17 +45,18 @@ PROFILES = {
 # Named T&R configurations (hyper-parameter overrides on top of the profile's epochs). Every T&R
 # configuration names the hyper-parameters whose trainer default the study has changed
 # (isolateFraction, lambda1), so a cached cell means the same whatever the default is now.
-PAPER_LAMBDA1 = 10.0
+PAPER = {"isolateFraction": 0.0, "lambda1": 10.0}
+ISOLATE = {**PAPER, "isolateFraction": 0.15}
 CONFIGS = {
     "none": {"method": "NO_DEFENSE"},
-    "paper": {"isolateFraction": 0.0, "lambda1": PAPER_LAMBDA1},
-    "official-s2": {"stage2Recipe": "official", "stage2Epochs": None, "isolateFraction": 0.0, "lambda1": PAPER_LAMBDA1},
-    "trap-first": {"stemCeScale": 0.0, "isolateFraction": 0.0, "lambda1": PAPER_LAMBDA1},
-    "stem-ce-0.1": {"stemCeScale": 0.1, "isolateFraction": 0.0, "lambda1": PAPER_LAMBDA1},
-    "isolate": {"isolateFraction": 0.15, "lambda1": PAPER_LAMBDA1},
-    "isolate-trap-first": {"isolateFraction": 0.15, "stemCeScale": 0.0, "lambda1": PAPER_LAMBDA1},
+    "paper": PAPER,
+    "official-s2": {**PAPER, "stage2Recipe": "official", "stage2Epochs": None},
+    "trap-first": {**PAPER, "stemCeScale": 0.0},
+    "stem-ce-0.1": {**PAPER, "stemCeScale": 0.1},
+    "isolate": ISOLATE,
+    "isolate-trap-first": {**ISOLATE, "stemCeScale": 0.0},
     # The service's default (trainer defaults), chosen on the development attacks.
-    "default": {"isolateFraction": 0.15, "lambda1": 1.0},
+    "default": {**ISOLATE, "lambda1": 1.0},
 }
 
 OUT = REPO / "bench" / "out" / "efficacy"
