@@ -1,4 +1,4 @@
-import { badInput } from "./errors.ts";
+import { badInput } from "../errors.ts";
 
 /** Relay cursors: opaque base64 of (created_at, id), the keyset the lists are ordered by. */
 export function encodeCursor(row: { created_at: Date; id: string }): string {

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { DataSource } from "typeorm";
-import { badInput, conflict, notFound, precondition } from "../api/errors.ts";
+import { badInput, conflict, notFound, precondition } from "../errors.ts";
 import {
   type DatasetRole,
   type DatasetRow,

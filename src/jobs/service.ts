@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { DataSource } from "typeorm";
-import { badInput, conflict, notFound, precondition } from "../api/errors.ts";
+import { badInput, conflict, notFound, precondition } from "../errors.ts";
 import { type DatasetRow, getDataset } from "../db/datasets.ts";
 import { getJob, insertJob, type JobRow, transition } from "../db/jobs.ts";
 import { trainerCatalog } from "../worker/python.ts";

@@ -1,5 +1,5 @@
 import type { DataSource } from "typeorm";
-import { notFound } from "../api/errors.ts";
+import { notFound } from "../errors.ts";
 import { getJob, type JobRow } from "../db/jobs.ts";
 import type { ChannelListener } from "../db/listener.ts";
 import { isLive } from "./lifecycle.ts";

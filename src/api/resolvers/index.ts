@@ -15,7 +15,8 @@ import { watchJob } from "../../jobs/watch.ts";
 import { trainerCatalog } from "../../worker/python.ts";
 import { connection, decodeCursor, pageSize } from "../connection.ts";
 import type { Context } from "../context.ts";
-import { badInput, toGraphQLError } from "../errors.ts";
+import { badInput } from "../../errors.ts";
+import { toGraphQLError } from "../errors.ts";
 
 // `never` parameters: any resolver, whatever parent and argument types it declares, fits.
 type Resolver = (parent: never, args: never, ctx: Context) => unknown;

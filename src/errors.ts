@@ -1,0 +1,32 @@
+/**
+ * Domain errors: what services throw when a request cannot be served. They carry a code clients can
+ * branch on and optional details (e.g. the offending `field`); the API maps them to GraphQL errors
+ * in one place (src/api/errors.ts), other transports (CLI, workers) read `code` directly.
+ */
+
+/** The error codes clients can branch on (`extensions.code`). */
+export type ErrorCode =
+  | "BAD_USER_INPUT"
+  | "NOT_FOUND"
+  | "UNAUTHENTICATED"
+  | "FORBIDDEN"
+  | "CONFLICT"
+  | "FAILED_PRECONDITION"
+  | "INTERNAL_SERVER_ERROR";
+
+export class ServiceError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+export const badInput = (message: string, field?: string) =>
+  new ServiceError("BAD_USER_INPUT", message, field ? { field } : {});
+export const notFound = (what: string, id: string) =>
+  new ServiceError("NOT_FOUND", `${what} ${id} does not exist`, { id });
+export const conflict = (message: string) => new ServiceError("CONFLICT", message);
+export const precondition = (message: string) => new ServiceError("FAILED_PRECONDITION", message);
