@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { RequestHandler } from "express";
 import type { DataSource } from "typeorm";
 import { createApi } from "./api/server.ts";
 import type { Config } from "./config.ts";
@@ -10,10 +11,12 @@ import { JOB_UPDATED_CHANNEL } from "./db/jobs.ts";
 import { ChannelListener } from "./db/listener.ts";
 import { sql } from "./db/sql.ts";
 import { createApiKey, createTenant } from "./db/tenants.ts";
-import { JobQueue } from "./jobs/queue.ts";
+import { JobQueue } from "./queue/job-queue.ts";
 import { JobService } from "./jobs/service.ts";
 import { createObjectStore } from "./storage/index.ts";
+import { LocalStore, localStoreRouter } from "./storage/local.ts";
 import type { ObjectStore } from "./storage/object-store.ts";
+import { TenantService } from "./tenants/service.ts";
 import { type RunningWorker, startWorker } from "./worker/index.ts";
 
 export interface App {
@@ -69,7 +72,8 @@ async function assemble(
   const scratch = join(config.dataDir, "scratch");
   const datasets = new DatasetService(db, store, scratch, config.limits.maxUploadBytes, config.python);
   stops.unshift(() => datasets.idle());
-  const jobs = new JobService(db, queue, config.python);
+  const jobs = new JobService(db, queue, store);
+  const tenants = new TenantService(db);
   const app: App = {
     config,
     db,
@@ -90,7 +94,9 @@ async function assemble(
     await jobUpdates.start();
     app.jobUpdates = jobUpdates;
     stops.unshift(() => jobUpdates.stop());
-    const api = await createApi(config, { db, store, datasets, jobs, jobUpdates, python: config.python });
+    const routes: Record<string, RequestHandler> =
+      store instanceof LocalStore ? { "/objects": localStoreRouter(store) } : {};
+    const api = await createApi(config, { tenants, datasets, jobs, jobUpdates }, routes);
     stops.unshift(() => api.stop());
     const server = await api.listen(config.port, config.host);
     const address = server.address();

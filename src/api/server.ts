@@ -1,9 +1,8 @@
 import { createServer, type Server } from "node:http";
 import { ApolloServer } from "@apollo/server";
 import { expressMiddleware } from "@as-integrations/express5";
-import express from "express";
+import express, { type RequestHandler } from "express";
 import type { Config } from "../config.ts";
-import { LocalStore, localStoreRouter } from "../storage/local.ts";
 import { buildContext, type Context, type Services } from "./context.ts";
 import { publicError } from "./errors.ts";
 import { depthAndCostLimit } from "./limits.ts";
@@ -24,9 +23,14 @@ export interface Api {
 
 /**
  * The HTTP surface: POST /graphql, GraphQL over WebSocket on the same path (subscriptions),
- * signed local-store URLs under /objects, GET /healthz.
+ * GET /healthz, and the routes the composition root adds (the local store's signed URLs under
+ * /objects): the API itself knows nothing of where objects live.
  */
-export async function createApi(config: Config, services: Services): Promise<Api> {
+export async function createApi(
+  config: Config,
+  services: Services,
+  routes: Record<string, RequestHandler> = {},
+): Promise<Api> {
   const schema = executableSchema(loadTypeDefs(), resolvers as never);
   const apollo = new ApolloServer<Context>({
     schema,
@@ -43,7 +47,7 @@ export async function createApi(config: Config, services: Services): Promise<Api
   app.get("/healthz", (_req, res) => {
     res.json({ ok: true });
   });
-  if (services.store instanceof LocalStore) app.use("/objects", localStoreRouter(services.store));
+  for (const [path, handler] of Object.entries(routes)) app.use(path, handler);
   app.use(
     GRAPHQL_PATH,
     express.json({ limit: "1mb" }),

@@ -57,7 +57,7 @@ export function attachSubscriptions(
             ctx.connectionParams?.authorization ??
             ctx.connectionParams?.Authorization ??
             ctx.extra.request.headers.authorization;
-          contextValue = { ...services, tenant: await authenticate(services.db, authorization) };
+          contextValue = { ...services, tenant: await authenticate(services.tenants, authorization) };
         } catch (error) {
           return [toGraphQLError(error)];
         }

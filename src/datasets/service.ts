@@ -9,6 +9,7 @@ import {
   datasetsStuckValidating,
   getDataset,
   insertDataset,
+  listDatasets,
   markDatasetReady,
   setDatasetStatus,
   softDeleteDataset,
@@ -16,8 +17,9 @@ import {
 } from "../db/datasets.ts";
 import { liveJobsUsing } from "../db/jobs.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
-import { keys } from "../worker/keys.ts";
-import { runTrainerCommand, trainerCatalog } from "../worker/python.ts";
+import { keys } from "../storage/keys.ts";
+import { trainerCatalog } from "../trainer/catalog.ts";
+import { runTrainerCommand } from "../trainer/process.ts";
 import {
   type CanonicalManifest,
   checkIngestOptions,
@@ -27,6 +29,8 @@ import {
   ingest,
 } from "./ingest.ts";
 import type { IngestOptions } from "./options.ts";
+
+export type { DatasetRole, DatasetRow };
 
 export interface CreateUploadInput {
   name: string;
@@ -68,6 +72,18 @@ export class DatasetService {
     private readonly maxUploadBytes: number,
     private readonly python?: string,
   ) {}
+
+  get(tenantId: string, id: string): Promise<DatasetRow | null> {
+    return getDataset(this.db, tenantId, id);
+  }
+
+  /** One page (newest first; `first` + 1 rows, so the caller can tell whether more follow). */
+  list(
+    tenantId: string,
+    page: { first: number; after?: { createdAt: string; id: string }; role?: DatasetRole },
+  ): Promise<DatasetRow[]> {
+    return listDatasets(this.db, tenantId, page);
+  }
 
   async createUpload(tenantId: string, input: CreateUploadInput) {
     if (!input.name.trim() || input.name.length > 200)
@@ -260,9 +276,11 @@ export class DatasetService {
     const test = input.testDatasetId ? await getDataset(this.db, tenantId, input.testDatasetId) : null;
     if (input.testDatasetId && (test?.status !== "READY" || test.role !== "TEST"))
       throw badInput("testDatasetId must be a READY TEST dataset", "testDatasetId");
-    const catalog = await trainerCatalog(this.python);
-    if (!catalog.attacks.some((a) => a.name === input.attack.name))
-      throw badInput(`unknown attack ${input.attack.name}`, "attack.name");
+    const catalog = trainerCatalog();
+    const attack = catalog.attack(input.attack.name);
+    if (!attack) throw badInput(`unknown attack ${input.attack.name}`, "attack.name");
+    const problem = catalog.checkAttackParams(attack, input.attack.params ?? {});
+    if (problem) throw badInput(`${problem.field} ${problem.message}`, problem.field);
     const ratio = input.attack.ratio ?? 0.1;
     if (!(ratio > 0 && ratio <= 1)) throw badInput("attack.ratio must be in (0, 1]", "attack.ratio");
     const record = {

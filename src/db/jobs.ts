@@ -1,5 +1,5 @@
-import type { JobStatus } from "../jobs/lifecycle.ts";
-import { sourcesOf } from "../jobs/lifecycle.ts";
+import type { JobStatus } from "./job-lifecycle.ts";
+import { sourcesOf } from "./job-lifecycle.ts";
 import { atomically, type Queryable, sql } from "./sql.ts";
 
 /** SQL for training jobs, their transitions, metric history and artifacts. Tenant-scoped reads. */

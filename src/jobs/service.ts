@@ -2,10 +2,24 @@ import { createHash } from "node:crypto";
 import type { DataSource } from "typeorm";
 import { badInput, conflict, notFound, precondition } from "../errors.ts";
 import { type DatasetRow, getDataset } from "../db/datasets.ts";
-import { getJob, insertJob, type JobRow, transition } from "../db/jobs.ts";
-import { trainerCatalog } from "../worker/python.ts";
-import { isLive } from "./lifecycle.ts";
-import type { JobQueue } from "./queue.ts";
+import {
+  type ArtifactRow,
+  artifactsOf,
+  getJob,
+  insertJob,
+  type JobRow,
+  listJobs,
+  metricHistory,
+  transition,
+  transitionsOf,
+} from "../db/jobs.ts";
+import { type Catalog, trainerCatalog } from "../trainer/catalog.ts";
+import { isLive, type JobStatus } from "../db/job-lifecycle.ts";
+import type { JobQueue } from "../queue/job-queue.ts";
+import type { ObjectStore } from "../storage/object-store.ts";
+import { type JobUpdateSource, watchJob } from "./watch.ts";
+
+export type { ArtifactRow, JobRow, JobStatus, JobUpdateSource };
 
 export interface LaunchInput {
   method: string;
@@ -39,8 +53,50 @@ export class JobService {
   constructor(
     private readonly db: DataSource,
     private readonly queue: JobQueue,
-    private readonly python?: string,
+    private readonly store: ObjectStore,
+    private readonly catalog: Catalog = trainerCatalog(),
   ) {}
+
+  get(tenantId: string, id: string): Promise<JobRow | null> {
+    return getJob(this.db, tenantId, id);
+  }
+
+  /** One page (newest first; `first` + 1 rows, so the caller can tell whether more follow). */
+  list(
+    tenantId: string,
+    page: { first: number; after?: { createdAt: string; id: string }; status?: JobStatus; method?: string },
+  ): Promise<JobRow[]> {
+    return listJobs(this.db, tenantId, page);
+  }
+
+  /** A tenant's job as it changes (see watch.ts); NOT_FOUND for a job the tenant cannot see. */
+  watch(updates: JobUpdateSource, tenantId: string, id: string): Promise<AsyncIterableIterator<JobRow>> {
+    return watchJob(this.db, updates, tenantId, id);
+  }
+
+  async transitions(job: JobRow) {
+    return (await transitionsOf(this.db, job.id)).map((t) => ({
+      from: t.from_status,
+      to: t.to_status,
+      reason: t.reason,
+      at: t.at,
+    }));
+  }
+
+  history(job: JobRow, filter: { name?: string; stage?: string }) {
+    return metricHistory(this.db, job.id, filter);
+  }
+
+  artifacts(job: JobRow): Promise<ArtifactRow[]> {
+    return artifactsOf(this.db, job.tenant_id, job.id);
+  }
+
+  /** A signed, expiring download URL for one artifact (1 s to 7 days). */
+  artifactDownloadUrl(artifact: ArtifactRow, expiresInSeconds = 3600): Promise<string> {
+    if (!Number.isInteger(expiresInSeconds) || expiresInSeconds < 1 || expiresInSeconds > 7 * 24 * 3600)
+      throw badInput("expiresInSeconds must be between 1 and 604800", "expiresInSeconds");
+    return this.store.downloadUrl(artifact.storage_key, { expiresInSeconds, fileName: artifact.file_name });
+  }
 
   async launch(tenantId: string, input: LaunchInput): Promise<JobRow> {
     if (!input.idempotencyKey || input.idempotencyKey.length > 200)
@@ -74,17 +130,17 @@ export class JobService {
 
   /** Everything that can be checked before queueing: roles, readiness, shapes, classes, method and hyper-parameters. */
   private async validate(tenantId: string, input: LaunchInput) {
-    const catalog = await trainerCatalog(this.python);
-    const method = catalog.methods.find((m) => m.name === input.method);
+    const catalog = this.catalog;
+    const method = catalog.method(input.method);
     if (!method)
       throw badInput(
-        `unknown method ${input.method}; known: ${catalog.methods.map((m) => m.name).join(", ")}`,
+        `unknown method ${input.method}; known: ${catalog.data.methods.map((m) => m.name).join(", ")}`,
         "method",
       );
     const architecture = input.architecture ?? "wrn16-1";
-    if (!catalog.architectures.includes(architecture))
+    if (!catalog.data.architectures.includes(architecture))
       throw badInput(
-        `unknown architecture ${architecture}; known: ${catalog.architectures.join(", ")}`,
+        `unknown architecture ${architecture}; known: ${catalog.data.architectures.join(", ")}`,
         "architecture",
       );
     const roles: [keyof LaunchInput, string, string | null | undefined][] = [
@@ -123,26 +179,14 @@ export class JobService {
     if (target != null && (target < 0 || target >= (train.num_classes ?? 0)))
       throw badInput(`target must be in [0, ${train.num_classes})`, "target");
     if (input.attack) {
-      const attack = catalog.attacks.find((a) => a.name === input.attack?.name);
+      const attack = catalog.attack(input.attack.name);
       if (!attack) throw badInput(`unknown attack ${input.attack.name}`, "attack.name");
-      for (const key of Object.keys(input.attack.params ?? {})) {
-        if (!(key in attack.params))
-          throw badInput(`attack ${attack.name} has no parameter ${key}`, `attack.params.${key}`);
-      }
+      const problem = catalog.checkAttackParams(attack, input.attack.params ?? {});
+      if (problem) throw badInput(`${problem.field} ${problem.message}`, problem.field);
     }
     const hyperparameters = input.hyperparameters ?? {};
-    if (typeof hyperparameters !== "object" || Array.isArray(hyperparameters))
-      throw badInput("hyperparameters must be an object", "hyperparameters");
-    for (const [name, value] of Object.entries(hyperparameters)) {
-      const spec = method.hyperparameters[name];
-      if (!spec)
-        throw badInput(
-          `${method.name} has no hyper-parameter ${name}; known: ${Object.keys(method.hyperparameters).join(", ")}`,
-          `hyperparameters.${name}`,
-        );
-      const problem = checkValue(spec, value);
-      if (problem) throw badInput(`hyperparameters.${name} ${problem}`, `hyperparameters.${name}`);
-    }
+    const problem = catalog.checkHyperparameters(method, hyperparameters);
+    if (problem) throw badInput(`${problem.field} ${problem.message}`, problem.field);
     const seed = input.seed ?? 0;
     if (!Number.isInteger(seed) || seed < 0) throw badInput("seed must be a non-negative integer", "seed");
     return {
@@ -189,21 +233,4 @@ export class JobService {
     await this.queue.enqueue(job.queue, { jobId: id, attempt: job.attempt + 1 });
     return queued;
   }
-}
-
-function checkValue(
-  spec: { type: string; minimum?: number; maximum?: number; choices?: unknown[]; nullable?: boolean },
-  value: unknown,
-): string | null {
-  if (value === null) return spec.nullable ? null : "must not be null";
-  if (spec.type === "bool" && typeof value !== "boolean") return "must be true or false";
-  if ((spec.type === "int" || spec.type === "float") && typeof value !== "number") return "must be a number";
-  if (spec.type === "int" && !Number.isInteger(value)) return "must be an integer";
-  if (spec.type === "str" && typeof value !== "string") return "must be a string";
-  if (spec.choices && !spec.choices.includes(value)) return `must be one of ${JSON.stringify(spec.choices)}`;
-  if (typeof value === "number" && spec.minimum !== undefined && value < spec.minimum)
-    return `must be >= ${spec.minimum}`;
-  if (typeof value === "number" && spec.maximum !== undefined && value > spec.maximum)
-    return `must be <= ${spec.maximum}`;
-  return null;
 }

@@ -1,8 +1,13 @@
 import type { DataSource } from "typeorm";
 import { notFound } from "../errors.ts";
 import { getJob, type JobRow } from "../db/jobs.ts";
-import type { ChannelListener } from "../db/listener.ts";
-import { isLive } from "./lifecycle.ts";
+import { isLive } from "../db/job-lifecycle.ts";
+
+/** Where job-change notifications come from (the API process's LISTEN connection). */
+export interface JobUpdateSource {
+  /** Calls `onChange` on every notification about job `id`; returns the unsubscribe function. */
+  subscribe(id: string, onChange: () => void): () => void;
+}
 
 /**
  * A tenant's view of one job as it changes: the current row first, then the row re-read after each
@@ -11,7 +16,7 @@ import { isLive } from "./lifecycle.ts";
  */
 export async function watchJob(
   db: DataSource,
-  listener: ChannelListener,
+  listener: JobUpdateSource,
   tenantId: string,
   id: string,
 ): Promise<AsyncIterableIterator<JobRow>> {

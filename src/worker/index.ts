@@ -1,8 +1,8 @@
 import type { DataSource } from "typeorm";
 import type { Config, QueueName } from "../config.ts";
-import type { JobQueue } from "../jobs/queue.ts";
+import type { JobQueue } from "../queue/job-queue.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
-import { describeDevice } from "./device.ts";
+import { describeDevice } from "../trainer/device.ts";
 import { reapStaleJobs } from "./reaper.ts";
 import { JobRunner } from "./runner.ts";
 

@@ -1,6 +1,6 @@
 import type { DataSource } from "typeorm";
 import { staleJobs, transition } from "../db/jobs.ts";
-import type { JobQueue } from "../jobs/queue.ts";
+import type { JobQueue } from "../queue/job-queue.ts";
 
 /**
  * Jobs whose worker stopped sending heartbeats (process killed, machine lost) are put back on the

@@ -14,12 +14,12 @@ import {
   updateRunning,
   upsertArtifact,
 } from "../db/jobs.ts";
-import type { JobQueue, QueueMessage } from "../jobs/queue.ts";
+import type { JobQueue, QueueMessage } from "../queue/job-queue.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
-import { describeDevice, type WorkerDevice } from "./device.ts";
-import { CANONICAL_FILES, keys, OPTIONAL_CANONICAL_FILES } from "./keys.ts";
-import { findPython, TRAINER_ROOT, trainerEnv } from "./python.ts";
-import { parseTrainerEvent, type RunSpec, type TrainerEvent, TrainerExit } from "./trainer-protocol.ts";
+import { describeDevice, type WorkerDevice } from "../trainer/device.ts";
+import { CANONICAL_FILES, keys, OPTIONAL_CANONICAL_FILES } from "../storage/keys.ts";
+import { findPython, TRAINER_ROOT, trainerEnv } from "../trainer/process.ts";
+import { parseTrainerEvent, type RunSpec, type TrainerEvent, TrainerExit } from "../trainer/protocol.ts";
 
 export interface RunnerOptions {
   db: DataSource;

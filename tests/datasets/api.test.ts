@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
-import { keys } from "../../src/worker/keys.ts";
+import { keys } from "../../src/storage/keys.ts";
 import { gql, sha256, startTestApp, waitFor } from "../helpers/app.ts";
 import { archiveOf, pngBytes, tarBytes } from "./archives.ts";
 import { loadInTrainer, pattern, scratch } from "./helpers.ts";

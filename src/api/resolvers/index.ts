@@ -1,21 +1,10 @@
 import { GraphQLScalarType, Kind, type ValueNode } from "graphql";
-import { type DatasetRow, getDataset, listDatasets } from "../../db/datasets.ts";
-import {
-  type ArtifactRow,
-  artifactsOf,
-  getJob,
-  type JobRow,
-  listJobs,
-  metricHistory,
-  transitionsOf,
-} from "../../db/jobs.ts";
-import { createApiKey, revokeApiKey } from "../../db/tenants.ts";
-import type { JobStatus } from "../../jobs/lifecycle.ts";
-import { watchJob } from "../../jobs/watch.ts";
-import { trainerCatalog } from "../../worker/python.ts";
+import { badInput } from "../../errors.ts";
+import type { DatasetRole, DatasetRow } from "../../datasets/service.ts";
+import type { ArtifactRow, JobRow, JobStatus } from "../../jobs/service.ts";
+import { trainerCatalog } from "../../trainer/catalog.ts";
 import { connection, decodeCursor, pageSize } from "../connection.ts";
 import type { Context } from "../context.ts";
-import { badInput } from "../../errors.ts";
 import { toGraphQLError } from "../errors.ts";
 
 // `never` parameters: any resolver, whatever parent and argument types it declares, fits.
@@ -74,19 +63,19 @@ export const resolvers = {
   DateTime: DateTimeScalar,
   Query: guarded({
     viewer: (_p, _a, ctx) => ctx.tenant,
-    dataset: (_p, a: { id: string }, ctx) => getDataset(ctx.db, ctx.tenant.id, a.id),
-    datasets: async (_p, a: { first?: number; after?: string; role?: DatasetRow["role"] }, ctx) => {
+    dataset: (_p, a: { id: string }, ctx) => ctx.datasets.get(ctx.tenant.id, a.id),
+    datasets: async (_p, a: { first?: number; after?: string; role?: DatasetRole }, ctx) => {
       const first = pageSize(a.first);
       return connection(
-        await listDatasets(ctx.db, ctx.tenant.id, { first, after: decodeCursor(a.after), role: a.role }),
+        await ctx.datasets.list(ctx.tenant.id, { first, after: decodeCursor(a.after), role: a.role }),
         first,
       );
     },
-    job: (_p, a: { id: string }, ctx) => getJob(ctx.db, ctx.tenant.id, a.id),
+    job: (_p, a: { id: string }, ctx) => ctx.jobs.get(ctx.tenant.id, a.id),
     jobs: async (_p, a: { first?: number; after?: string; status?: JobStatus; method?: string }, ctx) => {
       const first = pageSize(a.first);
       return connection(
-        await listJobs(ctx.db, ctx.tenant.id, {
+        await ctx.jobs.list(ctx.tenant.id, {
           first,
           after: decodeCursor(a.after),
           status: a.status,
@@ -95,8 +84,8 @@ export const resolvers = {
         first,
       );
     },
-    methods: async (_p, _a, ctx) =>
-      (await trainerCatalog(ctx.python)).methods.map((m) => ({
+    methods: () =>
+      trainerCatalog().data.methods.map((m) => ({
         ...m,
         hyperparameters: Object.entries(m.hyperparameters).map(([name, p]) => ({
           name,
@@ -104,7 +93,7 @@ export const resolvers = {
           nullable: Boolean(p.nullable),
         })),
       })),
-    attacks: async (_p, _a, ctx) => (await trainerCatalog(ctx.python)).attacks,
+    attacks: () => trainerCatalog().data.attacks,
   }),
   Mutation: guarded({
     createDatasetUpload: async (
@@ -123,8 +112,8 @@ export const resolvers = {
       ctx.jobs.launch(ctx.tenant.id, a.input),
     cancelJob: (_p, a: { id: string }, ctx) => ctx.jobs.cancel(ctx.tenant.id, a.id),
     retryJob: (_p, a: { id: string }, ctx) => ctx.jobs.retry(ctx.tenant.id, a.id),
-    createApiKey: (_p, a: { name: string }, ctx) => createApiKey(ctx.db, ctx.tenant.id, a.name),
-    revokeApiKey: (_p, a: { id: string }, ctx) => revokeApiKey(ctx.db, ctx.tenant.id, a.id),
+    createApiKey: (_p, a: { name: string }, ctx) => ctx.tenants.createApiKey(ctx.tenant.id, a.name),
+    revokeApiKey: (_p, a: { id: string }, ctx) => ctx.tenants.revokeApiKey(ctx.tenant.id, a.id),
   }),
   Dataset: {
     role: (d: DatasetRow) => d.role,
@@ -141,7 +130,7 @@ export const resolvers = {
     jobUpdated: {
       subscribe: async (_p: unknown, a: { id: string }, ctx: Context) => {
         try {
-          return await watchJob(ctx.db, ctx.jobUpdates, ctx.tenant.id, a.id);
+          return await ctx.jobs.watch(ctx.jobUpdates, ctx.tenant.id, a.id);
         } catch (error) {
           throw toGraphQLError(error);
         }
@@ -151,13 +140,7 @@ export const resolvers = {
     },
   },
   TrainingJob: guarded({
-    transitions: async (j: JobRow, _a, ctx) =>
-      (await transitionsOf(ctx.db, j.id)).map((t) => ({
-        from: t.from_status,
-        to: t.to_status,
-        reason: t.reason,
-        at: t.at,
-      })),
+    transitions: (j: JobRow, _a, ctx) => ctx.jobs.transitions(j),
     progress: (j: JobRow) => j.progress,
     metrics: (j: JobRow) => {
       const m = j.metrics as Record<string, unknown> | null;
@@ -172,21 +155,17 @@ export const resolvers = {
           }
         : null;
     },
-    history: (j: JobRow, a: { name?: string; stage?: string }, ctx) => metricHistory(ctx.db, j.id, a),
+    history: (j: JobRow, a: { name?: string; stage?: string }, ctx) => ctx.jobs.history(j, a),
     hyperparameters: (j: JobRow) => j.hyperparameters,
     logTail: (j: JobRow) => j.log_tail,
-    artifacts: (j: JobRow, _a, ctx) => artifactsOf(ctx.db, ctx.tenant.id, j.id),
+    artifacts: (j: JobRow, _a, ctx) => ctx.jobs.artifacts(j),
     createdAt: (j: JobRow) => j.created_at,
     updatedAt: (j: JobRow) => j.updated_at,
   }),
   Artifact: guarded({
     sizeBytes: (a: ArtifactRow) => Number(a.size_bytes),
-    downloadUrl: (a: ArtifactRow, args: { expiresInSeconds?: number }, ctx) => {
-      const seconds = args.expiresInSeconds ?? 3600;
-      if (!Number.isInteger(seconds) || seconds < 1 || seconds > 7 * 24 * 3600)
-        throw badInput("expiresInSeconds must be between 1 and 604800", "expiresInSeconds");
-      return ctx.store.downloadUrl(a.storage_key, { expiresInSeconds: seconds, fileName: a.file_name });
-    },
+    downloadUrl: (a: ArtifactRow, args: { expiresInSeconds?: number }, ctx) =>
+      ctx.jobs.artifactDownloadUrl(a, args.expiresInSeconds),
   }),
 };
 

@@ -14,7 +14,7 @@ import {
   type RunSpec,
   TrainerExit,
   type TrainerSpecError,
-} from "../../src/worker/trainer-protocol.ts";
+} from "../../src/trainer/protocol.ts";
 
 const trainerRoot = fileURLToPath(new URL("../../trainer", import.meta.url));
 const python = process.env.TRAPDOOR_PYTHON ?? "/usr/bin/python3";

@@ -50,37 +50,3 @@ export function runTrainerCommand(args: string[], python?: string): Promise<Trai
     child.on("close", (code) => resolve({ code, stdout, stderr }));
   });
 }
-
-/** The trainer's own description of its methods, attacks and architectures; read once per process. */
-export interface TrainerCatalog {
-  methods: {
-    name: string;
-    description: string;
-    kind: string;
-    requiredInputs: string[];
-    hyperparameters: Record<
-      string,
-      {
-        default: unknown;
-        type: string;
-        doc: string;
-        minimum?: number;
-        maximum?: number;
-        choices?: unknown[];
-        nullable?: boolean;
-      }
-    >;
-  }[];
-  attacks: { name: string; cleanLabel: boolean; params: Record<string, unknown>; description: string }[];
-  architectures: string[];
-}
-
-let catalog: Promise<TrainerCatalog> | undefined;
-
-export function trainerCatalog(python?: string): Promise<TrainerCatalog> {
-  catalog ??= runTrainerCommand(["describe"], python).then((out) => {
-    if (out.code !== 0) throw new Error(`trainer describe failed: ${out.stderr.slice(-500)}`);
-    return JSON.parse(out.stdout) as TrainerCatalog;
-  });
-  return catalog;
-}

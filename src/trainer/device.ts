@@ -1,4 +1,4 @@
-import { findPython, runTrainerCommand } from "./python.ts";
+import { findPython, runTrainerCommand } from "./process.ts";
 
 export interface WorkerDevice {
   type: "cpu" | "cuda";
