@@ -31,8 +31,10 @@ test-ts:
 typecheck:
 	npx tsc --noEmit
 
+# Style, and the control plane's layers (.dependency-cruiser.cjs): an upward import or a cycle fails.
 lint:
 	npx biome check .
+	npx depcruise src --config .dependency-cruiser.cjs
 
 bench-throughput: deps
 	$(PYTHON) bench/throughput/run.py

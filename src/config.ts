@@ -1,9 +1,19 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { StorageConfig } from "./storage/index.ts";
-
 export type QueueName = "gpu" | "cpu";
+
+/** Where objects live: a local directory (the embedded default) or an S3 bucket. */
+export type StoreSettings =
+  | { kind: "local"; root: string }
+  | {
+      kind: "s3";
+      bucket: string;
+      region: string;
+      endpoint?: string;
+      forcePathStyle?: boolean;
+      credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+    };
 
 export interface Config {
   port: number;
@@ -14,8 +24,7 @@ export interface Config {
   databaseUrl?: string;
   /** Base URL clients use to reach this API (signed local-store URLs point here). */
   publicBaseUrl: string;
-  /** Local directory (the embedded default) or an S3 bucket; the storage module owns the shape. */
-  store: StorageConfig["store"];
+  store: StoreSettings;
   signingSecret: string;
   worker: {
     queues: QueueName[];

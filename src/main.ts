@@ -11,8 +11,9 @@ import { JOB_UPDATED_CHANNEL } from "./db/jobs.ts";
 import { ChannelListener } from "./db/listener.ts";
 import { sql } from "./db/sql.ts";
 import { createApiKey, createTenant } from "./db/tenants.ts";
-import { JobQueue } from "./queue/job-queue.ts";
+import { JobExecution } from "./jobs/execution.ts";
 import { JobService } from "./jobs/service.ts";
+import { JobQueue } from "./queue/job-queue.ts";
 import { createObjectStore } from "./storage/index.ts";
 import { LocalStore, localStoreRouter } from "./storage/local.ts";
 import type { ObjectStore } from "./storage/object-store.ts";
@@ -26,6 +27,8 @@ export interface App {
   queue: JobQueue;
   datasets: DatasetService;
   jobs: JobService;
+  /** What workers use to run jobs (claim, record, finish, reap). */
+  execution: JobExecution;
   databaseUrl: string;
   url?: string;
   worker?: RunningWorker;
@@ -74,6 +77,7 @@ async function assemble(
   stops.unshift(() => datasets.idle());
   const jobs = new JobService(db, queue, store);
   const tenants = new TenantService(db);
+  const execution = new JobExecution(db, store, queue);
   const app: App = {
     config,
     db,
@@ -81,6 +85,7 @@ async function assemble(
     queue,
     datasets,
     jobs,
+    execution,
     databaseUrl,
     stop: stopAll,
   };
@@ -104,7 +109,7 @@ async function assemble(
     app.url = `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${port}`;
   }
   if (roles.worker) {
-    app.worker = await startWorker(config, db, store, queue);
+    app.worker = await startWorker(config, execution, queue);
     stops.unshift(() => (app.worker as RunningWorker).stop());
   }
   return app;

@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { DataSource } from "typeorm";
-import { badInput, conflict, notFound, precondition } from "../errors.ts";
 import {
   type DatasetRole,
   type DatasetRow,
@@ -16,8 +15,9 @@ import {
   type UploadPart,
 } from "../db/datasets.ts";
 import { liveJobsUsing } from "../db/jobs.ts";
-import type { ObjectStore } from "../storage/object-store.ts";
+import { badInput, conflict, notFound, precondition } from "../errors.ts";
 import { keys } from "../storage/keys.ts";
+import type { ObjectStore } from "../storage/object-store.ts";
 import { trainerCatalog } from "../trainer/catalog.ts";
 import { runTrainerCommand } from "../trainer/process.ts";
 import {
@@ -29,6 +29,7 @@ import {
   ingest,
 } from "./ingest.ts";
 import type { IngestOptions } from "./options.ts";
+import { stageCanonical } from "./staging.ts";
 
 export type { DatasetRole, DatasetRow };
 
@@ -331,8 +332,8 @@ export class DatasetService {
   ): Promise<void> {
     const dir = join(this.scratchDir, `poison-${poisoned.id}`);
     try {
-      const sourceDir = await this.stageCanonical(source, join(dir, "source"));
-      const testDir = test ? await this.stageCanonical(test, join(dir, "test")) : null;
+      const sourceDir = await stageCanonical(this.store, source, join(dir, "source"));
+      const testDir = test ? await stageCanonical(this.store, test, join(dir, "test")) : null;
       const spec = {
         source: sourceDir,
         test: testDir,
@@ -364,16 +365,5 @@ export class DatasetService {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  }
-
-  private async stageCanonical(dataset: DatasetRow, dir: string): Promise<string> {
-    await mkdir(dir, { recursive: true });
-    for (const file of ["images.npy", "labels.npy", "manifest.json"]) {
-      await this.store.downloadToFile(
-        keys.datasetCanonical(dataset.tenant_id, dataset.id, file),
-        join(dir, file),
-      );
-    }
-    return dir;
   }
 }

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { DataSource } from "typeorm";
-import { badInput, conflict, notFound, precondition } from "../errors.ts";
 import { type DatasetRow, getDataset } from "../db/datasets.ts";
+import { isLive, type JobStatus } from "../db/job-lifecycle.ts";
 import {
   type ArtifactRow,
   artifactsOf,
@@ -13,10 +13,10 @@ import {
   transition,
   transitionsOf,
 } from "../db/jobs.ts";
-import { type Catalog, trainerCatalog } from "../trainer/catalog.ts";
-import { isLive, type JobStatus } from "../db/job-lifecycle.ts";
+import { badInput, conflict, notFound, precondition } from "../errors.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
+import { type Catalog, trainerCatalog } from "../trainer/catalog.ts";
 import { type JobUpdateSource, watchJob } from "./watch.ts";
 
 export type { ArtifactRow, JobRow, JobStatus, JobUpdateSource };
@@ -56,6 +56,16 @@ export class JobService {
     private readonly store: ObjectStore,
     private readonly catalog: Catalog = trainerCatalog(),
   ) {}
+
+  /** Every defense method with its hyper-parameters (the trainer's catalog). */
+  methods() {
+    return this.catalog.data.methods;
+  }
+
+  /** Every built-in attack with its parameters (the trainer's catalog). */
+  attacks() {
+    return this.catalog.data.attacks;
+  }
 
   get(tenantId: string, id: string): Promise<JobRow | null> {
     return getJob(this.db, tenantId, id);

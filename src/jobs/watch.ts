@@ -1,7 +1,7 @@
 import type { DataSource } from "typeorm";
-import { notFound } from "../errors.ts";
-import { getJob, type JobRow } from "../db/jobs.ts";
 import { isLive } from "../db/job-lifecycle.ts";
+import { getJob, type JobRow } from "../db/jobs.ts";
+import { notFound } from "../errors.ts";
 
 /** Where job-change notifications come from (the API process's LISTEN connection). */
 export interface JobUpdateSource {

@@ -2,6 +2,7 @@
  * Object storage: the ObjectStore contract and a factory that builds the configured store.
  * The app's Config satisfies StorageConfig as it is (`createObjectStore(config)`).
  */
+import type { StoreSettings } from "../config.ts";
 import { LocalStore } from "./local.ts";
 import type { ObjectStore } from "./object-store.ts";
 import { S3Store } from "./s3.ts";
@@ -17,16 +18,7 @@ export {
 export { S3Store, type S3StoreOptions } from "./s3.ts";
 
 export interface StorageConfig {
-  store:
-    | { kind: "local"; root: string }
-    | {
-        kind: "s3";
-        bucket: string;
-        region: string;
-        endpoint?: string;
-        forcePathStyle?: boolean;
-        credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
-      };
+  store: StoreSettings;
   /** Base URL clients reach the API at; the local store's signed URLs start with it. */
   publicBaseUrl: string;
   /** Signs the local store's URLs. */

@@ -4,18 +4,8 @@
  * real trainer and checks both directions against these types.
  */
 
-/** Defense methods the trainer registers (`python -m trapdoor_trainer describe` lists them all). */
-export const METHODS = [
-  "TRAP_AND_REPLACE",
-  "NO_DEFENSE",
-  "FINE_PRUNING",
-  "NAD",
-  "I_BAU",
-  "ANP",
-  "ABL",
-  "DP_SGD",
-] as const;
-export type Method = (typeof METHODS)[number];
+/** A defense method's name; schema/catalog.json (src/trainer/catalog.ts) lists those the trainer registers. */
+export type Method = string;
 export type Architecture = "wrn16-1" | "resnet18" | "resnet34" | "small-cnn";
 export type Device = "auto" | "cpu" | "cuda";
 

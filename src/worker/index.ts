@@ -1,9 +1,7 @@
-import type { DataSource } from "typeorm";
 import type { Config, QueueName } from "../config.ts";
+import type { JobExecution } from "../jobs/execution.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
-import type { ObjectStore } from "../storage/object-store.ts";
 import { describeDevice } from "../trainer/device.ts";
-import { reapStaleJobs } from "./reaper.ts";
 import { JobRunner } from "./runner.ts";
 
 export interface RunningWorker {
@@ -15,8 +13,7 @@ export interface RunningWorker {
 /** Start a worker: serve the queues this machine can (gpu only with CUDA), and reap lost jobs. */
 export async function startWorker(
   config: Config,
-  db: DataSource,
-  store: ObjectStore,
+  execution: JobExecution,
   queue: JobQueue,
   name?: string,
 ): Promise<RunningWorker> {
@@ -30,21 +27,17 @@ export async function startWorker(
   if (queues.includes("gpu") && device.type !== "cuda")
     throw new Error("this worker has no CUDA device and cannot serve the gpu queue");
   const runner = new JobRunner({
-    db,
-    store,
-    queue,
+    execution,
     scratchDir: `${config.dataDir}/scratch`,
     heartbeatSeconds: config.worker.heartbeatSeconds,
     python: config.python,
     name,
   });
   await queue.start();
-  const workIds: string[] = [];
-  for (const q of queues)
-    workIds.push(await queue.work(q, config.worker.pollingIntervalSeconds, (m) => runner.handle(m)));
+  for (const q of queues) await queue.work(q, config.worker.pollingIntervalSeconds, (m) => runner.handle(m));
   const reapEvery = Math.max(1, Math.floor(config.worker.staleAfterSeconds / 2)) * 1000;
   const reaper = setInterval(() => {
-    reapStaleJobs(db, queue, config.worker.staleAfterSeconds).catch(() => {});
+    execution.reapStale(config.worker.staleAfterSeconds).catch(() => {});
   }, reapEvery);
   return {
     runner,

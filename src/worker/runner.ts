@@ -1,30 +1,20 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdir, rm, stat, writeFile } from "node:fs/promises";
+/**
+ * A worker's handling of one queue message: claim the job, stage its inputs, run the trainer,
+ * turn its events into the job's record while it runs, and end the attempt. What each step means
+ * for the job (transitions, retries, artifacts) is the jobs service's (src/jobs/execution.ts);
+ * this module moves bytes, keeps the heartbeat and drives the process.
+ */
+import { mkdir, rm } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import type { DataSource } from "typeorm";
-import type { DatasetRow } from "../db/datasets.ts";
-import {
-  getJob,
-  heartbeat,
-  insertMetric,
-  type JobRow,
-  transition,
-  updateRunning,
-  upsertArtifact,
-} from "../db/jobs.ts";
-import type { JobQueue, QueueMessage } from "../queue/job-queue.ts";
-import type { ObjectStore } from "../storage/object-store.ts";
+import type { JobExecution, JobRow } from "../jobs/execution.ts";
+import type { QueueMessage } from "../queue/job-queue.ts";
 import { describeDevice, type WorkerDevice } from "../trainer/device.ts";
-import { CANONICAL_FILES, keys, OPTIONAL_CANONICAL_FILES } from "../storage/keys.ts";
-import { findPython, TRAINER_ROOT, trainerEnv } from "../trainer/process.ts";
-import { parseTrainerEvent, type RunSpec, type TrainerEvent, TrainerExit } from "../trainer/protocol.ts";
+import type { TrainerEvent } from "../trainer/protocol.ts";
+import { startTrainerRun, type TrainerOutcome, trainerWorkdir } from "../trainer/run.ts";
 
 export interface RunnerOptions {
-  db: DataSource;
-  store: ObjectStore;
-  queue: JobQueue;
+  execution: JobExecution;
   scratchDir: string;
   heartbeatSeconds: number;
   python?: string;
@@ -32,15 +22,9 @@ export interface RunnerOptions {
 }
 
 const LOG_TAIL = 50;
+/** Progress is written at most once a second (and at the end of every epoch). */
+const PROGRESS_INTERVAL_MS = 1000;
 
-interface TrainerOutcome {
-  code: number | null;
-  result: TrainerEvent | null;
-  stderr: string;
-  artifacts: TrainerEvent[];
-}
-
-/** Claims a queued job, stages its inputs, runs the trainer, streams its events into Postgres, uploads results. */
 export class JobRunner {
   readonly name: string;
   private device: WorkerDevice | undefined;
@@ -50,285 +34,112 @@ export class JobRunner {
   }
 
   async handle(message: QueueMessage): Promise<void> {
-    const { db } = this.opts;
-    const job = await getJob(db, null, message.jobId);
-    // Stale or duplicate deliveries (the job was cancelled, or this attempt already ran) are dropped.
-    if (job?.status !== "QUEUED" || message.attempt !== job.attempt + 1) return;
+    const { execution } = this.opts;
     this.device ??= await describeDevice(this.opts.python);
-    const started = await transition(
-      db,
-      job.id,
-      "STARTING",
-      `claimed by ${this.name}`,
-      { attempt: message.attempt, worker: this.name, device: this.device, heartbeat_at: new Date() },
-      ["QUEUED"],
-    );
-    if (!started) return;
+    const job = await execution.claim(message, this.name, this.device);
+    if (!job) return;
     const scratch = join(this.opts.scratchDir, `${job.id}-${message.attempt}`);
     try {
-      await this.run(started, scratch);
+      await mkdir(scratch, { recursive: true });
+      const spec = await execution.prepare(job, scratch);
+      const outcome = await this.runTrainer(job, spec, scratch);
+      await execution.finish(job, outcome, trainerWorkdir(scratch));
     } catch (error) {
-      await this.infrastructureFailure(started, error instanceof Error ? error.message : String(error));
+      await execution.failed(job, error instanceof Error ? error.message : String(error));
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
   }
 
-  private async run(job: JobRow, scratch: string): Promise<void> {
-    const { db, store } = this.opts;
-    await mkdir(scratch, { recursive: true });
-    const data: Record<string, string> = {};
-    const roles: [string, string | null][] = [
-      ["train", job.train_dataset_id],
-      ["holdout", job.holdout_dataset_id],
-      ["test", job.test_dataset_id],
-      ["asrTest", job.asr_test_dataset_id],
-    ];
-    for (const [role, id] of roles) {
-      if (!id) continue;
-      const dataset = (await db.query("SELECT * FROM datasets WHERE id = $1", [id]))[0] as
-        | DatasetRow
-        | undefined;
-      if (!dataset) throw new Error(`dataset ${id} vanished`);
-      data[role] = await this.stageDataset(dataset, join(scratch, "data", role));
-    }
-    let resumeFrom: string | null = null;
-    if (job.checkpoint_key && (await store.stat(job.checkpoint_key))) {
-      resumeFrom = join(scratch, "resume.pt");
-      await store.downloadToFile(job.checkpoint_key, resumeFrom);
-    }
-    const spec: RunSpec = {
-      jobId: job.id,
-      method: job.method as RunSpec["method"],
-      architecture: job.architecture as RunSpec["architecture"],
-      data: {
-        train: data.train as string,
-        holdout: data.holdout as string,
-        test: data.test as string,
-        asrTest: data.asrTest ?? null,
-      },
-      attack: job.attack,
-      target: job.target,
-      hyperparameters: job.hyperparameters as RunSpec["hyperparameters"],
-      seed: job.seed,
-      device: job.queue === "gpu" ? "cuda" : "cpu",
-      resumeFrom,
-    };
-    await writeFile(join(scratch, "spec.json"), JSON.stringify(spec, null, 2));
-    const workdir = join(scratch, "work");
-    const child = spawn(
-      findPython(this.opts.python),
-      ["-m", "trapdoor_trainer", "run", "--spec", join(scratch, "spec.json"), "--workdir", workdir],
-      {
-        cwd: TRAINER_ROOT,
-        env: trainerEnv(),
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
-    if (
-      !(await transition(db, job.id, "RUNNING", "trainer started", { heartbeat_at: new Date() }, [
-        "STARTING",
-      ]))
-    ) {
-      child.kill("SIGTERM"); // cancelled while staging
-    }
-    const outcome = await this.follow(job, child);
-    await this.finish(job, outcome, workdir);
-  }
-
-  /** Download a dataset's canonical files, checking each against the manifest's sha256. */
-  private async stageDataset(dataset: DatasetRow, dir: string): Promise<string> {
-    const { store } = this.opts;
-    await mkdir(dir, { recursive: true });
-    const expected = ((dataset.manifest ?? {}) as { sha256?: Record<string, string> }).sha256 ?? {};
-    for (const file of [...CANONICAL_FILES, ...OPTIONAL_CANONICAL_FILES]) {
-      const key = keys.datasetCanonical(dataset.tenant_id, dataset.id, file);
-      if (!CANONICAL_FILES.includes(file as never) && !(await store.stat(key))) continue;
-      const got = await store.downloadToFile(key, join(dir, file));
-      if (expected[file] && expected[file] !== got.sha256)
-        throw new Error(`${file} of dataset ${dataset.id} does not match its manifest`);
-    }
-    return dir;
-  }
-
-  private follow(job: JobRow, child: ChildProcess): Promise<TrainerOutcome> {
-    const { db, store } = this.opts;
-    const logTail: string[] = [...job.log_tail];
-    const artifacts: TrainerEvent[] = [];
-    let result: TrainerEvent | null = null;
-    let stderr = "";
-    let pending: Promise<unknown> = Promise.resolve();
-    let lastProgressWrite = 0;
-    let cancelling = false;
-    // Events are written in order, one at a time, so the database never sees them reordered.
-    const enqueue = (fn: () => Promise<unknown>) => {
-      pending = pending.then(fn).catch(() => {});
-    };
+  private async runTrainer(
+    job: JobRow,
+    spec: Parameters<typeof startTrainerRun>[0],
+    scratch: string,
+  ): Promise<TrainerOutcome> {
+    const { execution } = this.opts;
+    const record = new JobRecorder(execution, job);
+    const run = await startTrainerRun(spec, {
+      dir: scratch,
+      python: this.opts.python,
+      onEvent: (event) => record.event(event),
+      onUnparsed: (line) => record.log(`[unparsed] ${line.slice(0, 500)}`, false),
+    });
+    if (!(await execution.started(job))) run.stop(); // cancelled while staging
+    let stopping = false;
     const beat = setInterval(() => {
-      enqueue(async () => {
-        const status = await heartbeat(db, job.id);
-        if (status === "CANCELLING" && !cancelling) {
-          cancelling = true;
-          child.kill("SIGTERM");
+      record.write(async () => {
+        if ((await execution.heartbeat(job)) === "CANCELLING" && !stopping) {
+          stopping = true;
+          run.stop();
         }
       });
     }, this.opts.heartbeatSeconds * 1000);
-    child.stderr?.on("data", (chunk) => {
-      stderr = (stderr + chunk).slice(-20_000);
-    });
-    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-    lines.on("line", (line) => {
-      let event: TrainerEvent;
-      try {
-        event = parseTrainerEvent(line);
-      } catch {
-        logTail.push(`[unparsed] ${line.slice(0, 500)}`);
-        return;
-      }
-      switch (event.type) {
-        case "progress": {
-          const now = Date.now();
-          if (now - lastProgressWrite < 1000 && event.step !== event.steps) return;
-          lastProgressWrite = now;
-          const progress = {
-            stage: event.stage,
-            epoch: event.epoch,
-            epochs: event.epochs,
-            fraction: event.fraction,
-            imagesPerSecond: event.imagesPerSecond,
-          };
-          enqueue(() => updateRunning(db, job.id, { progress }));
-          break;
-        }
-        case "metric":
-          enqueue(() =>
-            insertMetric(db, job.id, job.attempt, event.stage, event.epoch, event.name, event.value),
-          );
-          break;
-        case "checkpoint": {
-          const key = keys.checkpoint(job.tenant_id, job.id);
-          enqueue(async () => {
-            await store.putFile(key, event.path);
-            await updateRunning(db, job.id, { checkpointKey: key });
-          });
-          break;
-        }
-        case "artifact":
-          artifacts.push(event);
-          break;
-        case "log":
-          logTail.push(event.message);
-          logTail.splice(0, Math.max(0, logTail.length - LOG_TAIL));
-          enqueue(() => updateRunning(db, job.id, { logTail: [...logTail] }));
-          break;
-        case "result":
-          result = event;
-          break;
-      }
-    });
-    return new Promise<TrainerOutcome>((resolve) => {
-      child.on("close", (code) => {
-        clearInterval(beat);
-        pending.then(() => resolve({ code, result, stderr, artifacts }));
-      });
-      child.on("error", (error) => {
-        clearInterval(beat);
-        stderr += String(error);
-      });
-    });
+    try {
+      const outcome = await run.done;
+      await record.flushed();
+      return outcome;
+    } finally {
+      clearInterval(beat);
+    }
+  }
+}
+
+/**
+ * Writes a running job's events to its record one at a time, in order, so the database never
+ * sees them reordered; a failed write is dropped (the next one carries the state forward).
+ */
+class JobRecorder {
+  private pending: Promise<unknown> = Promise.resolve();
+  private lastProgressWrite = 0;
+  private readonly logTail: string[];
+
+  constructor(
+    private readonly execution: JobExecution,
+    private readonly job: JobRow,
+  ) {
+    this.logTail = [...job.log_tail];
   }
 
-  private async finish(job: JobRow, outcome: TrainerOutcome, workdir: string): Promise<void> {
-    const { db, store } = this.opts;
-    const current = await getJob(db, null, job.id);
-    if (outcome.code === TrainerExit.ok && outcome.result?.type === "result") {
-      if (
-        !(await transition(db, job.id, "UPLOADING", "trainer finished", { metrics: outcome.result }, [
-          "RUNNING",
-        ]))
-      ) {
-        if (current?.status === "CANCELLING")
-          await transition(db, job.id, "CANCELLED", "cancelled as the trainer finished");
-        return;
-      }
-      for (const artifact of outcome.artifacts) {
-        if (artifact.type !== "artifact") continue;
-        const path = join(workdir, artifact.path);
-        const key = keys.artifact(job.tenant_id, job.id, artifact.path);
-        const stored = await store.putFile(key, path);
-        if (stored.sha256 !== artifact.sha256 || stored.sizeBytes !== artifact.sizeBytes)
-          throw new Error(`artifact ${artifact.path} changed between the trainer and the store`);
-        await upsertArtifact(db, {
-          jobId: job.id,
-          tenantId: job.tenant_id,
-          kind: artifact.kind,
-          format: artifact.format,
-          fileName: artifact.path,
-          key,
-          sizeBytes: stored.sizeBytes,
-          sha256: stored.sha256,
-        });
-      }
-      await transition(db, job.id, "SUCCEEDED", "artifacts stored", {}, ["UPLOADING"]);
-      return;
-    }
-    if (outcome.code === TrainerExit.cancelled) {
-      // The trainer wrote its checkpoint before exiting; keep it so a retry resumes from there.
-      const checkpoint = join(workdir, "checkpoints", "latest.pt");
-      if (await stat(checkpoint).catch(() => null)) {
-        const key = keys.checkpoint(job.tenant_id, job.id);
-        await store.putFile(key, checkpoint);
-        await updateRunning(db, job.id, { checkpointKey: key });
-      }
-      await transition(db, job.id, "CANCELLED", "trainer stopped after SIGTERM; checkpoint stored");
-      return;
-    }
-    if (outcome.code === TrainerExit.invalid) {
-      let message = outcome.stderr.trim().split("\n").at(-1) ?? "invalid input";
-      try {
-        const parsed = JSON.parse(message) as { field?: string; message?: string };
-        message = parsed.field ? `${parsed.field}: ${parsed.message}` : (parsed.message ?? message);
-      } catch {
-        // keep the raw line
-      }
-      await transition(db, job.id, "FAILED", "the trainer rejected the job's inputs", {
-        error: { code: "INVALID_INPUT", message },
-      });
-      return;
-    }
-    if (current?.status === "CANCELLING") {
-      await transition(db, job.id, "CANCELLED", "trainer ended during cancellation");
-      return;
-    }
-    await this.infrastructureFailure(
-      job,
-      `trainer exited with code ${outcome.code}: ${outcome.stderr.trim().split("\n").slice(-3).join(" | ")}`,
-    );
+  write(fn: () => Promise<unknown>): void {
+    this.pending = this.pending.then(fn).catch(() => {});
   }
 
-  /** Crashes and lost workers are retried (resuming from the last checkpoint) until max_attempts. */
-  async infrastructureFailure(job: JobRow, message: string): Promise<void> {
-    const { db, queue } = this.opts;
-    const current = await getJob(db, null, job.id);
-    if (!current) return;
-    if (current.status === "CANCELLING") {
-      await transition(db, job.id, "CANCELLED", `stopped during cancellation (${message})`);
-      return;
+  flushed(): Promise<unknown> {
+    return this.pending;
+  }
+
+  log(message: string, persist = true): void {
+    this.logTail.push(message);
+    this.logTail.splice(0, Math.max(0, this.logTail.length - LOG_TAIL));
+    if (persist) {
+      const lines = [...this.logTail];
+      this.write(() => this.execution.logTail(this.job, lines));
     }
-    if (current.attempt < current.max_attempts) {
-      if (
-        await transition(db, job.id, "QUEUED", `retrying after an infrastructure failure: ${message}`, {}, [
-          "STARTING",
-          "RUNNING",
-          "UPLOADING",
-        ])
-      ) {
-        await queue.enqueue(current.queue, { jobId: job.id, attempt: current.attempt + 1 });
+  }
+
+  event(event: TrainerEvent): void {
+    const { execution, job } = this;
+    switch (event.type) {
+      case "progress": {
+        const now = Date.now();
+        if (now - this.lastProgressWrite < PROGRESS_INTERVAL_MS && event.step !== event.steps) return;
+        this.lastProgressWrite = now;
+        const { stage, epoch, epochs, fraction, imagesPerSecond } = event;
+        this.write(() => execution.progress(job, { stage, epoch, epochs, fraction, imagesPerSecond }));
+        break;
       }
-      return;
+      case "metric":
+        this.write(() => execution.metric(job, event));
+        break;
+      case "checkpoint":
+        this.write(() => execution.checkpoint(job, event.path));
+        break;
+      case "log":
+        this.log(event.message);
+        break;
+      case "artifact":
+      case "result":
+        break; // collected into the outcome by the trainer run
     }
-    await transition(db, job.id, "FAILED", "gave up after repeated infrastructure failures", {
-      error: { code: "INFRASTRUCTURE", message },
-    });
   }
 }

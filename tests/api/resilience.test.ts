@@ -154,7 +154,7 @@ describe("a worker killed mid-run", () => {
       });
       assert.equal(running.attempt, 1);
       process.kill(-(worker.pid as number), "SIGKILL"); // the worker and its trainer
-      const second = await startWorker(app.config, app.db, app.store, app.queue, "rescuer");
+      const second = await startWorker(app.config, app.execution, app.queue, "rescuer");
       try {
         const job = await waitFor(
           "the retried job to finish",

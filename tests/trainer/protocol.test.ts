@@ -5,9 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { Catalog } from "../../src/trainer/catalog.ts";
 import {
   type ArtifactEvent,
-  METHODS,
   ProtocolError,
   parseTrainerEvent,
   type ResultEvent,
@@ -85,11 +85,11 @@ describe("trainer protocol (TypeScript types against the real trainer)", () => {
     assert.equal(error.field, "hyperparameters.lambda9");
   });
 
-  it("the methods the trainer describes are exactly the TypeScript Method union", () => {
+  it("the catalog the API serves is exactly what the trainer describes (run `make catalog` after a change)", () => {
     const run = trainer(["describe"]);
     assert.equal(run.status, 0, run.stderr);
-    const described = JSON.parse(run.stdout) as { methods: { name: string }[]; architectures: string[] };
-    assert.deepEqual(described.methods.map((m) => m.name).sort(), [...METHODS].sort());
+    assert.deepEqual(Catalog.load().data, JSON.parse(run.stdout));
+    const described = JSON.parse(run.stdout) as { architectures: string[] };
     assert.deepEqual(described.architectures.sort(), ["resnet18", "resnet34", "small-cnn", "wrn16-1"]);
   });
 

@@ -1,8 +1,7 @@
 import { GraphQLScalarType, Kind, type ValueNode } from "graphql";
-import { badInput } from "../../errors.ts";
 import type { DatasetRole, DatasetRow } from "../../datasets/service.ts";
+import { badInput } from "../../errors.ts";
 import type { ArtifactRow, JobRow, JobStatus } from "../../jobs/service.ts";
-import { trainerCatalog } from "../../trainer/catalog.ts";
 import { connection, decodeCursor, pageSize } from "../connection.ts";
 import type { Context } from "../context.ts";
 import { toGraphQLError } from "../errors.ts";
@@ -84,8 +83,8 @@ export const resolvers = {
         first,
       );
     },
-    methods: () =>
-      trainerCatalog().data.methods.map((m) => ({
+    methods: (_p, _a, ctx) =>
+      ctx.jobs.methods().map((m) => ({
         ...m,
         hyperparameters: Object.entries(m.hyperparameters).map(([name, p]) => ({
           name,
@@ -93,7 +92,7 @@ export const resolvers = {
           nullable: Boolean(p.nullable),
         })),
       })),
-    attacks: () => trainerCatalog().data.attacks,
+    attacks: (_p, _a, ctx) => ctx.jobs.attacks(),
   }),
   Mutation: guarded({
     createDatasetUpload: async (
