@@ -2,7 +2,7 @@ import type { JobStatus } from "./job-lifecycle.ts";
 import { sourcesOf } from "./job-lifecycle.ts";
 import { atomically, type Queryable, sql } from "./sql.ts";
 
-/** SQL for training jobs, their transitions, metric history and artifacts. Tenant-scoped reads. */
+/** SQL for training jobs and their transitions (metrics and artifacts: job-outputs.ts). Tenant-scoped reads. */
 
 /**
  * Every write a subscriber can see (status, progress, metrics, log) sends NOTIFY on this channel
@@ -236,80 +236,6 @@ export async function staleJobs(db: Queryable, staleAfterSeconds: number): Promi
     `SELECT * FROM training_jobs WHERE status IN ('STARTING','RUNNING','UPLOADING','CANCELLING')
        AND heartbeat_at < now() - make_interval(secs => $1)`,
     [staleAfterSeconds],
-  );
-}
-
-export async function insertMetric(
-  db: Queryable,
-  jobId: string,
-  attempt: number,
-  stage: string,
-  epoch: number | null,
-  name: string,
-  value: number | null,
-): Promise<void> {
-  await sql(
-    db,
-    `WITH inserted AS (
-       INSERT INTO job_metrics (job_id, attempt, stage, epoch, name, value) VALUES ($1, $2, $3, $4, $5, $6) RETURNING job_id)
-     SELECT pg_notify($7, job_id::text) FROM inserted`,
-    [jobId, attempt, stage, epoch, name, value, JOB_UPDATED_CHANNEL],
-  );
-}
-
-/** Per-epoch series of the latest attempt that reported each (stage, name). */
-export async function metricHistory(
-  db: Queryable,
-  jobId: string,
-  filter: { name?: string; stage?: string },
-): Promise<{ stage: string; epoch: number | null; name: string; value: number | null }[]> {
-  return sql(
-    db,
-    `SELECT DISTINCT ON (stage, name, epoch) stage, epoch, name, value FROM job_metrics
-     WHERE job_id = $1 AND ($2::text IS NULL OR name = $2) AND ($3::text IS NULL OR stage = $3)
-     ORDER BY stage, name, epoch, attempt DESC, id DESC`,
-    [jobId, filter.name ?? null, filter.stage ?? null],
-  );
-}
-
-export interface ArtifactRow {
-  id: string;
-  job_id: string;
-  kind: string;
-  format: string;
-  file_name: string;
-  storage_key: string;
-  size_bytes: string;
-  sha256: string;
-}
-
-export async function upsertArtifact(
-  db: Queryable,
-  a: {
-    jobId: string;
-    tenantId: string;
-    kind: string;
-    format: string;
-    fileName: string;
-    key: string;
-    sizeBytes: number;
-    sha256: string;
-  },
-): Promise<void> {
-  await sql(
-    db,
-    `INSERT INTO artifacts (job_id, tenant_id, kind, format, file_name, storage_key, size_bytes, sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-     ON CONFLICT (job_id, file_name) DO UPDATE SET kind = EXCLUDED.kind, format = EXCLUDED.format, storage_key = EXCLUDED.storage_key,
-       size_bytes = EXCLUDED.size_bytes, sha256 = EXCLUDED.sha256, created_at = now()`,
-    [a.jobId, a.tenantId, a.kind, a.format, a.fileName, a.key, a.sizeBytes, a.sha256],
-  );
-}
-
-export async function artifactsOf(db: Queryable, tenantId: string, jobId: string): Promise<ArtifactRow[]> {
-  return sql<ArtifactRow>(
-    db,
-    "SELECT * FROM artifacts WHERE job_id = $1 AND tenant_id = $2 ORDER BY kind, file_name",
-    [jobId, tenantId],
   );
 }
 

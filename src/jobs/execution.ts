@@ -10,15 +10,8 @@ import type { DataSource } from "typeorm";
 import { stageCanonical } from "../datasets/staging.ts";
 import type { DatasetRow } from "../db/datasets.ts";
 import type { JobStatus } from "../db/job-lifecycle.ts";
-import {
-  getJob,
-  heartbeat,
-  insertMetric,
-  type JobRow,
-  transition,
-  updateRunning,
-  upsertArtifact,
-} from "../db/jobs.ts";
+import { insertMetric, upsertArtifact } from "../db/job-outputs.ts";
+import { getJob, heartbeat, type JobRow, transition, updateRunning } from "../db/jobs.ts";
 import type { JobQueue, QueueMessage } from "../queue/job-queue.ts";
 import { keys } from "../storage/keys.ts";
 import type { ObjectStore } from "../storage/object-store.ts";

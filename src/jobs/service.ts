@@ -2,17 +2,8 @@ import { createHash } from "node:crypto";
 import type { DataSource } from "typeorm";
 import { type DatasetRow, getDataset } from "../db/datasets.ts";
 import { isLive, type JobStatus } from "../db/job-lifecycle.ts";
-import {
-  type ArtifactRow,
-  artifactsOf,
-  getJob,
-  insertJob,
-  type JobRow,
-  listJobs,
-  metricHistory,
-  transition,
-  transitionsOf,
-} from "../db/jobs.ts";
+import { type ArtifactRow, artifactsOf, metricHistory } from "../db/job-outputs.ts";
+import { getJob, insertJob, type JobRow, listJobs, transition, transitionsOf } from "../db/jobs.ts";
 import { badInput, conflict, notFound, precondition } from "../errors.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
