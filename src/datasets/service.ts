@@ -1,6 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { mkdir, readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
 import type { DataSource } from "typeorm";
 import {
   type DatasetRole,
@@ -9,7 +7,6 @@ import {
   getDataset,
   insertDataset,
   listDatasets,
-  markDatasetReady,
   setDatasetStatus,
   softDeleteDataset,
   type UploadPart,
@@ -19,17 +16,10 @@ import { badInput, conflict, notFound, precondition } from "../errors.ts";
 import { keys } from "../storage/keys.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
 import { trainerCatalog } from "../trainer/catalog.ts";
-import { runTrainerCommand } from "../trainer/process.ts";
-import {
-  type CanonicalManifest,
-  checkIngestOptions,
-  type DatasetFormat,
-  FORMAT_PARTS,
-  IngestError,
-  ingest,
-} from "./ingest.ts";
+import { checkIngestOptions, type DatasetFormat, FORMAT_PARTS, IngestError } from "./ingest.ts";
 import type { IngestOptions } from "./options.ts";
-import { stageCanonical } from "./staging.ts";
+import { runPoison } from "./poison-run.ts";
+import { type DatasetProcessing, ingestUpload } from "./upload-ingest.ts";
 
 export type { DatasetRole, DatasetRow };
 
@@ -65,14 +55,17 @@ const SHA256 = /^[0-9a-f]{64}$/;
  */
 export class DatasetService {
   private readonly background = new Set<Promise<void>>();
+  private readonly processing: DatasetProcessing;
 
   constructor(
     private readonly db: DataSource,
     private readonly store: ObjectStore,
-    private readonly scratchDir: string,
+    scratchDir: string,
     private readonly maxUploadBytes: number,
-    private readonly python?: string,
-  ) {}
+    python?: string,
+  ) {
+    this.processing = { db, store, scratchDir, maxUploadBytes, python };
+  }
 
   get(tenantId: string, id: string): Promise<DatasetRow | null> {
     return getDataset(this.db, tenantId, id);
@@ -170,7 +163,7 @@ export class DatasetService {
     }
     if (!(await setDatasetStatus(this.db, id, ["AWAITING_UPLOAD"], "VALIDATING")))
       throw conflict("the dataset changed state meanwhile");
-    this.inBackground(this.ingest(dataset));
+    this.inBackground(ingestUpload(this.processing, dataset));
     return (await getDataset(this.db, tenantId, id)) as DatasetRow;
   }
 
@@ -178,7 +171,8 @@ export class DatasetService {
   async resumeInterrupted(): Promise<void> {
     for (const row of await datasetsStuckValidating(this.db)) {
       const dataset = await getDataset(this.db, row.tenant_id, row.id);
-      if (dataset && dataset.parts.length > 0 && !dataset.poison) this.inBackground(this.ingest(dataset));
+      if (dataset && dataset.parts.length > 0 && !dataset.poison)
+        this.inBackground(ingestUpload(this.processing, dataset));
     }
   }
 
@@ -190,57 +184,6 @@ export class DatasetService {
   /** Wait for background ingests (tests, shutdown). */
   async idle(): Promise<void> {
     while (this.background.size > 0) await Promise.allSettled([...this.background]);
-  }
-
-  private async ingest(dataset: DatasetRow): Promise<void> {
-    const dir = join(this.scratchDir, `ingest-${dataset.id}`);
-    try {
-      await mkdir(dir, { recursive: true });
-      const paths: Record<string, string> = {};
-      for (const part of dataset.parts) {
-        const path = join(dir, `part-${part.name}`);
-        const got = await this.store.downloadToFile(part.key, path);
-        if (got.sha256 !== part.sha256)
-          throw new IngestError(
-            "SHA256_MISMATCH",
-            `part ${part.name} has sha256 ${got.sha256}, ${part.sha256} was declared`,
-          );
-        if (got.sizeBytes !== part.sizeBytes)
-          throw new IngestError(
-            "SIZE_MISMATCH",
-            `part ${part.name} is ${got.sizeBytes} bytes, ${part.sizeBytes} were declared`,
-          );
-        paths[part.name] = path;
-      }
-      const out = join(dir, "canonical");
-      const manifest = await ingest(
-        {
-          format: dataset.format as DatasetFormat,
-          parts: paths,
-          classNames: dataset.class_names ?? undefined,
-          numClasses: dataset.class_names?.length,
-          options: dataset.ingest_options ?? undefined,
-          maxBytes: this.maxUploadBytes * 4,
-        },
-        out,
-      );
-      await this.storeCanonical(dataset, out, manifest);
-    } catch (error) {
-      const reason =
-        error instanceof IngestError
-          ? `${error.code}: ${error.message}`
-          : `ingest failed: ${error instanceof Error ? error.message : String(error)}`;
-      await setDatasetStatus(this.db, dataset.id, ["VALIDATING"], "FAILED", reason);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  }
-
-  private async storeCanonical(dataset: DatasetRow, dir: string, manifest: CanonicalManifest): Promise<void> {
-    for (const file of await readdir(dir)) {
-      await this.store.putFile(keys.datasetCanonical(dataset.tenant_id, dataset.id, file), join(dir, file));
-    }
-    await markDatasetReady(this.db, dataset.id, manifest);
   }
 
   async delete(tenantId: string, id: string): Promise<boolean> {
@@ -319,51 +262,7 @@ export class DatasetService {
           sourceId: test.id,
         })
       : null;
-    this.inBackground(this.runPoison(source, test, poisoned, asr, record));
+    this.inBackground(runPoison(this.processing, { source, test, poisoned, asr, record }));
     return { dataset: poisoned, asrTestDataset: asr };
-  }
-
-  private async runPoison(
-    source: DatasetRow,
-    test: DatasetRow | null,
-    poisoned: DatasetRow,
-    asr: DatasetRow | null,
-    record: { attack: string; target: number; ratio: number; seed: number; params: Record<string, unknown> },
-  ): Promise<void> {
-    const dir = join(this.scratchDir, `poison-${poisoned.id}`);
-    try {
-      const sourceDir = await stageCanonical(this.store, source, join(dir, "source"));
-      const testDir = test ? await stageCanonical(this.store, test, join(dir, "test")) : null;
-      const spec = {
-        source: sourceDir,
-        test: testDir,
-        attack: { name: record.attack, target: record.target, params: record.params },
-        ratio: record.ratio,
-        seed: record.seed,
-      };
-      const { writeFile, readFile } = await import("node:fs/promises");
-      await writeFile(join(dir, "poison.json"), JSON.stringify(spec));
-      const args = ["poison", "--spec", join(dir, "poison.json"), "--out", join(dir, "out")];
-      if (asr) args.push("--asr-out", join(dir, "asr"));
-      const result = await runTrainerCommand(args, this.python);
-      if (result.code !== 0) {
-        const line = result.stderr.trim().split("\n").at(-1) ?? "";
-        throw new IngestError("POISON_FAILED", line.slice(0, 1000));
-      }
-      for (const [row, out] of [
-        [poisoned, "out"],
-        [asr, "asr"],
-      ] as [DatasetRow | null, string][]) {
-        if (!row) continue;
-        const manifest = JSON.parse(await readFile(join(dir, out, "manifest.json"), "utf8"));
-        await this.storeCanonical(row, join(dir, out), manifest);
-      }
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      for (const row of [poisoned, asr])
-        if (row) await setDatasetStatus(this.db, row.id, ["VALIDATING"], "FAILED", reason);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
   }
 }
