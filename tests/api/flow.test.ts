@@ -235,6 +235,12 @@ describe("the service end to end (embedded Postgres, local store, in-process wor
       [{ ...base, method: "MAGIC" }, "method"],
       [{ ...base, hyperparameters: { lambda1: 3 } }, "hyperparameters.lambda1"],
       [{ ...base, hyperparameters: { epochs: -1 } }, "hyperparameters.epochs"],
+      [{ ...base, hyperparameters: { constructor: 1 } }, "hyperparameters.constructor"],
+      [{ ...base, hyperparameters: JSON.parse('{"__proto__": {"epochs": 1}}') }, "hyperparameters.__proto__"],
+      [
+        { ...base, target: 0, attack: { name: "blend", target: 0, params: { alpha: 2 } } },
+        "attack.params.alpha",
+      ],
       [{ ...base, trainDatasetId: ids.test }, "trainDatasetId"],
       [{ ...base, asrTestDatasetId: ids.asr }, "target"],
     ];
