@@ -47,7 +47,7 @@ import {
   getFormat,
   type RecordFormatReader,
 } from "./formats/index.ts";
-import { type Dtype, type RawArray, readChunks, shapeText } from "./formats/npy.ts";
+import { type Dtype, type RawArray, readChunks, shapeText } from "./formats/raw-array.ts";
 import { type IngestOptions, parseIngestOptions } from "./options.ts";
 import { writeRecords } from "./records.ts";
 

@@ -15,21 +15,19 @@ import { basename } from "node:path";
 import { pipeline } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { IngestError } from "../canonical.ts";
-import type { ArrayFormatReader, FormatLimits, OpenedDataset } from "./index.ts";
+import { type ByteSource, fileSource, readExactly, streamSource } from "./byte-source.ts";
+import type { ArrayFormatReader, FormatLimits } from "./index.ts";
 import {
   arrayBytes,
-  type ByteSource,
   type Dtype,
   datasetOf,
-  fileSource,
   makeDtype,
+  type OpenedDataset,
   openAll,
   type RawArray,
-  readExactly,
   shapeText,
-  sniff,
-  streamSource,
-} from "./npy.ts";
+} from "./raw-array.ts";
+import { sniff } from "./sniff.ts";
 
 /** IDX type codes; data is big-endian. */
 const IDX_TYPES = new Map<number, Dtype>([

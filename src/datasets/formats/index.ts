@@ -19,24 +19,19 @@ import { cifar10BinaryFormat } from "./cifar.ts";
 import { classFoldersFormat } from "./class-folders.ts";
 import { gtsrbFormat } from "./gtsrb.ts";
 import { idxFormat } from "./idx.ts";
-import { npyPairFormat, type RawArray } from "./npy.ts";
+import { npyPairFormat } from "./npy.ts";
 import { npzFormat } from "./npz.ts";
+import type { OpenedDataset } from "./raw-array.ts";
 
 export type { DatasetFormat } from "../canonical.ts";
-export type { ByteSource, Dtype, RawArray } from "./npy.ts";
+export type { ByteSource } from "./byte-source.ts";
+export type { Dtype, OpenedDataset, RawArray } from "./raw-array.ts";
 
 export interface FormatLimits {
   /** Cap on the uncompressed bytes of the arrays read (TOO_LARGE above it). */
   maxBytes: number;
   /** Cap on uncompressed/compressed size for compressed archive members (zip bombs). */
   maxCompressionRatio: number;
-}
-
-export interface OpenedDataset {
-  images: RawArray;
-  labels: RawArray;
-  /** Releases every file and stream; safe after a partial read or an error. */
-  close(): Promise<void>;
 }
 
 interface FormatDescription {

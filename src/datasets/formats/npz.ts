@@ -23,19 +23,11 @@ import { basename } from "node:path";
 import * as zlib from "node:zlib";
 import yauzl, { type Entry, type ZipFile } from "yauzl";
 import { IngestError } from "../canonical.ts";
-import type { ArrayFormatReader, FormatLimits, OpenedDataset } from "./index.ts";
-import {
-  arrayBytes,
-  type ByteSource,
-  datasetOf,
-  fileSource,
-  observedSource,
-  parseNpyHeader,
-  type RawArray,
-  shapeText,
-  sniff,
-  streamSource,
-} from "./npy.ts";
+import { type ByteSource, fileSource, observedSource, streamSource } from "./byte-source.ts";
+import type { ArrayFormatReader, FormatLimits } from "./index.ts";
+import { parseNpyHeader } from "./npy-header.ts";
+import { arrayBytes, datasetOf, type OpenedDataset, type RawArray, shapeText } from "./raw-array.ts";
+import { sniff } from "./sniff.ts";
 
 /** Member-name pairs tried in order: [images, labels] (each saved as `<name>.npy`). */
 export const NPZ_MEMBER_PAIRS: ReadonlyArray<readonly [string, string]> = [
