@@ -37,8 +37,6 @@ import {
   CanonicalWriter,
   type CanonicalWriterOptions,
   checkClassOptions,
-  type DatasetFormat,
-  IngestError,
 } from "./canonical.ts";
 import {
   type ArrayFormatReader,
@@ -48,10 +46,14 @@ import {
   type RecordFormatReader,
 } from "./formats/index.ts";
 import { type Dtype, type RawArray, readChunks, shapeText } from "./formats/raw-array.ts";
+import { IngestError } from "./ingest-error.ts";
 import { type IngestOptions, parseIngestOptions } from "./options.ts";
 import { writeRecords } from "./records.ts";
+import type { DatasetFormat } from "./types.ts";
 
-export { type CanonicalManifest, type DatasetFormat, IngestError, readManifest } from "./canonical.ts";
+export { type CanonicalManifest, readManifest } from "./canonical.ts";
+export { IngestError } from "./ingest-error.ts";
+export type { DatasetFormat } from "./types.ts";
 
 export interface IngestInput {
   format: DatasetFormat;

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { CanonicalWriter, IngestError, npyHeader, readManifest } from "../../src/datasets/canonical.ts";
+import { CanonicalWriter, npyHeader, readManifest } from "../../src/datasets/canonical.ts";
+import { IngestError } from "../../src/datasets/ingest-error.ts";
 import {
   assertCanonical,
   listing,

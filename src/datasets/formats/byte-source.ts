@@ -5,7 +5,7 @@
 
 import type { FileHandle } from "node:fs/promises";
 import type { Readable } from "node:stream";
-import { IngestError } from "../canonical.ts";
+import { IngestError } from "../ingest-error.ts";
 
 /** Sequential reads with a caller-owned buffer, so steady-state streaming allocates nothing. */
 export interface ByteSource {

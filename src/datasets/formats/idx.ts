@@ -14,9 +14,9 @@ import { open, stat } from "node:fs/promises";
 import { basename } from "node:path";
 import { pipeline } from "node:stream";
 import { createGunzip } from "node:zlib";
-import { IngestError } from "../canonical.ts";
+import { IngestError } from "../ingest-error.ts";
+import type { FormatLimits } from "../types.ts";
 import { type ByteSource, fileSource, readExactly, streamSource } from "./byte-source.ts";
-import type { ArrayFormatReader, FormatLimits } from "./index.ts";
 import {
   arrayBytes,
   type Dtype,
@@ -27,6 +27,7 @@ import {
   type RawArray,
   shapeText,
 } from "./raw-array.ts";
+import type { ArrayFormatReader } from "./reader.ts";
 import { sniff } from "./sniff.ts";
 
 /** IDX type codes; data is big-endian. */

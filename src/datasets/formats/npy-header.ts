@@ -4,7 +4,7 @@
  * dtypes (pickles) are refused before a single data byte is read.
  */
 
-import { IngestError } from "../canonical.ts";
+import { IngestError } from "../ingest-error.ts";
 import { type ByteSource, readExactly } from "./byte-source.ts";
 import { type Dtype, makeDtype } from "./raw-array.ts";
 import { NPY_MAGIC, sniff } from "./sniff.ts";

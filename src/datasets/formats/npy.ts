@@ -14,11 +14,12 @@
 
 import { open, stat } from "node:fs/promises";
 import { basename } from "node:path";
-import { IngestError } from "../canonical.ts";
+import { IngestError } from "../ingest-error.ts";
+import type { FormatLimits } from "../types.ts";
 import { fileSource } from "./byte-source.ts";
-import type { ArrayFormatReader, FormatLimits } from "./index.ts";
 import { parseNpyHeader } from "./npy-header.ts";
 import { arrayBytes, datasetOf, type OpenedDataset, openAll, type RawArray, shapeText } from "./raw-array.ts";
+import type { ArrayFormatReader } from "./reader.ts";
 
 /**
  * Opens a `.npy` file: parses its header and checks the file size against it, so truncation

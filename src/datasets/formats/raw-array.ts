@@ -4,7 +4,7 @@
  * (`readChunks`), and the images/labels pair a reader opens (`OpenedDataset`).
  */
 
-import { IngestError } from "../canonical.ts";
+import { IngestError } from "../ingest-error.ts";
 import type { ByteSource } from "./byte-source.ts";
 
 export interface Dtype {
