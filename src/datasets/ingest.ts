@@ -32,12 +32,8 @@
 
 import { stat } from "node:fs/promises";
 import { endianness } from "node:os";
-import {
-  type CanonicalManifest,
-  CanonicalWriter,
-  type CanonicalWriterOptions,
-  checkClassOptions,
-} from "./canonical.ts";
+import type { CanonicalManifest } from "./canonical.ts";
+import { CanonicalWriter, type CanonicalWriterOptions, checkClassOptions } from "./canonical-writer.ts";
 import {
   type ArrayFormatReader,
   FORMATS,
