@@ -2,11 +2,12 @@
  * Object storage: the ObjectStore contract and a factory that builds the configured store.
  * The app's Config satisfies StorageConfig as it is (`createObjectStore(config)`).
  */
-import { LocalStore } from "./local.ts";
+import { LocalStore } from "./local-store.ts";
 import type { ObjectStore } from "./object-store.ts";
 import { S3Store } from "./s3.ts";
 
-export { LocalStore, type LocalStoreOptions, localStoreRouter } from "./local.ts";
+export { localStoreRouter } from "./local-router.ts";
+export { LocalStore, type LocalStoreOptions } from "./local-store.ts";
 export {
   InvalidKeyError,
   NotFoundError,
