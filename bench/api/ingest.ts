@@ -21,8 +21,8 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import sharp from "sharp";
 import tar from "tar-stream";
-import { npyHeader } from "../../src/datasets/canonical.ts";
 import { type DatasetFormat, ingest } from "../../src/datasets/ingest.ts";
+import { npyHeader } from "../../src/datasets/npy-write.ts";
 import { pattern } from "../../tests/datasets/helpers.ts";
 
 const CLASSES = 10;

@@ -32,14 +32,8 @@
 
 import { stat } from "node:fs/promises";
 import { endianness } from "node:os";
-import {
-  type CanonicalManifest,
-  CanonicalWriter,
-  type CanonicalWriterOptions,
-  checkClassOptions,
-  type DatasetFormat,
-  IngestError,
-} from "./canonical.ts";
+import type { CanonicalManifest } from "./canonical.ts";
+import { CanonicalWriter, type CanonicalWriterOptions, checkClassOptions } from "./canonical-writer.ts";
 import {
   type ArrayFormatReader,
   FORMATS,
@@ -47,11 +41,15 @@ import {
   getFormat,
   type RecordFormatReader,
 } from "./formats/index.ts";
-import { type Dtype, type RawArray, readChunks, shapeText } from "./formats/npy.ts";
+import { type Dtype, type RawArray, readChunks, shapeText } from "./formats/raw-array.ts";
+import { IngestError } from "./ingest-error.ts";
 import { type IngestOptions, parseIngestOptions } from "./options.ts";
 import { writeRecords } from "./records.ts";
+import type { DatasetFormat } from "./types.ts";
 
-export { type CanonicalManifest, type DatasetFormat, IngestError, readManifest } from "./canonical.ts";
+export { type CanonicalManifest, readManifest } from "./canonical.ts";
+export { IngestError } from "./ingest-error.ts";
+export type { DatasetFormat } from "./types.ts";
 
 export interface IngestInput {
   format: DatasetFormat;

@@ -7,7 +7,7 @@
  * user never believes an image was resized when it was not.
  */
 
-import { IngestError } from "./canonical.ts";
+import { IngestError } from "./ingest-error.ts";
 
 export type DatasetSplit = "TRAIN" | "TEST";
 

@@ -6,14 +6,11 @@
  * are written, so per-image writes never reach the disk one by one and memory stays bounded.
  */
 
-import {
-  type CanonicalManifest,
-  CanonicalWriter,
-  type CanonicalWriterOptions,
-  type DatasetFormat,
-  IngestError,
-} from "./canonical.ts";
+import type { CanonicalManifest } from "./canonical.ts";
+import { CanonicalWriter, type CanonicalWriterOptions } from "./canonical-writer.ts";
 import type { ImageRecord } from "./formats/index.ts";
+import { IngestError } from "./ingest-error.ts";
+import type { DatasetFormat } from "./types.ts";
 
 const CHUNK_BYTES = 8 << 20;
 

@@ -3,11 +3,12 @@
  * The app's Config satisfies StorageConfig as it is (`createObjectStore(config)`).
  */
 import type { StoreSettings } from "../config.ts";
-import { LocalStore } from "./local.ts";
+import { LocalStore } from "./local-store.ts";
 import type { ObjectStore } from "./object-store.ts";
 import { S3Store } from "./s3.ts";
 
-export { LocalStore, type LocalStoreOptions, localStoreRouter } from "./local.ts";
+export { localStoreRouter } from "./local-router.ts";
+export { LocalStore, type LocalStoreOptions } from "./local-store.ts";
 export {
   InvalidKeyError,
   NotFoundError,

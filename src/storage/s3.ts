@@ -8,11 +8,8 @@
  * object bytes) and puts a checksum into presigned PUT URLs that the uploader cannot match. The
  * store computes SHA-256 itself while streaming and returns it.
  *
- * Streaming: the SDK is only ever given Buffers with a known length. A body is read in parts of
- * `partSizeBytes`; one that ends within the first part goes up with a single PutObject, a longer
- * one as a multipart upload (the next part is read while the previous one uploads; aborted on
- * any error), so memory stays at about three parts whatever the object's size. With Buffer bodies
- * the SDK signs each request's payload SHA-256 (x-amz-content-sha256), which S3 verifies.
+ * Uploads stream in parts of `partSizeBytes` (s3-upload.ts), so memory stays at about three
+ * parts whatever the object's size.
  */
 
 import { randomUUID } from "node:crypto";
@@ -22,9 +19,6 @@ import { dirname, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -33,7 +27,6 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
-  UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import {
@@ -47,10 +40,9 @@ import {
   InvalidKeyError,
   NotFoundError,
   type ObjectStore,
-  Sha256Counter,
-  SizeMismatchError,
   type StoredObject,
 } from "./object-store.ts";
+import { uploadStream } from "./s3-upload.ts";
 
 export interface S3StoreOptions {
   bucket: string;
@@ -68,10 +60,8 @@ export interface S3StoreOptions {
 
 const MiB = 1024 * 1024;
 const MIN_PART_BYTES = 5 * MiB;
-const MAX_PARTS = 10_000;
 /** S3's limit for a single PUT, and so for a presigned upload. */
 const MAX_PUT_BYTES = 5 * 1024 * MiB;
-const MAX_OBJECT_BYTES = 5 * 1024 * 1024 * MiB;
 
 function errorName(err: unknown): string | undefined {
   return (err as { name?: string } | null)?.name;
@@ -80,28 +70,6 @@ function errorName(err: unknown): string | undefined {
 function isMissing(err: unknown): boolean {
   const name = errorName(err);
   return name === "NoSuchKey" || name === "NotFound";
-}
-
-/** Yields the stream's bytes in Buffers of exactly `size` bytes (the last one may be shorter). */
-async function* chunksOf(body: NodeJS.ReadableStream, size: number): AsyncGenerator<Buffer> {
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  for await (const piece of body) {
-    let chunk = typeof piece === "string" ? Buffer.from(piece) : piece;
-    while (pendingBytes + chunk.length >= size) {
-      const take = size - pendingBytes;
-      pending.push(chunk.subarray(0, take));
-      yield Buffer.concat(pending, size);
-      chunk = chunk.subarray(take);
-      pending = [];
-      pendingBytes = 0;
-    }
-    if (chunk.length > 0) {
-      pending.push(chunk);
-      pendingBytes += chunk.length;
-    }
-  }
-  if (pendingBytes > 0) yield Buffer.concat(pending, pendingBytes);
 }
 
 export class S3Store implements ObjectStore {
@@ -144,102 +112,11 @@ export class S3Store implements ObjectStore {
     opts: { contentType?: string; sizeBytes?: number } = {},
   ): Promise<StoredObject> {
     assertValidKey(key);
-    const expected = opts.sizeBytes;
-    if (expected !== undefined) checkSize(expected, MAX_OBJECT_BYTES);
-    const partSize =
-      expected === undefined ? this.partSize : Math.max(this.partSize, Math.ceil(expected / MAX_PARTS));
-    const digest = new Sha256Counter();
-    const parts = chunksOf(body, partSize);
-    const take = async (): Promise<Buffer | undefined> => {
-      const next = await parts.next();
-      if (next.done) return undefined;
-      digest.update(next.value);
-      if (expected !== undefined && digest.sizeBytes > expected) {
-        throw new SizeMismatchError(expected, digest.sizeBytes);
-      }
-      return next.value;
-    };
-    const checkEnd = () => {
-      if (expected !== undefined && digest.sizeBytes !== expected) {
-        throw new SizeMismatchError(expected, digest.sizeBytes);
-      }
-    };
-
-    let uploadId: string | undefined;
-    let inFlight: Promise<void> = Promise.resolve();
-    const etags: string[] = [];
-    const startPart = (partNumber: number, data: Buffer) => {
-      if (partNumber > MAX_PARTS) throw new Error(`S3: object needs more than ${MAX_PARTS} parts`);
-      inFlight = inFlight.then(async () => {
-        const out = await this.client.send(
-          new UploadPartCommand({
-            Bucket: this.bucket,
-            Key: key,
-            UploadId: uploadId,
-            PartNumber: partNumber,
-            Body: data,
-            ContentLength: data.length,
-          }),
-        );
-        if (!out.ETag) throw new Error(`S3: UploadPart ${partNumber} returned no ETag`);
-        etags[partNumber - 1] = out.ETag;
-      });
-      inFlight.catch(() => undefined); // awaited later; never an unhandled rejection meanwhile
-    };
-
-    try {
-      const first = (await take()) ?? Buffer.alloc(0);
-      const second = first.length === partSize ? await take() : undefined;
-      if (second === undefined) {
-        // The whole body fits in one part: a single PUT.
-        checkEnd();
-        await this.client.send(
-          new PutObjectCommand({
-            Bucket: this.bucket,
-            Key: key,
-            Body: first,
-            ContentLength: first.length,
-            ContentType: opts.contentType,
-          }),
-        );
-        return digest.result();
-      }
-
-      const created = await this.client.send(
-        new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: opts.contentType }),
-      );
-      uploadId = created.UploadId;
-      if (!uploadId) throw new Error("S3: CreateMultipartUpload returned no UploadId");
-      startPart(1, first);
-      startPart(2, second);
-      let partNumber = 2;
-      // The next part is read while the previous one uploads: at most one upload in flight.
-      for (let next = await take(); next !== undefined; next = await take()) {
-        await inFlight;
-        startPart(++partNumber, next);
-      }
-      await inFlight;
-      checkEnd();
-      await this.client.send(
-        new CompleteMultipartUploadCommand({
-          Bucket: this.bucket,
-          Key: key,
-          UploadId: uploadId,
-          MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
-        }),
-      );
-      return digest.result();
-    } catch (err) {
-      // Stop reading: returning the generator ends its for-await, which destroys the body.
-      await parts.return(undefined).catch(() => undefined);
-      await inFlight.catch(() => undefined);
-      if (uploadId !== undefined) {
-        await this.client
-          .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
-          .catch(() => undefined);
-      }
-      throw err;
-    }
+    return uploadStream(this.client, this.bucket, key, body, {
+      contentType: opts.contentType,
+      sizeBytes: opts.sizeBytes,
+      partSize: this.partSize,
+    });
   }
 
   async putFile(key: string, path: string, opts: { contentType?: string } = {}): Promise<StoredObject> {

@@ -11,8 +11,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as zlib from "node:zlib";
-import { type CanonicalManifest, type DatasetFormat, IngestError } from "../../src/datasets/canonical.ts";
+import type { CanonicalManifest } from "../../src/datasets/canonical.ts";
 import { type IngestInput, ingest } from "../../src/datasets/ingest.ts";
+import { IngestError } from "../../src/datasets/ingest-error.ts";
+import type { DatasetFormat } from "../../src/datasets/types.ts";
 
 export const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 export const python = process.env.TRAPDOOR_PYTHON ?? "/usr/bin/python3";

@@ -11,7 +11,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import express from "express";
 import request from "supertest";
 import { createObjectStore } from "../../src/storage/index.ts";
-import { LocalStore, localStoreRouter } from "../../src/storage/local.ts";
+import { localStoreRouter } from "../../src/storage/local-router.ts";
+import { LocalStore } from "../../src/storage/local-store.ts";
 import { InvalidKeyError, NotFoundError, SizeMismatchError } from "../../src/storage/object-store.ts";
 import { randomBuffer, readAll, sha256, tempDir, unevenStream } from "./helpers.ts";
 

@@ -17,7 +17,23 @@ interface Case {
 /** Values around each property's type, bounds and choices, wrong types, and names that are not parameters. */
 function valuesFor(schema: JsonSchema): unknown[] {
   const types = Array.isArray(schema.type) ? schema.type : schema.type ? [schema.type] : [];
-  const values: unknown[] = [null, true, false, "text", "", [], {}, [1, 2], 0, 1, -1, 1.5, 3.0, 1e300, -1e300];
+  const values: unknown[] = [
+    null,
+    true,
+    false,
+    "text",
+    "",
+    [],
+    {},
+    [1, 2],
+    0,
+    1,
+    -1,
+    1.5,
+    3.0,
+    1e300,
+    -1e300,
+  ];
   if (schema.default !== undefined) values.push(schema.default);
   for (const choice of schema.enum ?? []) values.push(choice);
   for (const bound of [schema.minimum, schema.maximum]) {
@@ -29,13 +45,25 @@ function valuesFor(schema: JsonSchema): unknown[] {
   return values;
 }
 
-const NOT_PARAMETERS = ["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf", "nonexistent", ""];
+const NOT_PARAMETERS = [
+  "constructor",
+  "__proto__",
+  "toString",
+  "hasOwnProperty",
+  "valueOf",
+  "nonexistent",
+  "",
+];
 
 function corpus(catalog: Catalog): Case[] {
   const cases: Case[] = [];
   const targets: [Case["kind"], string, JsonSchema][] = [
-    ...catalog.data.methods.map((m) => ["method", m.name, m.hyperparametersSchema] as [Case["kind"], string, JsonSchema]),
-    ...catalog.data.attacks.map((a) => ["attack", a.name, a.paramsSchema] as [Case["kind"], string, JsonSchema]),
+    ...catalog.data.methods.map(
+      (m) => ["method", m.name, m.hyperparametersSchema] as [Case["kind"], string, JsonSchema],
+    ),
+    ...catalog.data.attacks.map(
+      (a) => ["attack", a.name, a.paramsSchema] as [Case["kind"], string, JsonSchema],
+    ),
   ];
   for (const [kind, name, schema] of targets) {
     const add = (json: string) => cases.push({ kind, name, json });
@@ -65,7 +93,9 @@ describe("launch parameters: the API and the trainer validate with the same sche
     const catalog = Catalog.load();
     const cases = corpus(catalog);
     assert.ok(cases.length > 1000, `corpus has only ${cases.length} cases`);
-    const input = cases.map((c) => `{"kind":${JSON.stringify(c.kind)},"name":${JSON.stringify(c.name)},"value":${c.json}}`);
+    const input = cases.map(
+      (c) => `{"kind":${JSON.stringify(c.kind)},"name":${JSON.stringify(c.name)},"value":${c.json}}`,
+    );
     const run = spawnSync(python, ["-m", "trapdoor_trainer", "validate-params"], {
       cwd: trainerRoot,
       input: `${input.join("\n")}\n`,
@@ -74,7 +104,10 @@ describe("launch parameters: the API and the trainer validate with the same sche
       timeout: 120_000,
     });
     assert.equal(run.status, 0, run.stderr);
-    const trainer = run.stdout.trim().split("\n").map((line) => JSON.parse(line) as Verdict);
+    const trainer = run.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Verdict);
     assert.equal(trainer.length, cases.length);
     let accepted = 0;
     const disagreements: string[] = [];
@@ -88,7 +121,9 @@ describe("launch parameters: the API and the trainer validate with the same sche
       const py = trainer[i] as Verdict;
       if (api.ok) accepted++;
       if (api.ok !== py.ok || (!api.ok && api.field !== py.field))
-        disagreements.push(`${c.kind} ${c.name} ${c.json}: API ${JSON.stringify(api)}, trainer ${JSON.stringify(py)}`);
+        disagreements.push(
+          `${c.kind} ${c.name} ${c.json}: API ${JSON.stringify(api)}, trainer ${JSON.stringify(py)}`,
+        );
     });
     assert.deepEqual(disagreements.slice(0, 20), []);
     // Both outcomes are well represented, so agreement is not vacuous.

@@ -6,8 +6,8 @@
 
 import { open } from "node:fs/promises";
 import { basename } from "node:path";
-import { IngestError } from "../canonical.ts";
-import type { FormatLimits } from "../formats/index.ts";
+import { IngestError } from "../ingest-error.ts";
+import type { FormatLimits } from "../types.ts";
 import type { Archive, ArchiveKind } from "./member.ts";
 import { tarMembers } from "./tar.ts";
 import { zipMembers } from "./zip.ts";

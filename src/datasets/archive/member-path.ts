@@ -4,7 +4,7 @@
  * a hostile archive: such archives are refused whole (UNSAFE_PATH) rather than sanitised.
  */
 
-import { IngestError } from "../canonical.ts";
+import { IngestError } from "../ingest-error.ts";
 
 /** Splits a member name into its components; UNSAFE_PATH for absolute, "..", backslash or NUL names. */
 export function memberParts(name: string, label: string): string[] {

@@ -5,8 +5,8 @@
  * (class names, counts, CSV rows) makes a planning pass, then a second pass to decode.
  */
 
-import { IngestError } from "../canonical.ts";
-import type { FormatLimits } from "../formats/index.ts";
+import { IngestError } from "../ingest-error.ts";
+import type { FormatLimits } from "../types.ts";
 
 export interface ArchiveMember {
   /** Path components (see member-path.ts): relative, no "..", no empty parts. */

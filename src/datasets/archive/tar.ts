@@ -13,8 +13,8 @@ import { stat } from "node:fs/promises";
 import { pipeline, Transform, type TransformCallback } from "node:stream";
 import { createGunzip } from "node:zlib";
 import tar from "tar-stream";
-import { IngestError } from "../canonical.ts";
-import type { FormatLimits } from "../formats/index.ts";
+import { IngestError } from "../ingest-error.ts";
+import type { FormatLimits } from "../types.ts";
 import { type ArchiveMember, checkMemberSize, expansionError } from "./member.ts";
 import { memberParts } from "./member-path.ts";
 

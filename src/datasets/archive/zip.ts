@@ -14,8 +14,8 @@ import { stat } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import * as zlib from "node:zlib";
 import yauzl, { type Entry, type ZipFile } from "yauzl";
-import { IngestError } from "../canonical.ts";
-import type { FormatLimits } from "../formats/index.ts";
+import { IngestError } from "../ingest-error.ts";
+import type { FormatLimits } from "../types.ts";
 import { type ArchiveMember, checkMemberSize, expansionError } from "./member.ts";
 import { memberParts } from "./member-path.ts";
 

@@ -17,9 +17,10 @@
  */
 
 import { type Archive, type ArchiveMember, isClutter, openArchive } from "../archive/index.ts";
-import { IngestError } from "../canonical.ts";
+import { IngestError } from "../ingest-error.ts";
 import type { DatasetSplit, IngestOptions } from "../options.ts";
-import type { FormatLimits, ImageRecord, RecordDataset, RecordFormatReader } from "./index.ts";
+import type { FormatLimits } from "../types.ts";
+import type { ImageRecord, RecordDataset, RecordFormatReader } from "./reader.ts";
 
 const SIDE = 32;
 const PLANE = SIDE * SIDE;

@@ -23,7 +23,7 @@
 
 import { basename, extname } from "node:path";
 import { type Archive, isClutter, openArchive } from "../archive/index.ts";
-import { IngestError, MAX_CLASSES } from "../canonical.ts";
+import { MAX_CLASSES } from "../canonical.ts";
 import {
   DECODE_CONCURRENCY,
   decodeImage,
@@ -31,9 +31,11 @@ import {
   toChannels,
   transformImage,
 } from "../images/decode.ts";
+import { IngestError } from "../ingest-error.ts";
 import { mapOrdered } from "../map-ordered.ts";
 import type { IngestOptions } from "../options.ts";
-import type { FormatLimits, ImageRecord, RecordDataset, RecordFormatReader } from "./index.ts";
+import type { FormatLimits } from "../types.ts";
+import type { ImageRecord, RecordDataset, RecordFormatReader } from "./reader.ts";
 
 export const IMAGE_EXTENSIONS: readonly string[] = [".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm"];
 

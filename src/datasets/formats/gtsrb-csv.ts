@@ -5,7 +5,7 @@
  * then one row per image. The region of interest is inclusive: pixels X1..X2 × Y1..Y2.
  */
 
-import { IngestError } from "../canonical.ts";
+import { IngestError } from "../ingest-error.ts";
 
 export interface GtsrbRow {
   width: number;

@@ -23,7 +23,6 @@
 
 import { extname } from "node:path";
 import { type Archive, isClutter, openArchive } from "../archive/index.ts";
-import { IngestError } from "../canonical.ts";
 import {
   DECODE_CONCURRENCY,
   decodeImage,
@@ -32,10 +31,12 @@ import {
   toChannels,
   transformImage,
 } from "../images/decode.ts";
+import { IngestError } from "../ingest-error.ts";
 import { mapOrdered } from "../map-ordered.ts";
 import type { DatasetSplit, ImageSize, IngestOptions } from "../options.ts";
+import type { FormatLimits } from "../types.ts";
 import { type GtsrbRow, parseGtsrbCsv } from "./gtsrb-csv.ts";
-import type { FormatLimits, ImageRecord, RecordDataset, RecordFormatReader } from "./index.ts";
+import type { ImageRecord, RecordDataset, RecordFormatReader } from "./reader.ts";
 
 export const GTSRB_CLASSES = 43;
 export const GTSRB_DEFAULT_SIZE: ImageSize = { width: 32, height: 32 };

@@ -14,22 +14,21 @@ import { open, stat } from "node:fs/promises";
 import { basename } from "node:path";
 import { pipeline } from "node:stream";
 import { createGunzip } from "node:zlib";
-import { IngestError } from "../canonical.ts";
-import type { ArrayFormatReader, FormatLimits, OpenedDataset } from "./index.ts";
+import { IngestError } from "../ingest-error.ts";
+import type { FormatLimits } from "../types.ts";
+import { type ByteSource, fileSource, readExactly, streamSource } from "./byte-source.ts";
 import {
   arrayBytes,
-  type ByteSource,
   type Dtype,
   datasetOf,
-  fileSource,
   makeDtype,
+  type OpenedDataset,
   openAll,
   type RawArray,
-  readExactly,
   shapeText,
-  sniff,
-  streamSource,
-} from "./npy.ts";
+} from "./raw-array.ts";
+import type { ArrayFormatReader } from "./reader.ts";
+import { sniff } from "./sniff.ts";
 
 /** IDX type codes; data is big-endian. */
 const IDX_TYPES = new Map<number, Dtype>([

@@ -22,20 +22,13 @@ import { open } from "node:fs/promises";
 import { basename } from "node:path";
 import * as zlib from "node:zlib";
 import yauzl, { type Entry, type ZipFile } from "yauzl";
-import { IngestError } from "../canonical.ts";
-import type { ArrayFormatReader, FormatLimits, OpenedDataset } from "./index.ts";
-import {
-  arrayBytes,
-  type ByteSource,
-  datasetOf,
-  fileSource,
-  observedSource,
-  parseNpyHeader,
-  type RawArray,
-  shapeText,
-  sniff,
-  streamSource,
-} from "./npy.ts";
+import { IngestError } from "../ingest-error.ts";
+import type { FormatLimits } from "../types.ts";
+import { type ByteSource, fileSource, observedSource, streamSource } from "./byte-source.ts";
+import { parseNpyHeader } from "./npy-header.ts";
+import { arrayBytes, datasetOf, type OpenedDataset, type RawArray, shapeText } from "./raw-array.ts";
+import type { ArrayFormatReader } from "./reader.ts";
+import { sniff } from "./sniff.ts";
 
 /** Member-name pairs tried in order: [images, labels] (each saved as `<name>.npy`). */
 export const NPZ_MEMBER_PAIRS: ReadonlyArray<readonly [string, string]> = [

@@ -16,7 +16,7 @@
  */
 
 import sharp from "sharp";
-import { IngestError } from "../canonical.ts";
+import { IngestError } from "../ingest-error.ts";
 import type { ImageSize } from "../options.ts";
 import { decodePpm, isPpm, type RawImage } from "./ppm.ts";
 

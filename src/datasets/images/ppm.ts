@@ -8,7 +8,7 @@
  * of a multi-image file) are ignored, as netpbm readers do for the first image.
  */
 
-import { IngestError } from "../canonical.ts";
+import { IngestError } from "../ingest-error.ts";
 
 export interface RawImage {
   /** uint8, H×W×C, row major */
