@@ -70,7 +70,7 @@ function corpus(catalog: Catalog): Case[] {
     for (const whole of ["{}", "null", "[]", '"x"', "5", "true"]) add(whole);
     const required = schema.required ?? [];
     const base: Record<string, unknown> = {};
-    for (const key of required) base[key] = (schema.properties?.[key] ?? {}).default ?? [[1]];
+    for (const key of required) base[key] = schema.properties?.[key]?.default ?? [[1]];
     for (const [property, propertySchema] of Object.entries(schema.properties ?? {})) {
       for (const value of valuesFor(propertySchema)) add(JSON.stringify({ ...base, [property]: value }));
     }
