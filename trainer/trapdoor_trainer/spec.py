@@ -1,7 +1,9 @@
 """The job spec (`spec.json`) the worker writes and the trainer reads, validated field by field.
 
 Mirrors `RunSpec` in src/worker/trainer-protocol.ts. Any problem raises SpecError naming the
-field (e.g. `hyperparameters.lambda1`), which the CLI turns into exit code 2.
+field (e.g. `hyperparameters.lambda1`), which the CLI turns into exit code 2. `hyperparameters`
+and `attack.params` are validated against the JSON Schemas the catalog publishes (see
+`schema_check`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from . import hyperparams
 from .errors import SpecError
 
 ARCHITECTURE_NAMES = ("wrn16-1", "resnet18", "resnet34", "small-cnn")
@@ -112,10 +113,7 @@ def _parse_attack(raw: Any) -> Optional[AttackSpec]:
 
     name = _require_str(raw, "name", "attack.name")
     target = _optional_int(raw.get("target", 0), "attack.target")
-    params = raw.get("params") or {}
-    if not isinstance(params, Mapping):
-        raise SpecError("attack.params", "must be an object")
-    return AttackSpec(name=name, target=target, params=resolve_params(name, dict(params)))
+    return AttackSpec(name=name, target=target, params=resolve_params(name, raw.get("params")))
 
 
 def parse_spec(raw: Any) -> RunSpec:
@@ -153,7 +151,7 @@ def parse_spec(raw: Any) -> RunSpec:
         method=method_name,
         architecture=architecture,
         data=data,
-        hyperparameters=hyperparams.resolve(method.hyperparameters, raw.get("hyperparameters")),
+        hyperparameters=method.resolve(raw.get("hyperparameters")),
         seed=seed,
         device=device,
         attack=attack,

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from .base import Trigger
 from .poisoning import PoisonResult, make_asr_set, poison_dataset
-from .registry import AttackInfo, build_trigger, get_attack, list_attacks, resolve_params
+from .registry import AttackInfo, build_trigger, describe_attacks, get_attack, list_attacks, resolve_params, validate_params
 
 __all__ = [
     "AttackInfo",
     "PoisonResult",
     "Trigger",
     "build_trigger",
+    "describe_attacks",
     "get_attack",
     "list_attacks",
     "make_asr_set",
     "poison_dataset",
     "resolve_params",
+    "validate_params",
 ]

@@ -4,6 +4,13 @@ The trigger is an H x W (x C) array on the 0-255 scale given in-process, as nest
 JSON) or as a path to a `.npy` file (never pickled). The resolved params keep the value as
 given, so a job's metadata stays JSON.
 
+Validation has two layers. The params schema (in the catalog, checked by `schema_check` here and
+by the service) holds the structure: `trigger` is required and is an array of rows (of numbers
+or of 1-3 channel values) or a string; `mask` the same or null. The checks below are semantic and
+Python-only; they run after the schema: a string must name a readable `.npy` file, the array
+must be H x W (x 1 or 3) and finite, trigger pixels in [0, 255], mask values in [0, 1], and the
+mask must have the trigger's height and width.
+
 Without a mask: overwrite replaces only the trigger's non-zero pixels (a patch on black, as
 TrojanNN-style trigger files are drawn); additive and blend act on the whole image.
 A trigger whose size differs from the images is resized: bilinearly in blend mode (it is a
@@ -21,6 +28,9 @@ import numpy as np
 from ..errors import SpecError
 from .base import StampTrigger
 from .geometry import resize_bilinear, resize_nearest, to_channels
+
+# An H x W (x C) nested list: rows, each of numbers or of per-pixel channel lists.
+IMAGE_ROWS = {"type": "array", "items": {"type": ["number", "array"], "items": {"type": "number"}}}
 
 
 def load_array(value: Any, field: str) -> np.ndarray:
@@ -49,8 +59,6 @@ def load_array(value: Any, field: str) -> np.ndarray:
 
 
 def check_trigger_image(field: str, value: Any) -> Any:
-    if value is None:
-        raise SpecError(field, "is required: a trigger image (array, nested list or .npy path)")
     array = load_array(value, field)
     if array.min() < 0 or array.max() > 255:
         raise SpecError(field, "pixel values must lie in [0, 255]")

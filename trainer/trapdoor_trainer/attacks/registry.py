@@ -1,17 +1,20 @@
 """The attack registry: names, parameter tables with defaults, and trigger builders.
 
-Adding an attack = one module that returns a `Trigger` plus one `_register` call here.
+Adding an attack = one module that returns a `Trigger` plus one `_register` call here. The
+parameter table (hyperparams.Param / Checked) is published as the attack's `paramsSchema`, and
+`resolve_params` validates through that schema before the table's semantic checks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .. import hyperparams
 from ..errors import SpecError
-from ..hyperparams import Param
+from ..hyperparams import Checked, Param
 from ..models import ARCHITECTURES
 from . import additive, blends, custom, lba, lcba, patches
 from .base import MODES, Trigger
@@ -28,17 +31,10 @@ class AttackInfo:
     clean_label: bool
     params: dict  # param name -> default (None where required with no default)
     description: str
+    schema: dict = field(repr=False, compare=False)  # JSON Schema of the params object
 
-
-@dataclass(frozen=True)
-class _Checked:
-    """A param whose check is a function (arrays, paths): same `default`/`check` shape as Param."""
-
-    default: Any
-    checker: Callable[[str, Any], Any]
-
-    def check(self, field: str, value: Any) -> Any:
-        return self.checker(field, value)
+    def describe(self) -> dict:
+        return {"name": self.name, "cleanLabel": self.clean_label, "description": self.description, "params": self.params, "paramsSchema": self.schema}
 
 
 Builder = Callable[..., Trigger]
@@ -47,10 +43,25 @@ Builder = Callable[..., Trigger]
 @dataclass(frozen=True)
 class _Attack:
     info: AttackInfo
-    table: Mapping[str, Any]  # name -> Param | _Checked
+    table: Mapping[str, Any]  # name -> Param | Checked
     build: Builder  # (image_shape, params, *, seed, train_images, train_labels, target, device)
     cross_check: Optional[Callable[[dict], None]] = None
     needs_training_data: bool = False
+
+    @property
+    def _unknown(self) -> str:
+        return f"parameter of attack {self.info.name!r}"
+
+    def validate(self, params: Any) -> None:
+        """Schema validation only (what the service checks too); SpecError names the field."""
+        hyperparams.validate(self.table, params, PARAMS_FIELD, schema=self.info.schema, unknown=self._unknown)
+
+    def resolve(self, params: Any) -> dict:
+        """Defaults merged with `params` after the schema, the per-param semantic checks and `cross_check`."""
+        resolved = hyperparams.resolve(self.table, params, PARAMS_FIELD, schema=self.info.schema, unknown=self._unknown)
+        if self.cross_check is not None:
+            self.cross_check(resolved)
+        return resolved
 
 
 _ATTACKS: dict[str, _Attack] = {}
@@ -67,7 +78,7 @@ def _register(
     needs_training_data: bool = False,
 ) -> None:
     table = dict(table or {})
-    info = AttackInfo(name, clean_label, {k: p.default for k, p in table.items()}, description)
+    info = AttackInfo(name, clean_label, {k: p.default for k, p in table.items()}, description, hyperparams.table_schema(table))
     _ATTACKS[name] = _Attack(info, table, build, cross_check, needs_training_data)
 
 
@@ -167,8 +178,17 @@ _register(
     "Custom: your own trigger image (with optional mask) applied by overwrite, addition or blending; labels flipped to the target.",
     lambda shape, params, **_: custom.custom(shape, params["trigger"], params["mask"], params["mode"], params["alpha"]),
     {
-        "trigger": _Checked(None, custom.check_trigger_image),
-        "mask": _Checked(None, custom.check_mask),
+        "trigger": Checked(
+            {"type": ["array", "string"], "items": custom.IMAGE_ROWS},
+            custom.check_trigger_image,
+            "trigger image on the 0-255 scale: an H x W (x 1 or 3) nested list or the path of a .npy file",
+            required=True,
+        ),
+        "mask": Checked(
+            {"type": ["array", "string", "null"], "items": custom.IMAGE_ROWS},
+            custom.check_mask,
+            "per-pixel trigger weight in [0, 1] with the trigger's height and width (nested list or .npy path); null = the trigger's non-zero pixels (overwrite) or everywhere",
+        ),
         "mode": Param("overwrite", "str", "how the trigger is applied", choices=MODES),
         "alpha": _alpha("blend weight (mode blend only)"),
     },
@@ -191,20 +211,18 @@ def get_attack(name: str) -> AttackInfo:
     return _lookup(name).info
 
 
+def describe_attacks() -> list[dict]:
+    return [attack.info.describe() for attack in _ATTACKS.values()]
+
+
+def validate_params(name: str, params: Any) -> None:
+    """Schema validation of an attack's params alone (no semantic checks)."""
+    _lookup(name).validate(params)
+
+
 def resolve_params(name: str, params: Optional[Mapping[str, Any]]) -> dict:
-    """Defaults merged with `params`, every value checked; SpecError names the bad field."""
-    attack = _lookup(name)
-    given = {} if params is None else params
-    if not isinstance(given, Mapping):
-        raise SpecError(PARAMS_FIELD, "must be an object")
-    for key in given:
-        if key not in attack.table:
-            known = sorted(attack.table) or "none"
-            raise SpecError(f"{PARAMS_FIELD}.{key}", f"unknown parameter of attack {name!r}; known: {known}")
-    resolved = {k: p.check(f"{PARAMS_FIELD}.{k}", given.get(k, p.default)) for k, p in attack.table.items()}
-    if attack.cross_check is not None:
-        attack.cross_check(resolved)
-    return resolved
+    """Defaults merged with `params` after schema validation and the semantic checks; SpecError names the bad field."""
+    return _lookup(name).resolve(params)
 
 
 def build_trigger(

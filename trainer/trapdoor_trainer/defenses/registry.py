@@ -1,18 +1,22 @@
 """Defense registry: every module in this package that defines `METHOD` (a MethodInfo) is a method.
 
 Adding a defense = adding one module with `HYPERPARAMETERS`, `run(ctx)` and `METHOD`. The
-service lists methods (with their hyper-parameters and defaults) from `describe_methods()`, so
-the two never drift.
+service lists methods (with their hyper-parameters, defaults and the hyper-parameters' JSON
+Schema) from `describe_methods()`, and `MethodInfo.resolve` validates a job's hyper-parameters
+through that same schema, so the two never drift.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass
-from typing import Callable, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
+from .. import hyperparams
 from ..errors import SpecError
+
+FIELD = "hyperparameters"
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,29 @@ class MethodInfo:
     hyperparameters: dict
     run: Callable
     order: int = 100  # position in listings
+    schema: dict = field(init=False, repr=False, compare=False)  # JSON Schema of the hyperparameters object
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schema", hyperparams.table_schema(self.hyperparameters))
+
+    def validate(self, given: Any) -> None:
+        """Schema validation only (what the service checks too); SpecError names the field."""
+        hyperparams.validate(self.hyperparameters, given, FIELD, schema=self.schema)
+
+    def resolve(self, given: Any) -> dict:
+        """The job's hyper-parameters: schema-validated, merged over the defaults, coerced."""
+        return hyperparams.resolve(self.hyperparameters, given, FIELD, schema=self.schema)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "kind": self.kind,
+            "requiredInputs": ["train", "holdout", "test"],
+            "optionalInputs": ["asrTest", "initModel"] if self.kind == "post-training" else ["asrTest"],
+            "hyperparameters": {k: p.describe() for k, p in self.hyperparameters.items()},
+            "hyperparametersSchema": self.schema,
+        }
 
 
 _METHODS: Optional[dict] = None
@@ -49,14 +76,4 @@ def get_method(name: str) -> MethodInfo:
 
 
 def describe_methods() -> list[dict]:
-    return [
-        {
-            "name": m.name,
-            "description": m.description,
-            "kind": m.kind,
-            "requiredInputs": ["train", "holdout", "test"],
-            "optionalInputs": ["asrTest", "initModel"] if m.kind == "post-training" else ["asrTest"],
-            "hyperparameters": {k: p.describe() for k, p in m.hyperparameters.items()},
-        }
-        for m in methods().values()
-    ]
+    return [m.describe() for m in methods().values()]
