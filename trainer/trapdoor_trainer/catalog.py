@@ -1,8 +1,7 @@
 """The catalog: what `python -m trapdoor_trainer describe` prints and `schema/catalog.json` holds.
 
 {"catalogVersion", "methods": [... "hyperparameters", "hyperparametersSchema"],
- "attacks": [... "params", "paramsSchema"], "architectures": [names]}, built from the method
-and attack registries. The schemas are draft-07 JSON Schemas of the objects a user passes
+ "attacks": [... "params", "paramsSchema"], "architectures": [names]}, built from the registries. The schemas are draft-07 JSON Schemas of the objects a user passes
 (`hyperparameters`, `attack.params`) in the subset `schema_check` implements; the trainer
 validates through them and the service validates with them (ajv), so both sides agree.
 """
@@ -20,9 +19,9 @@ CATALOG_VERSION = 1
 def build_catalog() -> dict:
     from .attacks import describe_attacks
     from .defenses.registry import describe_methods
-    from .spec import ARCHITECTURE_NAMES
+    from .models import ARCHITECTURES
 
-    return {"catalogVersion": CATALOG_VERSION, "methods": describe_methods(), "attacks": describe_attacks(), "architectures": list(ARCHITECTURE_NAMES)}
+    return {"catalogVersion": CATALOG_VERSION, "methods": describe_methods(), "attacks": describe_attacks(), "architectures": list(ARCHITECTURES)}
 
 
 def catalog_json() -> str:

@@ -3,7 +3,7 @@
 Mirrors `RunSpec` in src/worker/trainer-protocol.ts. Any problem raises SpecError naming the
 field (e.g. `hyperparameters.lambda1`), which the CLI turns into exit code 2. `hyperparameters`
 and `attack.params` are validated against the JSON Schemas the catalog publishes (see
-`schema_check`).
+`schema_check`), the method, attack and architecture names against their registries.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any, Mapping, Optional
 
 from .errors import SpecError
 
-ARCHITECTURE_NAMES = ("wrn16-1", "resnet18", "resnet34", "small-cnn")
 DEVICES = ("auto", "cpu", "cuda")
 TOP_LEVEL = {"jobId", "method", "architecture", "data", "attack", "target", "hyperparameters", "seed", "device", "resumeFrom"}
 DATA_KEYS = ("train", "holdout", "test", "asrTest", "initModel")
@@ -119,6 +118,7 @@ def _parse_attack(raw: Any) -> Optional[AttackSpec]:
 def parse_spec(raw: Any) -> RunSpec:
     """Validate a decoded spec.json and resolve every default."""
     from .defenses.registry import get_method
+    from .models import ARCHITECTURES
 
     if not isinstance(raw, Mapping):
         raise SpecError("spec", "must be a JSON object")
@@ -127,9 +127,7 @@ def parse_spec(raw: Any) -> RunSpec:
             raise SpecError(key, f"unknown field; known: {sorted(TOP_LEVEL)}")
     method_name = _require_str(raw, "method", "method")
     method = get_method(method_name)
-    architecture = raw.get("architecture", "wrn16-1")
-    if architecture not in ARCHITECTURE_NAMES:
-        raise SpecError("architecture", f"must be one of {list(ARCHITECTURE_NAMES)}, got {architecture!r}")
+    architecture = ARCHITECTURES.get(raw.get("architecture", "wrn16-1")).name
     data = _parse_data(raw.get("data"))
     attack = _parse_attack(raw.get("attack"))
     target = _optional_int(raw.get("target"), "target")
