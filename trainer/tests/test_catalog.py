@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from trapdoor_trainer import hyperparams
-from trapdoor_trainer.attacks import resolve_params
+from trapdoor_trainer.attacks import ATTACKS, resolve_params
 from trapdoor_trainer.catalog import build_catalog, catalog_json, check_params
 from trapdoor_trainer.defenses.registry import get_method
 from trapdoor_trainer.errors import SpecError
+from trapdoor_trainer.models import ARCHITECTURES
 from trapdoor_trainer.schema_check import check_schema, errors
 
 TRAINER_ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +104,10 @@ def test_prototype_names_are_unknown_everywhere(name):
     with pytest.raises(SpecError) as attack:
         resolve_params("blend", {name: 1})
     assert attack.value.field == f"attack.params.{name}"
+    for registry in (ATTACKS, ARCHITECTURES):
+        assert name not in registry
+        with pytest.raises(SpecError):
+            registry.get(name)
 
 
 CASES = [

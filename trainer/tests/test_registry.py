@@ -7,6 +7,7 @@ from typing import Callable
 
 import pytest
 
+from trapdoor_trainer.attacks import ATTACKS, list_attacks
 from trapdoor_trainer.errors import SpecError
 from trapdoor_trainer.models import ARCHITECTURES
 from trapdoor_trainer.registry import Registry
@@ -44,10 +45,12 @@ def test_register_decorates_gets_and_lists_by_order_then_name():
 
 
 def test_the_registries_find_their_modules():
+    assert ATTACKS.names() == [a.name for a in list_attacks()]
+    assert ATTACKS.names()[-4:] == ["sig", "lcba", "lba", "custom"]
     assert list(ARCHITECTURES) == ["wrn16-1", "resnet18", "resnet34", "small-cnn"]
 
 
-@pytest.mark.parametrize("registry, field", [(ARCHITECTURES, "architecture")])
+@pytest.mark.parametrize("registry, field", [(ATTACKS, "attack.name"), (ARCHITECTURES, "architecture")])
 def test_unknown_names_are_spec_errors_on_their_field(registry, field):
     with pytest.raises(SpecError) as info:
         registry.get("nope")

@@ -1,7 +1,8 @@
 """The catalog: what `python -m trapdoor_trainer describe` prints and `schema/catalog.json` holds.
 
 {"catalogVersion", "methods": [... "hyperparameters", "hyperparametersSchema"],
- "attacks": [... "params", "paramsSchema"], "architectures": [names]}, built from the registries. The schemas are draft-07 JSON Schemas of the objects a user passes
+ "attacks": [... "params", "paramsSchema"], "architectures": [names]}, built from the three
+registries. The schemas are draft-07 JSON Schemas of the objects a user passes
 (`hyperparameters`, `attack.params`) in the subset `schema_check` implements; the trainer
 validates through them and the service validates with them (ajv), so both sides agree.
 """
@@ -36,7 +37,7 @@ def check_params(item: Any) -> dict:
     {"ok": true} or {"ok": false, "field", "message"}; a bad kind or an unknown name is reported on
     the field `kind`, `method` or `attack.name`.
     """
-    from .attacks import validate_params
+    from .attacks import get_attack
     from .defenses.registry import get_method
 
     try:
@@ -45,10 +46,8 @@ def check_params(item: Any) -> dict:
         kind = item.get("kind")
         if kind not in ("method", "attack"):
             raise SpecError("kind", f'must be "method" or "attack", got {kind!r}')
-        if kind == "method":
-            get_method(item.get("name")).validate(item.get("value", {}))
-        else:
-            validate_params(item.get("name"), item.get("value", {}))
+        entry = get_method(item.get("name")) if kind == "method" else get_attack(item.get("name"))
+        entry.validate(item.get("value", {}))
     except SpecError as e:
         return {"ok": False, "field": e.field, "message": e.message}
     return {"ok": True}

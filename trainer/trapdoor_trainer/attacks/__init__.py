@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from .base import Trigger
 from .poisoning import PoisonResult, make_asr_set, poison_dataset
-from .registry import AttackInfo, build_trigger, describe_attacks, get_attack, list_attacks, resolve_params, validate_params
+from .registry import ATTACKS, Attack, AttackInfo, build_trigger, describe_attacks, get_attack, list_attacks, resolve_params
 
 __all__ = [
+    "ATTACKS",
+    "Attack",
     "AttackInfo",
     "PoisonResult",
     "Trigger",
@@ -21,5 +23,4 @@ __all__ = [
     "make_asr_set",
     "poison_dataset",
     "resolve_params",
-    "validate_params",
 ]

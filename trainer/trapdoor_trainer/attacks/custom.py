@@ -26,8 +26,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..errors import SpecError
-from .base import StampTrigger
+from ..hyperparams import Checked, Param
+from .base import MODES, StampTrigger
 from .geometry import resize_bilinear, resize_nearest, to_channels
+from .registry import ATTACKS, PARAMS_FIELD, alpha_param
 
 # An H x W (x C) nested list: rows, each of numbers or of per-pixel channel lists.
 IMAGE_ROWS = {"type": "array", "items": {"type": ["number", "array"], "items": {"type": "number"}}}
@@ -83,9 +85,29 @@ def check_mask_fits_trigger(trigger: Any, mask: Any, prefix: str) -> None:
         raise SpecError(f"{prefix}.mask", f"must have the trigger's height x width {trigger_hw}, got {mask_hw}")
 
 
-def custom(
-    image_shape: Sequence[int], trigger: Any, mask: Optional[Any], mode: str, alpha: float
-) -> StampTrigger:
+@ATTACKS.register(
+    "custom",
+    description="Custom: your own trigger image (with optional mask) applied by overwrite, addition or blending; labels flipped to the target.",
+    params={
+        "trigger": Checked(
+            {"type": ["array", "string"], "items": IMAGE_ROWS},
+            check_trigger_image,
+            "trigger image on the 0-255 scale: an H x W (x 1 or 3) nested list or the path of a .npy file",
+            required=True,
+        ),
+        "mask": Checked(
+            {"type": ["array", "string", "null"], "items": IMAGE_ROWS},
+            check_mask,
+            "per-pixel trigger weight in [0, 1] with the trigger's height and width (nested list or .npy path); null = the trigger's non-zero pixels (overwrite) or everywhere",
+        ),
+        "mode": Param("overwrite", "str", "how the trigger is applied", choices=MODES),
+        "alpha": alpha_param("blend weight (mode blend only)"),
+    },
+    cross_check=lambda p: check_mask_fits_trigger(p["trigger"], p["mask"], PARAMS_FIELD),
+    order=30,
+)
+def custom(image_shape: Sequence[int], params: dict, **_) -> StampTrigger:
+    trigger, mask, mode, alpha = params["trigger"], params["mask"], params["mode"], params["alpha"]
     height, width, channels = image_shape
     pattern = load_array(trigger, "attack.params.trigger")
     if mask is None:
