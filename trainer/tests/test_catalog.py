@@ -12,7 +12,7 @@ import pytest
 from trapdoor_trainer import hyperparams
 from trapdoor_trainer.attacks import ATTACKS, resolve_params
 from trapdoor_trainer.catalog import build_catalog, catalog_json, check_params
-from trapdoor_trainer.defenses.registry import get_method
+from trapdoor_trainer.defenses.registry import METHODS
 from trapdoor_trainer.errors import SpecError
 from trapdoor_trainer.models import ARCHITECTURES
 from trapdoor_trainer.schema_check import check_schema, errors
@@ -45,7 +45,7 @@ def test_catalog_shape():
         ]  # fmt: skip
     for attack in catalog["attacks"]:
         assert list(attack) == ["name", "cleanLabel", "description", "params", "paramsSchema"]
-    assert catalog["architectures"] == ["wrn16-1", "resnet18", "resnet34", "small-cnn"]
+    assert catalog["architectures"] == list(ARCHITECTURES) == ["wrn16-1", "resnet18", "resnet34", "small-cnn"]
     assert [m["name"] for m in catalog["methods"]][:2] == ["TRAP_AND_REPLACE", "NO_DEFENSE"]
 
 
@@ -88,7 +88,7 @@ def test_param_tables_map_to_json_schema_types():
 
 
 def test_resolve_validates_through_the_published_schema_and_coerces():
-    method = get_method("TRAP_AND_REPLACE")
+    method = METHODS.get("TRAP_AND_REPLACE")
     assert method.schema == build_catalog()["methods"][0]["hyperparametersSchema"]
     resolved = method.resolve({"stage1Epochs": 3.0, "lambda1": 2})
     assert resolved["stage1Epochs"] == 3 and type(resolved["stage1Epochs"]) is int and type(resolved["lambda1"]) is float
@@ -99,12 +99,12 @@ def test_resolve_validates_through_the_published_schema_and_coerces():
 @pytest.mark.parametrize("name", ["constructor", "__proto__", "toString", "prototype"])
 def test_prototype_names_are_unknown_everywhere(name):
     with pytest.raises(SpecError) as hp:
-        get_method("NO_DEFENSE").resolve({name: 1})
+        METHODS.get("NO_DEFENSE").resolve({name: 1})
     assert hp.value.field == f"hyperparameters.{name}" and hp.value.message.startswith("unknown hyper-parameter; known: [")
     with pytest.raises(SpecError) as attack:
         resolve_params("blend", {name: 1})
     assert attack.value.field == f"attack.params.{name}"
-    for registry in (ATTACKS, ARCHITECTURES):
+    for registry in (METHODS, ATTACKS, ARCHITECTURES):
         assert name not in registry
         with pytest.raises(SpecError):
             registry.get(name)

@@ -8,6 +8,8 @@ from typing import Callable
 import pytest
 
 from trapdoor_trainer.attacks import ATTACKS, list_attacks
+from trapdoor_trainer.defenses import tnr
+from trapdoor_trainer.defenses.registry import METHODS, MethodInfo, methods
 from trapdoor_trainer.errors import SpecError
 from trapdoor_trainer.models import ARCHITECTURES
 from trapdoor_trainer.registry import Registry
@@ -44,13 +46,18 @@ def test_register_decorates_gets_and_lists_by_order_then_name():
         assert info.value.field == "spec.thing" and info.value.message.endswith("known: ['a', 'b', 'late']")
 
 
-def test_the_registries_find_their_modules():
+def test_the_three_registries_find_their_modules():
+    assert METHODS.names()[:2] == ["TRAP_AND_REPLACE", "NO_DEFENSE"]
+    assert isinstance(METHODS.get("TRAP_AND_REPLACE"), MethodInfo) and METHODS.get("TRAP_AND_REPLACE").run is tnr.run
+    assert set(methods()) == set(METHODS) and len(METHODS) == 8
     assert ATTACKS.names() == [a.name for a in list_attacks()]
     assert ATTACKS.names()[-4:] == ["sig", "lcba", "lba", "custom"]
     assert list(ARCHITECTURES) == ["wrn16-1", "resnet18", "resnet34", "small-cnn"]
 
 
-@pytest.mark.parametrize("registry, field", [(ATTACKS, "attack.name"), (ARCHITECTURES, "architecture")])
+@pytest.mark.parametrize(
+    "registry, field", [(METHODS, "method"), (ATTACKS, "attack.name"), (ARCHITECTURES, "architecture")]
+)
 def test_unknown_names_are_spec_errors_on_their_field(registry, field):
     with pytest.raises(SpecError) as info:
         registry.get("nope")

@@ -1,20 +1,20 @@
-"""Defense registry: every module in this package that defines `METHOD` (a MethodInfo) is a method.
+"""Defense registry: a method is a module in this package whose `run(ctx)` is decorated
 
-Adding a defense = adding one module with `HYPERPARAMETERS`, `run(ctx)` and `METHOD`. The
-service lists methods (with their hyper-parameters, defaults and the hyper-parameters' JSON
-Schema) from `describe_methods()`, and `MethodInfo.resolve` validates a job's hyper-parameters
-through that same schema, so the two never drift.
+    @METHODS.register("NAME", description=..., kind="training" | "post-training", hyperparameters=TABLE, order=N)
+    def run(ctx: RunContext) -> dict: ...
+
+The modules are imported on first use. The service lists methods (with their hyper-parameters,
+defaults and the hyper-parameters' JSON Schema) from `describe_methods()`, and `MethodInfo.resolve`
+validates a job's hyper-parameters through that same schema, so the two never drift.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from .. import hyperparams
-from ..errors import SpecError
+from ..registry import Registry
 
 FIELD = "hyperparameters"
 
@@ -52,28 +52,20 @@ class MethodInfo:
         }
 
 
-_METHODS: Optional[dict] = None
+def _make(name: str, run: Callable, **info: Any) -> MethodInfo:
+    return MethodInfo(name=name, run=run, **info)
+
+
+METHODS: Registry[MethodInfo] = Registry("method", "method", _make, package=__package__)
 
 
 def methods() -> dict:
-    global _METHODS
-    if _METHODS is None:
-        found = []
-        for module_info in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
-            module = importlib.import_module(f"{__package__}.{module_info.name}")
-            method = getattr(module, "METHOD", None)
-            if isinstance(method, MethodInfo):
-                found.append(method)
-        _METHODS = {m.name: m for m in sorted(found, key=lambda m: (m.order, m.name))}
-    return _METHODS
+    return {m.name: m for m in METHODS.entries()}
 
 
 def get_method(name: str) -> MethodInfo:
-    known = methods()
-    if name not in known:
-        raise SpecError("method", f"unknown method {name!r}; known: {sorted(known)}")
-    return known[name]
+    return METHODS.get(name)
 
 
 def describe_methods() -> list[dict]:
-    return [m.describe() for m in methods().values()]
+    return [m.describe() for m in METHODS.entries()]
