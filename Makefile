@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON = $(shell scripts/find-python.sh)
 export PYTHONPATH := $(CURDIR)/trainer:$(PYTHONPATH)
 
-.PHONY: deps deps-plots run demo test test-trainer test-ts lint typecheck bench-throughput bench-fmnist bench-efficacy bench-api bench-gpu
+.PHONY: deps deps-plots run demo test test-trainer test-ts lint typecheck catalog bench-throughput bench-fmnist bench-efficacy bench-api bench-gpu
 
 deps:
 	@scripts/ensure-deps.sh
@@ -24,6 +24,11 @@ test: deps
 
 test-trainer:
 	cd trainer && $(PYTHON) -m pytest -q
+
+# schema/catalog.json: the trainer's catalog (methods, attacks with JSON Schemas, architectures);
+# a trainer test fails when it drifts from `describe`.
+catalog:
+	$(PYTHON) -m trapdoor_trainer describe > schema/catalog.json.tmp && mv schema/catalog.json.tmp schema/catalog.json
 
 test-ts:
 	TRAPDOOR_PYTHON=$(PYTHON) npm test

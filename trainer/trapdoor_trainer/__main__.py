@@ -1,7 +1,12 @@
-"""Command line: `python -m trapdoor_trainer run|poison|describe`.
+"""Command line: `python -m trapdoor_trainer run|poison|describe|validate-params|device`.
 
 Exit codes: 0 done; 2 invalid spec or data (JSON error on stderr); 3 cancelled by SIGTERM after a
 checkpoint was written; anything else is a crash (the worker may retry it).
+
+`describe` prints the catalog (`catalog.py`; `schema/catalog.json` is a copy, `make catalog`).
+`validate-params` reads JSON lines {"kind": "method"|"attack", "name", "value"} on stdin and
+writes one line per input, {"ok": true} or {"ok": false, "field", "message"}: the schema check
+alone, for comparing another validator against this one.
 """
 
 from __future__ import annotations
@@ -41,12 +46,16 @@ def _cmd_poison(args) -> int:
 
 
 def _cmd_describe(args) -> int:
-    from .attacks import list_attacks
-    from .defenses.registry import describe_methods
-    from .spec import ARCHITECTURE_NAMES
+    from .catalog import catalog_json
 
-    attacks = [{"name": a.name, "cleanLabel": a.clean_label, "params": a.params, "description": a.description} for a in list_attacks()]
-    print(json.dumps({"methods": describe_methods(), "attacks": attacks, "architectures": list(ARCHITECTURE_NAMES)}, indent=2))
+    sys.stdout.write(catalog_json())
+    return EXIT_OK
+
+
+def _cmd_validate_params(args) -> int:
+    from .catalog import check_params_lines
+
+    check_params_lines(sys.stdin, sys.stdout)
     return EXIT_OK
 
 
@@ -75,8 +84,10 @@ def main(argv=None) -> int:
     poison.add_argument("--out", required=True)
     poison.add_argument("--asr-out", help="also write the triggered ASR test set here (needs `test` in the spec)")
     poison.set_defaults(handler=_cmd_poison)
-    describe = sub.add_parser("describe", help="print methods, attacks and architectures as JSON")
+    describe = sub.add_parser("describe", help="print the catalog: methods, attacks (with JSON Schemas of their parameters) and architectures")
     describe.set_defaults(handler=_cmd_describe)
+    check = sub.add_parser("validate-params", help="check JSON lines {kind, name, value} from stdin against the catalog's schemas")
+    check.set_defaults(handler=_cmd_validate_params)
     device = sub.add_parser("device", help="print the device jobs would run on as JSON")
     device.set_defaults(handler=_cmd_device)
     args = parser.parse_args(argv)

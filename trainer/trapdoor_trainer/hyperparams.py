@@ -1,4 +1,10 @@
-"""Hyper-parameter tables: one per method, each entry a typed parameter with its default.
+"""Parameter tables: a method's hyper-parameters or an attack's params, each entry typed with its default.
+
+A table is published as a JSON Schema (`table_schema`, in the catalog that `describe` prints) and
+`resolve` validates through that very schema with `schema_check`: there is no other type or range
+check. After the schema, `resolve` fills in the defaults, coerces (an integral 3.0 becomes 3 for
+an int, 1 becomes 1.0 for a float) and runs the semantic checks of `Checked` entries (what JSON
+Schema cannot say, e.g. a trigger image's pixel range or a `.npy` file).
 
 Every job records the fully resolved set, so a default changed later never changes what an old
 job meant.
@@ -6,10 +12,15 @@ job meant.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
-from .errors import SpecError
+import numpy as np
+
+from . import schema_check
+
+_JSON_TYPES = {"int": "integer", "float": "number", "bool": "boolean", "str": "string"}
 
 
 @dataclass(frozen=True)
@@ -21,33 +32,29 @@ class Param:
     maximum: Optional[float] = None
     choices: Optional[Sequence[Any]] = None
     nullable: bool = False  # null means "derived from another setting" (documented in `doc`)
+    required = False
 
-    def check(self, field: str, value: Any) -> Any:
+    def schema(self) -> dict:
+        """This parameter as a JSON Schema (the catalog's `...Schema` properties)."""
+        kind = _JSON_TYPES[self.kind]
+        out: dict = {"type": [kind, "null"] if self.nullable else kind}
+        if self.choices is not None:
+            out["enum"] = list(self.choices) + ([None] if self.nullable and None not in self.choices else [])
+        for key in ("minimum", "maximum"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        out["default"] = self.default
+        out["description"] = self.doc
+        return out
+
+    def finish(self, field: str, value: Any) -> Any:
+        """A value the schema accepted, as the job records it: integral floats become ints, ints floats."""
         if value is None:
-            if self.nullable:
-                return None
-            raise SpecError(field, "must not be null")
-        if self.kind == "bool":
-            if not isinstance(value, bool):
-                raise SpecError(field, f"must be true or false, got {value!r}")
-            return value
+            return None
         if self.kind == "int":
-            if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-                raise SpecError(field, f"must be an integer, got {value!r}")
-            value = int(value)
-        elif self.kind == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SpecError(field, f"must be a number, got {value!r}")
-            value = float(value)
-        elif self.kind == "str":
-            if not isinstance(value, str):
-                raise SpecError(field, f"must be a string, got {value!r}")
-        if self.choices is not None and value not in self.choices:
-            raise SpecError(field, f"must be one of {list(self.choices)}, got {value!r}")
-        if self.minimum is not None and value < self.minimum:
-            raise SpecError(field, f"must be >= {self.minimum}, got {value!r}")
-        if self.maximum is not None and value > self.maximum:
-            raise SpecError(field, f"must be <= {self.maximum}, got {value!r}")
+            return int(value)
+        if self.kind == "float":
+            return float(value)
         return value
 
     def describe(self) -> dict:
@@ -62,16 +69,62 @@ class Param:
         return out
 
 
-def resolve(table: Mapping[str, Param], given: Optional[Mapping[str, Any]], prefix: str = "hyperparameters") -> dict:
-    """Merge `given` over the defaults, rejecting unknown names and bad values."""
-    if given is None:
-        given = {}
-    if not isinstance(given, Mapping):
-        raise SpecError(prefix, "must be an object")
-    for name in given:
-        if name not in table:
-            raise SpecError(f"{prefix}.{name}", f"unknown hyper-parameter; known: {sorted(table)}")
-    return {name: param.check(f"{prefix}.{name}", given.get(name, param.default)) for name, param in table.items()}
+@dataclass(frozen=True)
+class Checked:
+    """A parameter whose value needs more than the schema: `structure` is the JSON Schema part
+    (e.g. an array or a path), `check(field, value)` the semantic rest, run after the schema."""
+
+    structure: dict
+    check: Callable[[str, Any], Any]
+    doc: str
+    default: Any = None
+    required: bool = False  # no default: the user must give it
+
+    def schema(self) -> dict:
+        out = dict(self.structure)
+        if not self.required:
+            out["default"] = self.default
+        out["description"] = self.doc
+        return out
+
+    def finish(self, field: str, value: Any) -> Any:
+        return self.check(field, value)
+
+
+def table_schema(table: Mapping[str, Any]) -> dict:
+    """The JSON Schema of the object a user passes for `table` (a dict of Param/Checked)."""
+    schema: dict = {"type": "object", "additionalProperties": False, "properties": {k: p.schema() for k, p in table.items()}}
+    required = [k for k, p in table.items() if p.required]
+    if required:
+        schema["required"] = required
+    return schema_check.check_schema(schema)
+
+
+def _json_view(given: Any) -> Any:
+    """What the schema sees of in-process values: numpy arrays as nested lists, paths as strings."""
+    if not isinstance(given, Mapping) or not any(isinstance(v, (np.ndarray, os.PathLike)) for v in given.values()):
+        return given
+    return {k: v.tolist() if isinstance(v, np.ndarray) else os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in given.items()}
+
+
+def validate(
+    table: Mapping[str, Any], given: Any, prefix: str = "hyperparameters", *, schema: Optional[dict] = None, unknown: str = "hyper-parameter"
+) -> None:
+    """Schema validation only: SpecError naming the first bad field of `given`.
+
+    `schema` is the table's (pass the one built at registration; built here otherwise); `unknown`
+    names what an unknown key is in the error.
+    """
+    schema_check.validate(_json_view(given), table_schema(table) if schema is None else schema, prefix, unknown=unknown)
+
+
+def resolve(
+    table: Mapping[str, Any], given: Any, prefix: str = "hyperparameters", *, schema: Optional[dict] = None, unknown: str = "hyper-parameter"
+) -> dict:
+    """`given` (None = nothing given) validated, merged over the defaults, coerced, semantically checked."""
+    given = {} if given is None else given
+    validate(table, given, prefix, schema=schema, unknown=unknown)
+    return {name: p.finish(f"{prefix}.{name}", given.get(name, p.default)) for name, p in table.items()}
 
 
 # Shared entries, so every method spells and documents them alike.

@@ -1,7 +1,9 @@
 """The job spec (`spec.json`) the worker writes and the trainer reads, validated field by field.
 
 Mirrors `RunSpec` in src/worker/trainer-protocol.ts. Any problem raises SpecError naming the
-field (e.g. `hyperparameters.lambda1`), which the CLI turns into exit code 2.
+field (e.g. `hyperparameters.lambda1`), which the CLI turns into exit code 2. `hyperparameters`
+and `attack.params` are validated against the JSON Schemas the catalog publishes (see
+`schema_check`), the method, attack and architecture names against their registries.
 """
 
 from __future__ import annotations
@@ -11,10 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from . import hyperparams
 from .errors import SpecError
 
-ARCHITECTURE_NAMES = ("wrn16-1", "resnet18", "resnet34", "small-cnn")
 DEVICES = ("auto", "cpu", "cuda")
 TOP_LEVEL = {"jobId", "method", "architecture", "data", "attack", "target", "hyperparameters", "seed", "device", "resumeFrom"}
 DATA_KEYS = ("train", "holdout", "test", "asrTest", "initModel")
@@ -112,15 +112,13 @@ def _parse_attack(raw: Any) -> Optional[AttackSpec]:
 
     name = _require_str(raw, "name", "attack.name")
     target = _optional_int(raw.get("target", 0), "attack.target")
-    params = raw.get("params") or {}
-    if not isinstance(params, Mapping):
-        raise SpecError("attack.params", "must be an object")
-    return AttackSpec(name=name, target=target, params=resolve_params(name, dict(params)))
+    return AttackSpec(name=name, target=target, params=resolve_params(name, raw.get("params")))
 
 
 def parse_spec(raw: Any) -> RunSpec:
     """Validate a decoded spec.json and resolve every default."""
     from .defenses.registry import get_method
+    from .models import ARCHITECTURES
 
     if not isinstance(raw, Mapping):
         raise SpecError("spec", "must be a JSON object")
@@ -129,9 +127,7 @@ def parse_spec(raw: Any) -> RunSpec:
             raise SpecError(key, f"unknown field; known: {sorted(TOP_LEVEL)}")
     method_name = _require_str(raw, "method", "method")
     method = get_method(method_name)
-    architecture = raw.get("architecture", "wrn16-1")
-    if architecture not in ARCHITECTURE_NAMES:
-        raise SpecError("architecture", f"must be one of {list(ARCHITECTURE_NAMES)}, got {architecture!r}")
+    architecture = ARCHITECTURES.get(raw.get("architecture", "wrn16-1")).name
     data = _parse_data(raw.get("data"))
     attack = _parse_attack(raw.get("attack"))
     target = _optional_int(raw.get("target"), "target")
@@ -153,7 +149,7 @@ def parse_spec(raw: Any) -> RunSpec:
         method=method_name,
         architecture=architecture,
         data=data,
-        hyperparameters=hyperparams.resolve(method.hyperparameters, raw.get("hyperparameters")),
+        hyperparameters=method.resolve(raw.get("hyperparameters")),
         seed=seed,
         device=device,
         attack=attack,

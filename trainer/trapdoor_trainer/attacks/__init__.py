@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from .base import Trigger
 from .poisoning import PoisonResult, make_asr_set, poison_dataset
-from .registry import AttackInfo, build_trigger, get_attack, list_attacks, resolve_params
+from .registry import ATTACKS, Attack, AttackInfo, build_trigger, describe_attacks, get_attack, list_attacks, resolve_params
 
 __all__ = [
+    "ATTACKS",
+    "Attack",
     "AttackInfo",
     "PoisonResult",
     "Trigger",
     "build_trigger",
+    "describe_attacks",
     "get_attack",
     "list_attacks",
     "make_asr_set",

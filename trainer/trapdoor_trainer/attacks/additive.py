@@ -14,6 +14,7 @@ import numpy as np
 
 from .base import StampTrigger, full_mask
 from .geometry import REFERENCE_SIZE, fit_full_image
+from .registry import ATTACKS, trigger_seed_param
 
 L2_NORM = 3.2  # on the [0, 1] pixel scale, at 32 x 32 x 3
 L2_MAX_VALUE = 68
@@ -87,13 +88,23 @@ def watermark_pattern(seed: int) -> np.ndarray:
     return pattern
 
 
-def l2_invisible(image_shape: Sequence[int], trigger_seed: int) -> StampTrigger:
-    pattern = fit_full_image(l2_noise_pattern(trigger_seed), image_shape, smooth=False)
+@ATTACKS.register(
+    "l2_invisible",
+    description="l2-Invisible: dense faint additive noise (l2 norm 3.2 on the [0,1] scale); labels flipped to the target.",
+    params={"triggerSeed": trigger_seed_param()},
+)
+def l2_invisible(image_shape: Sequence[int], params: dict, **_) -> StampTrigger:
+    pattern = fit_full_image(l2_noise_pattern(params["triggerSeed"]), image_shape, smooth=False)
     return StampTrigger(pattern, full_mask(image_shape), "additive")
 
 
-def trojan_wm(image_shape: Sequence[int], trigger_seed: int) -> StampTrigger:
-    pattern = fit_full_image(watermark_pattern(trigger_seed), image_shape, smooth=False)
+@ATTACKS.register(
+    "trojan_wm",
+    description="Trojan-WM: a sparse coloured watermark of about 320 pixels added to the image; labels flipped to the target.",
+    params={"triggerSeed": trigger_seed_param()},
+)
+def trojan_wm(image_shape: Sequence[int], params: dict, **_) -> StampTrigger:
+    pattern = fit_full_image(watermark_pattern(params["triggerSeed"]), image_shape, smooth=False)
     return StampTrigger(pattern, full_mask(image_shape), "additive")
 
 
@@ -110,6 +121,11 @@ def min_max_rescale(values: np.ndarray) -> np.ndarray:
     return np.where(span > 0, stretched, values)
 
 
-def smooth(image_shape: Sequence[int], trigger_seed: int) -> StampTrigger:
-    pattern = fit_full_image(smooth_pattern(trigger_seed), image_shape, smooth=True)
+@ATTACKS.register(
+    "smooth",
+    description="Smooth: a faint low-frequency colour blob added, then each image min-max rescaled; labels flipped to the target.",
+    params={"triggerSeed": trigger_seed_param()},
+)
+def smooth(image_shape: Sequence[int], params: dict, **_) -> StampTrigger:
+    pattern = fit_full_image(smooth_pattern(params["triggerSeed"]), image_shape, smooth=True)
     return StampTrigger(pattern, full_mask(image_shape), "additive", postprocess=min_max_rescale)

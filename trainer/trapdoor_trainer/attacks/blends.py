@@ -8,6 +8,7 @@ import numpy as np
 
 from .base import StampTrigger, full_mask
 from .geometry import REFERENCE_SIZE, fit_full_image, to_channels
+from .registry import ATTACKS, alpha_param, trigger_seed_param
 
 # Amplitude ~ 1/f^1.4: natural photographs sit near 1/f; slightly steeper reads as objects
 # and shading rather than texture at 32 x 32.
@@ -42,9 +43,14 @@ def natural_pattern(seed: int) -> np.ndarray:
     return np.floor((channels - low) / (high - low) * 255.0)
 
 
-def blend(image_shape: Sequence[int], alpha: float, trigger_seed: int) -> StampTrigger:
-    pattern = fit_full_image(natural_pattern(trigger_seed), image_shape, smooth=True)
-    return StampTrigger(pattern, full_mask(image_shape), "blend", alpha)
+@ATTACKS.register(
+    "blend",
+    description="Blend: a natural-looking picture blended over the whole image at alpha 0.2; labels flipped to the target.",
+    params={"alpha": alpha_param("blend weight of the trigger picture"), "triggerSeed": trigger_seed_param()},
+)
+def blend(image_shape: Sequence[int], params: dict, **_) -> StampTrigger:
+    pattern = fit_full_image(natural_pattern(params["triggerSeed"]), image_shape, smooth=True)
+    return StampTrigger(pattern, full_mask(image_shape), "blend", params["alpha"])
 
 
 def sig_stripes(width: int) -> np.ndarray:
@@ -59,9 +65,16 @@ def sig_stripes(width: int) -> np.ndarray:
     return np.where(values < 0, values + 256, values).astype(np.float64)
 
 
-def sig(image_shape: Sequence[int], alpha: float) -> StampTrigger:
+@ATTACKS.register(
+    "sig",
+    description="SIG (clean-label): a vertical stripe signal blended at alpha 0.2 into target-class training images, labels unchanged.",
+    params={"alpha": alpha_param("blend weight of the stripe signal")},
+    clean_label=True,
+    order=10,
+)
+def sig(image_shape: Sequence[int], params: dict, **_) -> StampTrigger:
     """Clean-label SIG as T&R runs it: x <- 0.8 x + 0.2 S, S constant down each column."""
     height, width, channels = image_shape
     stripes = np.broadcast_to(sig_stripes(width)[None, :, None], (height, width, 1))
     pattern = to_channels(np.array(stripes), channels)
-    return StampTrigger(pattern, full_mask(image_shape), "blend", alpha)
+    return StampTrigger(pattern, full_mask(image_shape), "blend", params["alpha"])

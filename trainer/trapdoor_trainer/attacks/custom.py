@@ -4,6 +4,13 @@ The trigger is an H x W (x C) array on the 0-255 scale given in-process, as nest
 JSON) or as a path to a `.npy` file (never pickled). The resolved params keep the value as
 given, so a job's metadata stays JSON.
 
+Validation has two layers. The params schema (in the catalog, checked by `schema_check` here and
+by the service) holds the structure: `trigger` is required and is an array of rows (of numbers
+or of 1-3 channel values) or a string; `mask` the same or null. The checks below are semantic and
+Python-only; they run after the schema: a string must name a readable `.npy` file, the array
+must be H x W (x 1 or 3) and finite, trigger pixels in [0, 255], mask values in [0, 1], and the
+mask must have the trigger's height and width.
+
 Without a mask: overwrite replaces only the trigger's non-zero pixels (a patch on black, as
 TrojanNN-style trigger files are drawn); additive and blend act on the whole image.
 A trigger whose size differs from the images is resized: bilinearly in blend mode (it is a
@@ -19,8 +26,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..errors import SpecError
-from .base import StampTrigger
+from ..hyperparams import Checked, Param
+from .base import MODES, StampTrigger
 from .geometry import resize_bilinear, resize_nearest, to_channels
+from .registry import ATTACKS, PARAMS_FIELD, alpha_param
+
+# An H x W (x C) nested list: rows, each of numbers or of per-pixel channel lists.
+IMAGE_ROWS = {"type": "array", "items": {"type": ["number", "array"], "items": {"type": "number"}}}
 
 
 def load_array(value: Any, field: str) -> np.ndarray:
@@ -49,8 +61,6 @@ def load_array(value: Any, field: str) -> np.ndarray:
 
 
 def check_trigger_image(field: str, value: Any) -> Any:
-    if value is None:
-        raise SpecError(field, "is required: a trigger image (array, nested list or .npy path)")
     array = load_array(value, field)
     if array.min() < 0 or array.max() > 255:
         raise SpecError(field, "pixel values must lie in [0, 255]")
@@ -75,9 +85,29 @@ def check_mask_fits_trigger(trigger: Any, mask: Any, prefix: str) -> None:
         raise SpecError(f"{prefix}.mask", f"must have the trigger's height x width {trigger_hw}, got {mask_hw}")
 
 
-def custom(
-    image_shape: Sequence[int], trigger: Any, mask: Optional[Any], mode: str, alpha: float
-) -> StampTrigger:
+@ATTACKS.register(
+    "custom",
+    description="Custom: your own trigger image (with optional mask) applied by overwrite, addition or blending; labels flipped to the target.",
+    params={
+        "trigger": Checked(
+            {"type": ["array", "string"], "items": IMAGE_ROWS},
+            check_trigger_image,
+            "trigger image on the 0-255 scale: an H x W (x 1 or 3) nested list or the path of a .npy file",
+            required=True,
+        ),
+        "mask": Checked(
+            {"type": ["array", "string", "null"], "items": IMAGE_ROWS},
+            check_mask,
+            "per-pixel trigger weight in [0, 1] with the trigger's height and width (nested list or .npy path); null = the trigger's non-zero pixels (overwrite) or everywhere",
+        ),
+        "mode": Param("overwrite", "str", "how the trigger is applied", choices=MODES),
+        "alpha": alpha_param("blend weight (mode blend only)"),
+    },
+    cross_check=lambda p: check_mask_fits_trigger(p["trigger"], p["mask"], PARAMS_FIELD),
+    order=30,
+)
+def custom(image_shape: Sequence[int], params: dict, **_) -> StampTrigger:
+    trigger, mask, mode, alpha = params["trigger"], params["mask"], params["mode"], params["alpha"]
     height, width, channels = image_shape
     pattern = load_array(trigger, "attack.params.trigger")
     if mask is None:

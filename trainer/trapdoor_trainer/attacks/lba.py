@@ -15,9 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..hyperparams import Param
 from .base import StampTrigger
 from .geometry import place_span
-from .surrogate import layer_features, surrogate_for_attack, to_tensor
+from .registry import ATTACKS
+from .surrogate import LBA_LAYERS, layer_features, surrogate_for_attack, surrogate_params, to_tensor
 
 # Sample sizes: the target mean and the optimisation pool need not see the whole dataset.
 MAX_TARGET_SAMPLES = 1024
@@ -33,6 +35,19 @@ def patch_box(image_shape: Sequence[int], patch_size32: int) -> tuple[int, int, 
     return top, left, h, w
 
 
+@ATTACKS.register(
+    "lba",
+    description="LBA-n (adaptive): a bottom-right patch optimised so a surrogate's layer-n features of triggered images match the target class; labels flipped to the target.",
+    params={
+        "layer": Param(14, "int", "WRN-16-1 layer whose input features are matched (14 = input of the last linear layer)", choices=LBA_LAYERS),
+        "patchSize": Param(5, "int", "side of the square patch on the 32x32 scale", minimum=1, maximum=32),
+        "optSteps": Param(200, "int", "Adam steps optimising the patch", minimum=0, maximum=100000),
+        "optLr": Param(0.05, "float", "Adam learning rate for the patch (pixels in [0,1])", minimum=0, maximum=10),
+        **surrogate_params(),
+    },
+    needs_training_data=True,
+    order=20,
+)
 def lba(
     image_shape: Sequence[int],
     params: dict,

@@ -17,10 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..hyperparams import Param
 from ..models.base import SplitModel
 from .base import StampTrigger, check_images, to_uint8
 from .patches import four_corner_grid
-from .surrogate import surrogate_for_attack, to_tensor
+from .registry import ATTACKS
+from .surrogate import surrogate_for_attack, surrogate_params, to_tensor
 
 PGD_BATCH = 256
 
@@ -92,6 +94,18 @@ class LcbaTrigger:
         return delta255.permute(0, 2, 3, 1).cpu().double().numpy()
 
 
+@ATTACKS.register(
+    "lcba",
+    description="LCBA (clean-label): target-class images adversarially perturbed against a surrogate, then marked with a grid at all four corners, labels unchanged.",
+    params={
+        "epsilon": Param(16.0, "float", "l-inf bound of the PGD perturbation on the 0-255 scale", minimum=0, maximum=255),
+        "pgdSteps": Param(10, "int", "PGD iterations", minimum=0, maximum=10000),
+        "pgdStepSize": Param(4.0, "float", "PGD step on the 0-255 scale", minimum=0, maximum=255),
+        **surrogate_params(),
+    },
+    clean_label=True,  # its surrogate trains lazily, on the first poison(): apply() needs no data
+    order=11,
+)
 def lcba(
     image_shape: Sequence[int],
     params: dict,

@@ -6,12 +6,13 @@ to other sizes keeping the distance from the nearest edge.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from .base import StampTrigger
 from .geometry import stamp_layout
+from .registry import ATTACKS
 
 
 def _grey(rows: list[list[int]]) -> np.ndarray:
@@ -48,17 +49,29 @@ def _overwrite(image_shape: Sequence[int], patches: Sequence[tuple[int, int, np.
     return StampTrigger(pattern, mask, "overwrite")
 
 
-def badnet_grid(image_shape: Sequence[int]) -> StampTrigger:
+@ATTACKS.register(
+    "badnet_grid",
+    description="BadNet-Grid: a 3x3 black-and-white checker block overwritten at the bottom-right corner; labels flipped to the target.",
+)
+def badnet_grid(image_shape: Sequence[int], params: Optional[dict] = None, **_) -> StampTrigger:
     """Block B overwritten at rows/cols 29-31 (bottom-right corner, no margin)."""
     return _overwrite(image_shape, [(29, 29, GRID_BLOCK)])
 
 
-def badnet_white(image_shape: Sequence[int]) -> StampTrigger:
+@ATTACKS.register(
+    "badnet_white",
+    description="BadNet-White: a 4x4 white square overwritten one pixel from the bottom-right corner; labels flipped to the target.",
+)
+def badnet_white(image_shape: Sequence[int], params: Optional[dict] = None, **_) -> StampTrigger:
     """A 4x4 white square at rows/cols 27-30 (1-pixel margin to the bottom/right edges)."""
     return _overwrite(image_shape, [(27, 27, WHITE_SQUARE)])
 
 
-def l0_invisible(image_shape: Sequence[int]) -> StampTrigger:
+@ATTACKS.register(
+    "l0_invisible",
+    description="l0-Invisible: nine pixels of the bottom row overwritten with a fixed colour code; labels flipped to the target.",
+)
+def l0_invisible(image_shape: Sequence[int], params: Optional[dict] = None, **_) -> StampTrigger:
     """x (1 - M) + T on the strip row 31, cols 23-31."""
     return _overwrite(image_shape, [(31, 23, L0_STRIP)])
 
@@ -69,7 +82,11 @@ def four_corner_grid(image_shape: Sequence[int]) -> StampTrigger:
     return _overwrite(image_shape, [(r, c, GRID_BLOCK) for r, c in corners])
 
 
-def trojan_sq(image_shape: Sequence[int]) -> StampTrigger:
+@ATTACKS.register(
+    "trojan_sq",
+    description="Trojan-SQ: a 3x3 coloured square added near the bottom-right corner; labels flipped to the target.",
+)
+def trojan_sq(image_shape: Sequence[int], params: Optional[dict] = None, **_) -> StampTrigger:
     """clip(x + T) with T the 3x3 patch at rows/cols 25-27 (4-pixel margin)."""
     pattern, mask = stamp_layout(image_shape, [(25, 25, TROJAN_SQ)])
     return StampTrigger(pattern, mask, "additive")

@@ -1,210 +1,108 @@
 """The attack registry: names, parameter tables with defaults, and trigger builders.
 
-Adding an attack = one module that returns a `Trigger` plus one `_register` call here.
+Adding an attack = one module in this package whose trigger builder is decorated:
+
+    @ATTACKS.register("blend", description="...", params={"alpha": alpha_param("blend weight")})
+    def blend(image_shape, params, **_) -> Trigger: ...
+
+The builder is called as build(image_shape, resolved_params, *, seed, train_images, train_labels,
+target, device) and ignores what it does not need. `params` is the attack's parameter table
+(hyperparams.Param / Checked): the catalog publishes it as `paramsSchema`, and `resolve_params`
+validates through that schema before the table's semantic checks and `cross_check`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..errors import SpecError
+from .. import hyperparams
 from ..hyperparams import Param
-from ..models import ARCHITECTURES
-from . import additive, blends, custom, lba, lcba, patches
-from .base import MODES, Trigger
+from ..registry import Registry
+from .base import Trigger
 
 PARAMS_FIELD = "attack.params"
 # Procedural triggers are fixed by default so every job with the same attack sees the same
 # pattern; `triggerSeed` picks another one.
 DEFAULT_TRIGGER_SEED = 2022
 
-
-@dataclass(frozen=True)
-class AttackInfo:
-    name: str
-    clean_label: bool
-    params: dict  # param name -> default (None where required with no default)
-    description: str
-
-
-@dataclass(frozen=True)
-class _Checked:
-    """A param whose check is a function (arrays, paths): same `default`/`check` shape as Param."""
-
-    default: Any
-    checker: Callable[[str, Any], Any]
-
-    def check(self, field: str, value: Any) -> Any:
-        return self.checker(field, value)
-
-
 Builder = Callable[..., Trigger]
 
 
 @dataclass(frozen=True)
-class _Attack:
-    info: AttackInfo
-    table: Mapping[str, Any]  # name -> Param | _Checked
+class Attack:
+    name: str
     build: Builder  # (image_shape, params, *, seed, train_images, train_labels, target, device)
-    cross_check: Optional[Callable[[dict], None]] = None
+    description: str
+    table: Mapping[str, Any]  # param name -> Param | Checked
+    clean_label: bool = False
+    cross_check: Optional[Callable[[dict], None]] = None  # semantic check across params, after the per-param ones
     needs_training_data: bool = False
+    order: int = 0  # position in listings
+    schema: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schema", hyperparams.table_schema(self.table))
+
+    @property
+    def params(self) -> dict:
+        """Param name -> default (None where the param is required)."""
+        return {k: p.default for k, p in self.table.items()}
+
+    def validate(self, params: Any) -> None:
+        """Schema validation only (what the service checks too); SpecError names the field."""
+        hyperparams.validate(self.table, params, PARAMS_FIELD, schema=self.schema, unknown=self._unknown)
+
+    def resolve(self, params: Any) -> dict:
+        """Defaults merged with `params` after the schema, the per-param semantic checks and `cross_check`."""
+        resolved = hyperparams.resolve(self.table, params, PARAMS_FIELD, schema=self.schema, unknown=self._unknown)
+        if self.cross_check is not None:
+            self.cross_check(resolved)
+        return resolved
+
+    @property
+    def _unknown(self) -> str:
+        return f"parameter of attack {self.name!r}"
+
+    def describe(self) -> dict:
+        return {"name": self.name, "cleanLabel": self.clean_label, "description": self.description, "params": self.params, "paramsSchema": self.schema}
 
 
-_ATTACKS: dict[str, _Attack] = {}
+AttackInfo = Attack  # what list_attacks() / get_attack() return, under its older name
 
 
-def _register(
-    name: str,
-    description: str,
-    build: Builder,
-    table: Optional[Mapping[str, Any]] = None,
-    *,
-    clean_label: bool = False,
-    cross_check: Optional[Callable[[dict], None]] = None,
-    needs_training_data: bool = False,
-) -> None:
-    table = dict(table or {})
-    info = AttackInfo(name, clean_label, {k: p.default for k, p in table.items()}, description)
-    _ATTACKS[name] = _Attack(info, table, build, cross_check, needs_training_data)
+def _make(name: str, build: Builder, *, params: Optional[Mapping[str, Any]] = None, **info: Any) -> Attack:
+    return Attack(name=name, build=build, table=dict(params or {}), **info)
 
 
-def _trigger_seed() -> Param:
+ATTACKS: Registry[Attack] = Registry("attack", "attack.name", _make, package=__package__)
+
+
+def trigger_seed_param() -> Param:
     return Param(DEFAULT_TRIGGER_SEED, "int", "seed of the procedurally generated trigger pattern", minimum=0, maximum=2**32 - 1)
 
 
-def _alpha(doc: str) -> Param:
+def alpha_param(doc: str) -> Param:
     return Param(0.2, "float", doc, minimum=0.0, maximum=1.0)
 
 
-def _surrogate_params() -> dict:
-    return {
-        "surrogateEpochs": Param(5, "int", "epochs of Adam on the clean data for the attacker's surrogate", minimum=0, maximum=1000),
-        "surrogateArchitecture": Param("small-cnn", "str", "architecture of the surrogate", choices=tuple(ARCHITECTURES)),
-    }
+def list_attacks() -> list[Attack]:
+    return ATTACKS.entries()
 
 
-_register(
-    "badnet_grid",
-    "BadNet-Grid: a 3x3 black-and-white checker block overwritten at the bottom-right corner; labels flipped to the target.",
-    lambda shape, params, **_: patches.badnet_grid(shape),
-)
-_register(
-    "badnet_white",
-    "BadNet-White: a 4x4 white square overwritten one pixel from the bottom-right corner; labels flipped to the target.",
-    lambda shape, params, **_: patches.badnet_white(shape),
-)
-_register(
-    "blend",
-    "Blend: a natural-looking picture blended over the whole image at alpha 0.2; labels flipped to the target.",
-    lambda shape, params, **_: blends.blend(shape, params["alpha"], params["triggerSeed"]),
-    {"alpha": _alpha("blend weight of the trigger picture"), "triggerSeed": _trigger_seed()},
-)
-_register(
-    "l0_invisible",
-    "l0-Invisible: nine pixels of the bottom row overwritten with a fixed colour code; labels flipped to the target.",
-    lambda shape, params, **_: patches.l0_invisible(shape),
-)
-_register(
-    "l2_invisible",
-    "l2-Invisible: dense faint additive noise (l2 norm 3.2 on the [0,1] scale); labels flipped to the target.",
-    lambda shape, params, **_: additive.l2_invisible(shape, params["triggerSeed"]),
-    {"triggerSeed": _trigger_seed()},
-)
-_register(
-    "smooth",
-    "Smooth: a faint low-frequency colour blob added, then each image min-max rescaled; labels flipped to the target.",
-    lambda shape, params, **_: additive.smooth(shape, params["triggerSeed"]),
-    {"triggerSeed": _trigger_seed()},
-)
-_register(
-    "trojan_sq",
-    "Trojan-SQ: a 3x3 coloured square added near the bottom-right corner; labels flipped to the target.",
-    lambda shape, params, **_: patches.trojan_sq(shape),
-)
-_register(
-    "trojan_wm",
-    "Trojan-WM: a sparse coloured watermark of about 320 pixels added to the image; labels flipped to the target.",
-    lambda shape, params, **_: additive.trojan_wm(shape, params["triggerSeed"]),
-    {"triggerSeed": _trigger_seed()},
-)
-_register(
-    "sig",
-    "SIG (clean-label): a vertical stripe signal blended at alpha 0.2 into target-class training images, labels unchanged.",
-    lambda shape, params, **_: blends.sig(shape, params["alpha"]),
-    {"alpha": _alpha("blend weight of the stripe signal")},
-    clean_label=True,
-)
-_register(
-    "lcba",
-    "LCBA (clean-label): target-class images adversarially perturbed against a surrogate, then marked with a grid at all four corners, labels unchanged.",
-    lcba.lcba,
-    {
-        "epsilon": Param(16.0, "float", "l-inf bound of the PGD perturbation on the 0-255 scale", minimum=0, maximum=255),
-        "pgdSteps": Param(10, "int", "PGD iterations", minimum=0, maximum=10000),
-        "pgdStepSize": Param(4.0, "float", "PGD step on the 0-255 scale", minimum=0, maximum=255),
-        **_surrogate_params(),
-    },
-    clean_label=True,  # its surrogate trains lazily, on the first poison(): apply() needs no data
-)
-_register(
-    "lba",
-    "LBA-n (adaptive): a bottom-right patch optimised so a surrogate's layer-n features of triggered images match the target class; labels flipped to the target.",
-    lba.lba,
-    {
-        "layer": Param(14, "int", "WRN-16-1 layer whose input features are matched (14 = input of the last linear layer)", choices=(10, 12, 14)),
-        "patchSize": Param(5, "int", "side of the square patch on the 32x32 scale", minimum=1, maximum=32),
-        "optSteps": Param(200, "int", "Adam steps optimising the patch", minimum=0, maximum=100000),
-        "optLr": Param(0.05, "float", "Adam learning rate for the patch (pixels in [0,1])", minimum=0, maximum=10),
-        **_surrogate_params(),
-    },
-    needs_training_data=True,
-)
-_register(
-    "custom",
-    "Custom: your own trigger image (with optional mask) applied by overwrite, addition or blending; labels flipped to the target.",
-    lambda shape, params, **_: custom.custom(shape, params["trigger"], params["mask"], params["mode"], params["alpha"]),
-    {
-        "trigger": _Checked(None, custom.check_trigger_image),
-        "mask": _Checked(None, custom.check_mask),
-        "mode": Param("overwrite", "str", "how the trigger is applied", choices=MODES),
-        "alpha": _alpha("blend weight (mode blend only)"),
-    },
-    cross_check=lambda p: custom.check_mask_fits_trigger(p["trigger"], p["mask"], PARAMS_FIELD),
-)
+def get_attack(name: str) -> Attack:
+    return ATTACKS.get(name)
 
 
-def list_attacks() -> list[AttackInfo]:
-    return [attack.info for attack in _ATTACKS.values()]
-
-
-def _lookup(name: str) -> _Attack:
-    attack = _ATTACKS.get(name) if isinstance(name, str) else None
-    if attack is None:
-        raise SpecError("attack.name", f"unknown attack {name!r}; known: {sorted(_ATTACKS)}")
-    return attack
-
-
-def get_attack(name: str) -> AttackInfo:
-    return _lookup(name).info
+def describe_attacks() -> list[dict]:
+    return [attack.describe() for attack in ATTACKS.entries()]
 
 
 def resolve_params(name: str, params: Optional[Mapping[str, Any]]) -> dict:
-    """Defaults merged with `params`, every value checked; SpecError names the bad field."""
-    attack = _lookup(name)
-    given = {} if params is None else params
-    if not isinstance(given, Mapping):
-        raise SpecError(PARAMS_FIELD, "must be an object")
-    for key in given:
-        if key not in attack.table:
-            known = sorted(attack.table) or "none"
-            raise SpecError(f"{PARAMS_FIELD}.{key}", f"unknown parameter of attack {name!r}; known: {known}")
-    resolved = {k: p.check(f"{PARAMS_FIELD}.{k}", given.get(k, p.default)) for k, p in attack.table.items()}
-    if attack.cross_check is not None:
-        attack.cross_check(resolved)
-    return resolved
+    """Defaults merged with `params` after schema validation and the semantic checks; SpecError names the bad field."""
+    return ATTACKS.get(name).resolve(params)
 
 
 def build_trigger(
@@ -223,7 +121,7 @@ def build_trigger(
     LBA fits a surrogate on the clean `train_images`/`train_labels` here; LCBA does so on its first
     poison() call (its apply() is the plain four-corner grid); the others ignore them.
     """
-    attack = _lookup(name)
+    attack = ATTACKS.get(name)
     resolved = resolve_params(name, params)
     image_shape = tuple(int(v) for v in image_shape)
     if len(image_shape) != 3 or image_shape[2] not in (1, 3) or min(image_shape) < 1:

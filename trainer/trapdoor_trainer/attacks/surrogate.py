@@ -10,7 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models import create_model
+from ..hyperparams import Param
+from ..models import ARCHITECTURES, create_model
 from ..models.base import SplitModel
 from ..models.wrn import WrnStem
 
@@ -104,6 +105,14 @@ def layer_features(model: SplitModel, x: torch.Tensor, layer: int) -> torch.Tens
             hook.remove()
         return captured["out"].flatten(1)
     return model.features(x).flatten(1)
+
+
+def surrogate_params() -> dict:
+    """The params of every attack with a surrogate (LCBA, LBA)."""
+    return {
+        "surrogateEpochs": Param(5, "int", "epochs of Adam on the clean data for the attacker's surrogate", minimum=0, maximum=1000),
+        "surrogateArchitecture": Param("small-cnn", "str", "architecture of the surrogate", choices=tuple(ARCHITECTURES)),
+    }
 
 
 def num_classes_of(labels: np.ndarray, target: int) -> int:

@@ -39,7 +39,7 @@ from ..hyperparams import COMMON, Param
 from ..metrics import autocast_for
 from ..training import Phase, run_phase
 from .common import build_model, epoch_metrics, evaluate, restore_history, resume_for
-from .registry import MethodInfo
+from .registry import METHODS
 from .trap_signals import isolation_quality
 
 ISOLATION, FINETUNE, UNLEARN = "isolation", "finetune", "unlearn"
@@ -157,6 +157,13 @@ def isolate(ctx: RunContext, model) -> tuple[np.ndarray, dict]:
     return isolated, {"isolatedCount": int(len(isolated)), **isolation_quality(isolated, ctx.data.train.poison_mask)}
 
 
+@METHODS.register(
+    "ABL",
+    description="Anti-Backdoor Learning: train with a loss floor, isolate the 1 % lowest-loss training samples as poisoned, then unlearn them by gradient ascent",
+    kind="training",
+    hyperparameters=HYPERPARAMETERS,
+    order=15,
+)
 def run(ctx: RunContext) -> dict:
     hp = ctx.hp
     model = build_model(ctx, with_decoder=False)
@@ -193,13 +200,3 @@ def run(ctx: RunContext) -> dict:
         "imagesPerSecond": carried["imagesPerSecond"],
         "resolved": {"optimizer": "adam (shared training loop), cosine per phase", "isolationAugment": "none", "unlearnAugment": "none", "finetuneAugment": hp["augment"]},
     }
-
-
-METHOD = MethodInfo(
-    "ABL",
-    "Anti-Backdoor Learning: train with a loss floor, isolate the 1 % lowest-loss training samples as poisoned, then unlearn them by gradient ascent",
-    "training",
-    HYPERPARAMETERS,
-    run,
-    order=15,
-)

@@ -32,7 +32,7 @@ from ..hyperparams import COMMON, PRETRAIN, Param
 from ..training import Phase, run_phase
 from .common import epoch_metrics, evaluate, holdout_accuracy, restore_history, resume_for, starting_model
 from .perturbation import signed_ascent_step, uniform_in_box
-from .registry import MethodInfo
+from .registry import METHODS
 
 STAGE = "mask"
 
@@ -240,6 +240,13 @@ def optimise_masks(ctx: RunContext, model, noisy: NoisyBatchNorm, epochs: int, b
     return phase
 
 
+@METHODS.register(
+    "ANP",
+    description="Adversarial Neuron Pruning: find the BN channels most sensitive to adversarial perturbation on the clean holdout and prune them",
+    kind="post-training",
+    hyperparameters=HYPERPARAMETERS,
+    order=14,
+)
 def run(ctx: RunContext) -> dict:
     hp = ctx.hp
     model, before = starting_model(ctx)
@@ -279,13 +286,3 @@ def run(ctx: RunContext) -> dict:
         "imagesPerSecond": {STAGE: phase.images_per_second},
         "resolved": {"epochs": epochs, "thresholdRule": "fixed" if fixed is not None else "holdout", "pruneThreshold": threshold},
     }
-
-
-METHOD = MethodInfo(
-    "ANP",
-    "Adversarial Neuron Pruning: find the BN channels most sensitive to adversarial perturbation on the clean holdout and prune them",
-    "post-training",
-    HYPERPARAMETERS,
-    run,
-    order=14,
-)

@@ -40,7 +40,7 @@ from ..hyperparams import COMMON, Param
 from ..privacy import SubsampledGaussianAccountant
 from ..training import Phase, run_phase
 from .common import build_model, epoch_metrics, evaluate, restore_history, resume_for
-from .registry import MethodInfo
+from .registry import METHODS
 
 STAGE = "train"
 NORM = "group"
@@ -308,6 +308,13 @@ def dp_sgd_loss(model: nn.Module, clip_norm: float, noise_multiplier: float):
     return loss_fn
 
 
+@METHODS.register(
+    "DP_SGD",
+    description="Differentially private SGD from scratch on the training set (per-sample clipping + Gaussian noise, GroupNorm model); reports epsilon",
+    kind="training",
+    hyperparameters=HYPERPARAMETERS,
+    order=16,
+)
 def run(ctx: RunContext) -> dict:
     hp = ctx.hp
     model = build_model(ctx, with_decoder=False, norm=NORM).to(memory_format=torch.contiguous_format)
@@ -366,13 +373,3 @@ def run(ctx: RunContext) -> dict:
         },
         "config": {"norm": NORM},
     }
-
-
-METHOD = MethodInfo(
-    "DP_SGD",
-    "Differentially private SGD from scratch on the training set (per-sample clipping + Gaussian noise, GroupNorm model); reports epsilon",
-    "training",
-    HYPERPARAMETERS,
-    run,
-    order=16,
-)

@@ -26,7 +26,7 @@ from ..hyperparams import COMMON, PRETRAIN, Param
 from ..training import Phase, run_phase
 from .common import cross_entropy_loss, epoch_metrics, evaluate, holdout_accuracy, restore_history, resume_for, starting_model
 from .feature_hooks import final_layer_inputs
-from .registry import MethodInfo
+from .registry import METHODS
 
 STAGE = "finetune"
 
@@ -158,6 +158,13 @@ def run_finetune(ctx: RunContext, model, pruning: dict, pretrain: dict, resume: 
     return phase
 
 
+@METHODS.register(
+    "FINE_PRUNING",
+    description="Fine-Pruning: prune the last layer's channels that stay dormant on the clean holdout, then fine-tune on the holdout",
+    kind="post-training",
+    hyperparameters=HYPERPARAMETERS,
+    order=10,
+)
 def run(ctx: RunContext) -> dict:
     model, pretrain = starting_model(ctx)
     resume = resume_for(ctx, STAGE)
@@ -182,13 +189,3 @@ def run(ctx: RunContext) -> dict:
             "holdoutAccuracyFloor": (1.0 - ctx.hp["maxAccuracyDrop"]) * pruning["holdoutAccuracyUnpruned"],
         },
     }
-
-
-METHOD = MethodInfo(
-    "FINE_PRUNING",
-    "Fine-Pruning: prune the last layer's channels that stay dormant on the clean holdout, then fine-tune on the holdout",
-    "post-training",
-    HYPERPARAMETERS,
-    run,
-    order=10,
-)

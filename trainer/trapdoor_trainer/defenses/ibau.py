@@ -26,7 +26,7 @@ from ..metrics import autocast_for
 from ..training import Phase, derive_seed, run_phase
 from .common import epoch_metrics, evaluate, holdout_accuracy, restore_history, resume_for, starting_model
 from .perturbation import project_l2_ball
-from .registry import MethodInfo
+from .registry import METHODS
 
 STAGE = "unlearn"
 
@@ -129,6 +129,13 @@ def perturbation_order(ctx: RunContext, data: DeviceData, round_index: int) -> t
     return torch.randperm(len(data), generator=generator).to(data.device)
 
 
+@METHODS.register(
+    "I_BAU",
+    description="Implicit Backdoor Adversarial Unlearning: unlearn the worst universal perturbation found on the clean holdout, with an implicit hypergradient",
+    kind="post-training",
+    hyperparameters=HYPERPARAMETERS,
+    order=13,
+)
 def run(ctx: RunContext) -> dict:
     hp = ctx.hp
     model, before = starting_model(ctx)
@@ -189,13 +196,3 @@ def run(ctx: RunContext) -> dict:
         "imagesPerSecond": {STAGE: phase.images_per_second},
         "resolved": {"innerLrMeans": "perturbation-search SGD step (batch_lr)", "perturbedPerBatch": max(1, int(batch_size * hp["perturbedFraction"]))},
     }
-
-
-METHOD = MethodInfo(
-    "I_BAU",
-    "Implicit Backdoor Adversarial Unlearning: unlearn the worst universal perturbation found on the clean holdout, with an implicit hypergradient",
-    "post-training",
-    HYPERPARAMETERS,
-    run,
-    order=13,
-)

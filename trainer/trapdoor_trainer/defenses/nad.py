@@ -23,7 +23,7 @@ from ..hyperparams import COMMON, PRETRAIN, Param
 from ..training import Phase, run_phase
 from .common import epoch_metrics, evaluate, restore_history, starting_model
 from .feature_hooks import captured_outputs, module_names, stage_ends
-from .registry import MethodInfo
+from .registry import METHODS
 
 TEACHER, DISTILL = "teacher", "distill"
 EPSILON = 1e-6  # the official normaliser's guard
@@ -178,6 +178,13 @@ def distill(ctx: RunContext, student, teacher, pretrain: dict, teacher_summary: 
     return phase, module_names(student, student_layers)
 
 
+@METHODS.register(
+    "NAD",
+    description="Neural Attention Distillation: fine-tune a teacher on the clean holdout, then distil its attention maps into the backdoored model",
+    kind="post-training",
+    hyperparameters=HYPERPARAMETERS,
+    order=11,
+)
 def run(ctx: RunContext) -> dict:
     student, pretrain = starting_model(ctx)
     teacher = copy.deepcopy(student)
@@ -203,13 +210,3 @@ def run(ctx: RunContext) -> dict:
         "imagesPerSecond": {TEACHER: teacher_summary["imagesPerSecond"], DISTILL: phase.images_per_second},
         "resolved": {"attentionLayers": layers, "cutoutPixels": scaled_cutout(ctx.hp["cutoutSize"], ctx.data.image_shape[1])},
     }
-
-
-METHOD = MethodInfo(
-    "NAD",
-    "Neural Attention Distillation: fine-tune a teacher on the clean holdout, then distil its attention maps into the backdoored model",
-    "post-training",
-    HYPERPARAMETERS,
-    run,
-    order=11,
-)

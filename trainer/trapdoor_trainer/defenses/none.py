@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..context import RunContext
 from ..hyperparams import COMMON, Param
 from .common import evaluate, train_classifier
-from .registry import MethodInfo
+from .registry import METHODS
 
 HYPERPARAMETERS = {
     "epochs": Param(200, "int", "training epochs", minimum=1, maximum=10000),
@@ -14,6 +14,13 @@ HYPERPARAMETERS = {
 }
 
 
+@METHODS.register(
+    "NO_DEFENSE",
+    description="Ordinary training on the training set plus holdout (the reference every defense is compared with)",
+    kind="training",
+    hyperparameters=HYPERPARAMETERS,
+    order=1,
+)
 def run(ctx: RunContext) -> dict:
     model, phase = train_classifier(ctx, "train", ctx.hp["epochs"])
     return {
@@ -23,13 +30,3 @@ def run(ctx: RunContext) -> dict:
         "timings": {"trainSeconds": phase.seconds},
         "imagesPerSecond": {"train": phase.images_per_second},
     }
-
-
-METHOD = MethodInfo(
-    "NO_DEFENSE",
-    "Ordinary training on the training set plus holdout (the reference every defense is compared with)",
-    "training",
-    HYPERPARAMETERS,
-    run,
-    order=1,
-)

@@ -22,7 +22,7 @@ from ..training import Phase, derive_seed, run_phase
 from .common import build_model, epoch_metrics, eval_due, evaluate, holdout_accuracy, restore_history
 from .health import write_health
 from .trap_signals import isolation_quality, most_suspicious, subset_of_train, suspicion_scores, training_set_view
-from .registry import MethodInfo
+from .registry import METHODS
 
 # Stage-2 recipes. `paper`: the appendix's "stage-1 hyper-parameters with batch 32".
 # `official`: what the released code runs (Adam 0.03, 100 epochs, batch 64, CutMix every batch,
@@ -256,6 +256,13 @@ def isolate_and_drop(ctx: RunContext, settings: dict, resume: Optional[dict]) ->
 STAGE_ORDER = ("isolate", "isolate-probe", "stage1", "stage2")
 
 
+@METHODS.register(
+    "TRAP_AND_REPLACE",
+    description="Trap and Replace: trap the backdoor in a small head with a reconstruction-regularised stem, then replace the head using the clean holdout",
+    kind="training",
+    hyperparameters=HYPERPARAMETERS,
+    order=0,
+)
 def run(ctx: RunContext) -> dict:
     """[isolate -> isolate-probe ->] stage1 -> stage2, resuming inside whichever stage the job's
     checkpoint was written in. What later stages need from earlier ones (the isolation result, the
@@ -306,13 +313,3 @@ def run(ctx: RunContext) -> dict:
         "imagesPerSecond": {"stage1": stage1["imagesPerSecond"], "stage2": stage2["imagesPerSecond"]},
         "resolved": {"stage2": settings},
     }
-
-
-METHOD = MethodInfo(
-    "TRAP_AND_REPLACE",
-    "Trap and Replace: trap the backdoor in a small head with a reconstruction-regularised stem, then replace the head using the clean holdout",
-    "training",
-    HYPERPARAMETERS,
-    run,
-    order=0,
-)

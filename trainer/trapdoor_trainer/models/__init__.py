@@ -1,22 +1,30 @@
-"""Model registry: `create_model(name, ...)` builds a `SplitModel` (stem, head, optional decoder)."""
+"""Model registry: `create_model(name, ...)` builds a `SplitModel` (stem, head, optional decoder).
+
+An architecture is one module here with its builder decorated `@ARCHITECTURES.register(name)`;
+the builder takes (in_channels, num_classes, image_size, *, with_decoder, norm, stem_end_block,
+faithful_wrn, **options) and ignores what does not apply to it.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
+from ..registry import Registry
 from .base import SplitModel
-from .resnet import build_resnet
-from .small import build_small_cnn
-from .wrn import build_wrn16_1
 
-ARCHITECTURES: dict[str, Callable[..., SplitModel]] = {
-    "wrn16-1": lambda c, k, size, stem_end_block=5, faithful_wrn=True, with_decoder=True, norm="batch": build_wrn16_1(
-        c, k, size, stem_end_block=stem_end_block, faithful_wrn=faithful_wrn, with_decoder=with_decoder, norm=norm
-    ),
-    "resnet18": lambda c, k, size, with_decoder=True, norm="batch", **_: build_resnet("resnet18", c, k, size, with_decoder, norm),
-    "resnet34": lambda c, k, size, with_decoder=True, norm="batch", **_: build_resnet("resnet34", c, k, size, with_decoder, norm),
-    "small-cnn": lambda c, k, size, with_decoder=True, norm="batch", **_: build_small_cnn(c, k, size, with_decoder, norm=norm),
-}
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    build: Callable[..., SplitModel]
+    order: int = 0  # position in listings
+    options: dict = field(default_factory=dict)  # extra keyword arguments for `build`
+
+
+ARCHITECTURES: Registry[Architecture] = Registry(
+    "architecture", "architecture", lambda name, build, order=0, **options: Architecture(name, build, order, options), package=__name__
+)
 
 
 def create_model(
@@ -32,12 +40,11 @@ def create_model(
 ) -> SplitModel:
     """Build architecture `name` for C x H x W inputs in [0,1]. `stem_end_block`/`faithful_wrn` apply to WRN only;
     `norm` "group" swaps every BatchNorm for GroupNorm (DP-SGD)."""
-    if name not in ARCHITECTURES:
-        raise KeyError(f"unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[name](
+    architecture = ARCHITECTURES.get(name)
+    return architecture.build(
         in_channels, num_classes, tuple(image_size), stem_end_block=stem_end_block, faithful_wrn=faithful_wrn, with_decoder=with_decoder,
-        norm=norm,
+        norm=norm, **architecture.options,
     )
 
 
-__all__ = ["ARCHITECTURES", "SplitModel", "create_model"]
+__all__ = ["ARCHITECTURES", "Architecture", "SplitModel", "create_model"]

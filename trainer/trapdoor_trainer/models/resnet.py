@@ -13,18 +13,21 @@ import math
 
 from torch import nn
 
+from . import ARCHITECTURES
 from .base import SplitModel
 from .blocks import ResNetBasicBlock, init_weights, make_norm, padded_size
 from .heads import ClassifierHead, build_decoder
 
-STAGE_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
 STAGE_WIDTHS = (64, 128, 256, 512)
 
 
+@ARCHITECTURES.register("resnet18", order=1, stage_blocks=(2, 2, 2, 2))
+@ARCHITECTURES.register("resnet34", order=2, stage_blocks=(3, 4, 6, 3))
 def build_resnet(
-    name: str, in_channels: int, num_classes: int, image_size: tuple[int, int], with_decoder: bool = True, norm: str = "batch"
+    in_channels: int, num_classes: int, image_size: tuple[int, int], with_decoder: bool = True, norm: str = "batch", *,
+    stage_blocks: tuple[int, int, int, int], **_,
 ) -> SplitModel:
-    counts = STAGE_BLOCKS[name]
+    counts = stage_blocks
     large = min(image_size) >= 128
     if large:
         entry = [nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False), make_norm(64, norm), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]

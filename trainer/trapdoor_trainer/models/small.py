@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from . import ARCHITECTURES
 from .base import SplitModel
 from .blocks import init_weights, make_norm, padded_size
 from .heads import ClassifierHead, build_decoder
@@ -13,8 +14,9 @@ def _conv_bn_relu(i: int, o: int, stride: int, norm: str = "batch") -> list[nn.M
     return [nn.Conv2d(i, o, 3, stride, 1, bias=False), make_norm(o, norm), nn.ReLU(inplace=True)]
 
 
+@ARCHITECTURES.register("small-cnn", order=3)
 def build_small_cnn(
-    in_channels: int, num_classes: int, image_size: tuple[int, int], with_decoder: bool = True, width: int = 32, norm: str = "batch"
+    in_channels: int, num_classes: int, image_size: tuple[int, int], with_decoder: bool = True, width: int = 32, norm: str = "batch", **_
 ) -> SplitModel:
     stem = nn.Sequential(
         *_conv_bn_relu(in_channels, width // 2, 1, norm), *_conv_bn_relu(width // 2, width, 2, norm), *_conv_bn_relu(width, width, 2, norm)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import ARCHITECTURES
 from .base import SplitModel
 from .blocks import WideBasicBlock, init_weights, padded_size
 from .heads import ClassifierHead, build_decoder, leaky_relu
@@ -31,6 +32,7 @@ class WrnStem(nn.Module):
         return self.blocks(self.conv1(x))
 
 
+@ARCHITECTURES.register("wrn16-1", order=0)
 def build_wrn16_1(
     in_channels: int,
     num_classes: int,
