@@ -67,7 +67,7 @@ export interface ParamProblem {
 }
 
 export class Catalog {
-  private readonly ajv = new Ajv({ allErrors: false, strict: true });
+  private readonly ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true });
   private readonly validators = new Map<JsonSchema, ValidateFunction>();
 
   constructor(readonly data: TrainerCatalog) {}
@@ -101,22 +101,34 @@ export class Catalog {
       this.validators.set(schema, validate);
     }
     if (validate(value)) return null;
-    return describeProblem(validate.errors?.[0], schema, prefix, noun);
+    return describeProblem(validate.errors?.[0], schema, value, prefix, noun);
   }
+}
+
+/**
+ * The dotted field name of a JSON pointer into `value`, as the trainer names it: object keys
+ * joined with ".", array positions as "[i]" (`attack.params.trigger[1][0]`).
+ */
+function fieldOf(prefix: string, pointer: string, value: unknown): string {
+  let field = prefix;
+  let at = value;
+  for (const raw of pointer.split("/").slice(1)) {
+    const part = raw.replaceAll("~1", "/").replaceAll("~0", "~");
+    field += Array.isArray(at) ? `[${part}]` : `.${part}`;
+    at = at !== null && typeof at === "object" ? (at as Record<string, unknown>)[part] : undefined;
+  }
+  return field;
 }
 
 function describeProblem(
   error: ErrorObject | undefined,
   schema: JsonSchema,
+  value: unknown,
   prefix: string,
   noun: string,
 ): ParamProblem {
   if (!error) return { field: prefix, message: "is not valid" };
-  const path = error.instancePath
-    .split("/")
-    .slice(1)
-    .map((part) => part.replaceAll("~1", "/").replaceAll("~0", "~"));
-  const field = [prefix, ...path].join(".");
+  const field = fieldOf(prefix, error.instancePath, value);
   const known = Object.keys(schema.properties ?? {});
   switch (error.keyword) {
     case "additionalProperties": {
