@@ -28,9 +28,10 @@ import torch
 
 from ..context import RunContext
 from ..hyperparams import COMMON, Param
+from ..phases import PhaseRunner
 from ..privacy import SubsampledGaussianAccountant
-from ..training import Phase, run_phase
-from .common import build_model, epoch_metrics, evaluate, restore_history, resume_for
+from ..training import Phase
+from .common import build_model, epoch_metrics, evaluate
 from .dp_sgd_step import dp_sgd_loss
 from .registry import MethodInfo
 
@@ -52,9 +53,6 @@ HYPERPARAMETERS = {
 def run(ctx: RunContext) -> dict:
     hp = ctx.hp
     model = build_model(ctx, with_decoder=False, norm=NORM).to(memory_format=torch.contiguous_format)
-    resume = resume_for(ctx, STAGE)
-    if resume is not None:
-        model.load_state_dict(resume["model"])
     data = ctx.device_data("train")
     batch_size = min(hp["batchSize"], len(data))
     sample_rate = batch_size / len(data)
@@ -68,10 +66,9 @@ def run(ctx: RunContext) -> dict:
         return accountant.epsilon(epochs_done * steps_per_epoch, hp["delta"])
 
     def on_epoch_end(epoch: int) -> dict:
-        metrics = {**epoch_metrics(ctx, model, epoch, hp["epochs"]), "epsilon": epsilon_after(epoch + 1)[0]}
-        return metrics
+        return {**epoch_metrics(ctx, model, epoch, hp["epochs"]), "epsilon": epsilon_after(epoch + 1)[0]}
 
-    phase = Phase(
+    train = PhaseRunner(ctx).run(Phase(
         name=STAGE,
         epochs=hp["epochs"],
         batch_size=batch_size,
@@ -81,20 +78,17 @@ def run(ctx: RunContext) -> dict:
         parameters=list(model.parameters()),
         loss_fn=dp_sgd_loss(model, hp["clipNorm"], hp["noiseMultiplier"]),
         set_modes=model.train,
+        saves={"model": model},
         augment=hp["augment"],
         on_epoch_end=on_epoch_end,
-        checkpoint_state=lambda: {"model": model.state_dict()},
-        history=restore_history(ctx, STAGE) or [],
-    )
-    start = (resume["epoch"], resume["step"], resume["optimizer"]) if resume else (0, 0, None)
-    run_phase(ctx, phase, start_epoch=start[0], start_step=start[1], optimizer_state=start[2])
+    ))
     epsilon, order = epsilon_after(hp["epochs"])
     return {
         "model": model,
         "metrics": {**evaluate(ctx, model), "mse": None, "epsilon": epsilon, "delta": hp["delta"]},
-        "history": {STAGE: phase.history},
-        "timings": {"trainSeconds": phase.seconds},
-        "imagesPerSecond": {"train": phase.images_per_second},
+        "history": {STAGE: train["history"]},
+        "timings": {"trainSeconds": train["seconds"]},
+        "imagesPerSecond": {"train": train["imagesPerSecond"]},
         "resolved": {
             "norm": NORM,
             "groupNormGroups": "gcd(32, channels)",
