@@ -39,9 +39,10 @@ from trapdoor_trainer.defenses import tnr  # noqa: E402
 from trapdoor_trainer.defenses.common import build_model, evaluate  # noqa: E402
 from trapdoor_trainer.events import Emitter  # noqa: E402
 from trapdoor_trainer.idx import FASHION_MNIST_DIR  # noqa: E402
+from trapdoor_trainer.phases import PhaseRunner  # noqa: E402
 from trapdoor_trainer.runner import configure_cpu_threads, load_job_data, pick_device  # noqa: E402
 from trapdoor_trainer.spec import parse_spec  # noqa: E402
-from trapdoor_trainer.training import run_phase  # noqa: E402
+from trapdoor_trainer.training import Phase  # noqa: E402
 
 TARGET = 0
 
@@ -123,7 +124,7 @@ def main() -> None:
         fresh_ctx = copy.copy(ctx)
         fresh_ctx.workdir = work / "fresh"
         fresh_ctx.resume_state = None
-        tnr.run_stage2(fresh_ctx, fresh, settings, {}, None, name=f"fresh-{epoch}")
+        tnr.run_stage2(fresh_ctx, PhaseRunner(fresh_ctx), fresh, settings, name=f"fresh-{epoch}")
         fresh_eval = evaluate(ctx, fresh)
         row = {"epoch": epoch + 1, "probeTriggeredAccuracy": triggered_acc, "probeTargetShare": probe_target,
                "trappedAsr": trapped["asr"], "trappedCa": trapped["ca"], "freshAsr": fresh_eval["asr"], "freshCa": fresh_eval["ca"]}
@@ -131,13 +132,13 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         return {}
 
-    phase = tnr.Phase(
+    phase = Phase(
         name="stage1", epochs=args.epochs, batch_size=ctx.hp["batchSize"], lr=ctx.hp["lr"], weight_decay=ctx.hp["weightDecay"],
         data=ctx.device_data("train"), parameters=list(model.parameters()),
         loss_fn=tnr.stage1_loss(model, ctx.hp["lambda1"], ctx.hp["lambda2"], args.stem_ce_scale),
-        set_modes=model.train, augment=ctx.hp["augment"], on_epoch_end=probe_epoch, model=model,
+        set_modes=model.train, saves={"model": model}, augment=ctx.hp["augment"], on_epoch_end=probe_epoch, model=model,
     )
-    run_phase(ctx, phase)
+    PhaseRunner(ctx).run(phase)
     (OUT / f"{name}.json").write_text(json.dumps(rows, indent=1))
     record(rows, name, args)
 

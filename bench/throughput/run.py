@@ -1,6 +1,6 @@
 """Stage-1 training throughput of the trainer's loop vs a reference loop, and model FLOPs utilisation.
 
-Ours: the trainer's own `run_phase` with T&R's stage-1 loss on device-resident uint8 data,
+Ours: the trainer's own loop (`train_phase`) with T&R's stage-1 loss on device-resident uint8 data,
 batched crop/flip, channels-last (bf16 autocast on CUDA).
 Reference: the loop as the official T&R code writes it: a torch Dataset with per-sample
 transforms (pad + random crop + flip + to-tensor), a DataLoader, NCHW, fp32.
@@ -34,7 +34,7 @@ from trapdoor_trainer.events import Emitter  # noqa: E402
 from trapdoor_trainer.metrics import total_variation  # noqa: E402
 from trapdoor_trainer.models import create_model  # noqa: E402
 from trapdoor_trainer.runner import configure_cpu_threads, pick_amp_dtype  # noqa: E402
-from trapdoor_trainer.training import Phase, run_phase  # noqa: E402
+from trapdoor_trainer.training import LoopStart, Phase, train_phase  # noqa: E402
 
 BATCH = 256
 
@@ -95,7 +95,7 @@ def sync(device: torch.device) -> None:
 
 
 class _NullContext:
-    """Enough of RunContext for run_phase: spec seed, no cancellation, a silent emitter."""
+    """Enough of RunContext for train_phase: spec seed, no cancellation, a silent emitter."""
 
     class _Spec:
         seed = 0
@@ -109,9 +109,6 @@ class _NullContext:
         self.emitter = Emitter(io.StringIO())
         self.amp_dtype = pick_amp_dtype(device)
 
-    def save_checkpoint(self, *args, **kwargs):
-        pass
-
 
 def ours(shape, images, labels, device, steps) -> float:
     c, h, w = shape
@@ -122,9 +119,9 @@ def ours(shape, images, labels, device, steps) -> float:
     best = 0.0
     for _ in range(2):  # the first pass warms up kernels and allocator
         phase = Phase(name="stage1", epochs=1, batch_size=BATCH, lr=1e-3, weight_decay=5e-4, data=data, parameters=list(model.parameters()),
-                      loss_fn=stage1_loss(model, 10.0, 0.1), set_modes=model.train, augment="crop-flip")
-        run_phase(ctx, phase)
-        best = max(best, phase.images_per_second)
+                      loss_fn=stage1_loss(model, 10.0, 0.1), set_modes=model.train, saves={}, augment="crop-flip")
+        result = train_phase(ctx, phase, LoopStart(), save=lambda *position: None)  # no checkpoints
+        best = max(best, result["imagesPerSecond"])
     return best
 
 

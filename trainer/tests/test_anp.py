@@ -13,6 +13,7 @@ from trapdoor_trainer.defenses import anp
 from trapdoor_trainer.defenses.common import starting_model
 from trapdoor_trainer.export import load_exported_model
 from trapdoor_trainer.models import create_model
+from trapdoor_trainer.phases import PhaseRunner
 
 from test_cli import result_of, run, write_spec
 from test_ibau import assert_same_weights, method_context, straight_and_resumed
@@ -152,11 +153,12 @@ def test_cli_run_optimises_masks_prunes_and_exports_the_pruned_model(cli_run):
 
 def test_masks_are_clipped_to_the_unit_interval(job_datasets, tmp_path, cli_run):
     ctx = method_context(job_datasets, tmp_path, "ANP", {**TINY, "maskLr": 1.0, "epochs": 2}, init_model=str(cli_run[2]))
-    model, before = starting_model(ctx)
+    runner = PhaseRunner(ctx)
+    model, _ = starting_model(ctx, runner)
     for p in model.parameters():
         p.requires_grad_(False)
     noisy = anp.NoisyBatchNorm(model)
-    anp.optimise_masks(ctx, model, noisy, 2, before, None)
+    anp.optimise_masks(ctx, runner, model, noisy, 2)
     values = noisy.mask_values()
     assert float(values.min()) == 0.0 and float(values.max()) == 1.0  # steps of ~1 overshoot both ends
     assert float(values.mean()) < 1.0

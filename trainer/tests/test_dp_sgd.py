@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from test_cli import result_of, run, write_spec
 from trapdoor_trainer.checkpoint import load_checkpoint
 from trapdoor_trainer.context import RunContext
-from trapdoor_trainer.defenses import dp_sgd
+from trapdoor_trainer.defenses import dp_sgd, dp_sgd_step, per_sample_gradients
 from trapdoor_trainer.errors import Cancelled
 from trapdoor_trainer.events import Emitter
 from trapdoor_trainer.export import load_exported_model
@@ -51,7 +51,7 @@ def loop_gradients(model, x, y) -> list[dict]:
 def test_per_sample_gradients_equal_a_loop_over_samples(arch, shape):
     model = group_norm_model(arch, shape)
     x, y = torch.rand(5, *shape).contiguous(memory_format=torch.channels_last), torch.randint(0, 5, (5,))
-    psg = dp_sgd.PerSampleGradients(model)
+    psg = per_sample_gradients.PerSampleGradients(model)
     with psg.capture():
         losses = F.cross_entropy(model(x), y, reduction="none")
     grads = psg.gradients(losses)
@@ -69,7 +69,7 @@ def test_patches_equal_unfold(kernel, stride, padding, dilation):
     conv = torch.nn.Conv2d(4, 6, kernel, stride=stride, padding=padding, dilation=dilation)
     a = torch.randn(3, 4, 11, 9)
     expected = F.unfold(a, kernel, dilation=dilation, padding=padding, stride=stride)
-    assert torch.equal(dp_sgd._patches(conv, a), expected)
+    assert torch.equal(per_sample_gradients._patches(conv, a), expected)
 
 
 @pytest.mark.parametrize("ghost", [True, False])
@@ -79,7 +79,7 @@ def test_ghost_and_materialised_weight_norms_agree(ghost):
     g = torch.randn(6, 4, 5, 5)
     per_sample = torch.stack([torch.nn.grad.conv2d_weight(a[i : i + 1], conv.weight.shape, g[i : i + 1], stride=2, padding=1) for i in range(6)])
     expected = per_sample.pow(2).sum(dim=(1, 2, 3, 4))
-    torch.testing.assert_close(dp_sgd.matmul_weight_squared_norms(conv, a, g, ghost=ghost), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(per_sample_gradients.matmul_weight_squared_norms(conv, a, g, ghost=ghost), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_clipping_bounds_every_sample_and_sums_the_clipped_gradients():
@@ -88,11 +88,11 @@ def test_clipping_bounds_every_sample_and_sums_the_clipped_gradients():
     per_sample = loop_gradients(model, x, y)
     norms = torch.tensor([float(sum(g.pow(2).sum() for g in s.values()).sqrt()) for s in per_sample])
     clip = float(norms.median())  # some samples clipped, some not
-    factors = dp_sgd.clip_factors(norms, clip)
+    factors = dp_sgd_step.clip_factors(norms, clip)
     assert (factors * norms <= clip * (1 + 1e-5)).all()
     assert ((factors == 1) == (norms < clip)).all() and (factors < 1).any() and (factors == 1).any()
 
-    loss, terms = dp_sgd.dp_sgd_loss(model, clip, noise_multiplier=0.0)(x, y, torch.Generator().manual_seed(0))
+    loss, terms = dp_sgd_step.dp_sgd_loss(model, clip, noise_multiplier=0.0)(x, y, torch.Generator().manual_seed(0))
     model.zero_grad()
     loss.backward()
     for p in model.parameters():
@@ -102,7 +102,7 @@ def test_clipping_bounds_every_sample_and_sums_the_clipped_gradients():
 
 
 def dp_gradient(model, x, y, clip: float, sigma: float, seed: int) -> torch.Tensor:
-    loss, _ = dp_sgd.dp_sgd_loss(model, clip, sigma)(x, y, torch.Generator().manual_seed(seed))
+    loss, _ = dp_sgd_step.dp_sgd_loss(model, clip, sigma)(x, y, torch.Generator().manual_seed(seed))
     model.zero_grad()
     loss.backward()
     return torch.cat([p.grad.flatten() for p in model.parameters()])
@@ -122,7 +122,7 @@ def test_noise_std_is_sigma_c_over_batch_size_and_reproducible():
 
 def test_batchnorm_models_are_refused():
     with pytest.raises(ValueError, match="BatchNorm"):
-        dp_sgd.PerSampleGradients(create_model("small-cnn", 1, 3, (8, 8), with_decoder=False))
+        per_sample_gradients.PerSampleGradients(create_model("small-cnn", 1, 3, (8, 8), with_decoder=False))
 
 
 class CancelAfter:

@@ -13,6 +13,7 @@ from trapdoor_trainer.defenses.common import build_model
 from trapdoor_trainer.events import Emitter
 from trapdoor_trainer.metrics import total_variation
 from trapdoor_trainer.models import create_model
+from trapdoor_trainer.phases import PhaseRunner
 from trapdoor_trainer.runner import load_job_data, pick_device
 from trapdoor_trainer.context import RunContext
 from trapdoor_trainer.spec import parse_spec
@@ -60,7 +61,7 @@ def make_context(job_datasets: dict, tmp_path: Path, **hp) -> RunContext:
 def test_stage2_freezes_stem_weights_and_bn_statistics_and_replaces_the_head(job_datasets, tmp_path):
     ctx = make_context(job_datasets, tmp_path)
     model = build_model(ctx, with_decoder=True)
-    tnr.run_stage1(ctx, model, None)
+    tnr.run_stage1(ctx, PhaseRunner(ctx), model)
     stem_before = {k: v.clone() for k, v in model.stem.state_dict().items()}
     trapped_head = {k: v.clone() for k, v in model.head.state_dict().items()}
     settings = tnr.stage2_settings(ctx.hp)
@@ -69,7 +70,7 @@ def test_stage2_freezes_stem_weights_and_bn_statistics_and_replaces_the_head(job
     fresh = {k: v.clone() for k, v in model.head.state_dict().items()}
     assert not torch.equal(fresh["fc.weight"], trapped_head["fc.weight"])
     assert all(not p.requires_grad for p in model.stem.parameters())
-    tnr.run_stage2(ctx, model, settings, {}, None)
+    tnr.run_stage2(ctx, PhaseRunner(ctx), model, settings)
     for key, value in model.stem.state_dict().items():
         assert torch.equal(value, stem_before[key]), f"stem tensor {key} changed in stage 2"
     assert any("running_mean" in k for k in stem_before)  # BN statistics were part of the comparison

@@ -19,6 +19,7 @@ from trapdoor_trainer.defenses.health import FLAG_RATIO, health_report
 from trapdoor_trainer.defenses.trap_signals import most_suspicious, suspicion_scores
 from trapdoor_trainer.events import Emitter
 from trapdoor_trainer.models.base import scale_gradient
+from trapdoor_trainer.phases import PhaseRunner
 from trapdoor_trainer.runner import load_job_data, pick_device
 from trapdoor_trainer.safetensors import load_file
 from trapdoor_trainer.spec import parse_spec
@@ -53,7 +54,7 @@ def test_stem_ce_scale_zero_keeps_the_classification_loss_out_of_the_stem(job_da
     model = build_model(ctx, with_decoder=True)
     weights = {k: v.clone() for k, v in model.stem.named_parameters()}
     head = {k: v.clone() for k, v in model.head.named_parameters()}
-    tnr.run_stage1(ctx, model, None)
+    tnr.run_stage1(ctx, PhaseRunner(ctx), model)
     moved = [not torch.equal(v, weights[k]) for k, v in model.stem.named_parameters()]
     assert any(moved) == stem_moves and (all(moved) or not stem_moves)
     assert all(not torch.equal(v, head[k]) for k, v in model.head.named_parameters())  # the trap head always learns

@@ -1,4 +1,9 @@
-"""Checkpoints: everything needed to continue a run exactly where it stopped."""
+"""Checkpoints: everything needed to continue a run exactly where it stopped.
+
+Their content is PhaseRunner's (phases.py). Format 2 records the finished phases' results under
+"phases"; format 1 files (each method's own keys for them) are not read, so a job interrupted
+under a format-1 trainer starts again.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any
 
 import torch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -55,7 +55,7 @@ class RunContext:
     emitter: Emitter
     data: JobData
     cancel: CancelFlag = field(default_factory=CancelFlag)
-    resume_state: Optional[dict] = None
+    resume_state: Optional[dict] = None  # the checkpoint to continue from; read by PhaseRunner alone
     amp_dtype: Optional[torch.dtype] = None
     preview_paths: list = field(default_factory=list)
     health_paths: list = field(default_factory=list)  # T&R's health.json / health.png

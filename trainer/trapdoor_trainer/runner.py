@@ -103,7 +103,10 @@ def run_job(spec: RunSpec, workdir: Path, emitter: Emitter, cancel=None) -> dict
     device = pick_device(spec.device)
     configure_cpu_threads()
     data = load_job_data(spec)
-    resume = load_checkpoint(spec.resume_from) if spec.resume_from else None
+    try:
+        resume = load_checkpoint(spec.resume_from) if spec.resume_from else None
+    except ValueError as e:
+        raise SpecError("resumeFrom", str(e)) from None
     if resume is not None and (resume.get("method") != spec.method or resume.get("seed") != spec.seed):
         raise SpecError("resumeFrom", "checkpoint was written by a job with another method or seed")
     ctx = RunContext(spec=spec, workdir=workdir, device=device, emitter=emitter, data=data, resume_state=resume, amp_dtype=pick_amp_dtype(device))

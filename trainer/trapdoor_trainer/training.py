@@ -1,5 +1,8 @@
-"""The one training loop every method uses: a `Phase` describes what differs (data, loss,
-trainable parameters, module modes, per-epoch evaluation), `run_phase` does the rest.
+"""The one training loop every method uses. A `Phase` declares a gradient loop: what differs
+between methods (data, loss, trainable parameters, module modes), what a checkpoint of it holds
+(`saves`) and what it reports (per-epoch metrics, a summary at the end). `train_phase` runs the
+steps and emits progress and metric events; `PhaseRunner` (phases.py) calls it and owns the
+checkpoints, resuming and skipping.
 
 Determinism: every step re-seeds torch and its augmentation generator from
 (seed, phase, epoch, step), so a run resumed from a mid-epoch checkpoint computes exactly what an
@@ -12,7 +15,7 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 import torch
@@ -25,9 +28,19 @@ from .metrics import autocast_for
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 
 
+class Stateful(Protocol):
+    """What a phase can save: torch modules, or a method's own state object (ANP's masks)."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any) -> Any: ...
+
+
 @dataclass
 class Phase:
-    name: str  # "stage1", "stage2", "train", ...
+    """A gradient loop: Adam with a cosine schedule over `epochs` passes of `data`."""
+
+    name: str  # "stage1", "stage2", "train", ...: the stage of its events and checkpoints
     epochs: int
     batch_size: int
     lr: float
@@ -36,16 +49,31 @@ class Phase:
     parameters: list
     loss_fn: LossFn  # (x in [0,1] NCHW, labels, step generator) -> (loss, named terms)
     set_modes: Callable[[], None]  # train/eval modes for this phase (stage 2 keeps the stem in eval)
+    # What a checkpoint written in this phase holds, by checkpoint key: state_dict() of each, given
+    # back to load_state_dict() on resume. Everything a resumed job needs to continue this phase
+    # and the later ones (beyond the finished phases' results) must be here.
+    saves: dict[str, Stateful]
     augment: str = "crop-flip"
     on_epoch_end: Optional[Callable[[int], dict]] = None  # returns named metrics for that epoch
-    checkpoint_state: Optional[Callable[[], dict]] = None  # the caller's extra state to store
+    summary: Optional[Callable[[], dict]] = None  # the phase's result beyond history and timing, once it ends
     drop_last: bool = True
     # When set, BatchNorm layers this phase trains get exact running statistics at the end (see
     # recalibrate_batchnorm); the module is called on unaugmented training batches.
     model: Optional[torch.nn.Module] = None
+
+
+@dataclass
+class LoopStart:
+    """Where `train_phase` begins: (0, 0) for a fresh phase, a checkpoint's position on resume."""
+
+    epoch: int = 0
+    step: int = 0
+    optimizer: Optional[dict] = None
     history: list = field(default_factory=list)
-    images_per_second: float = 0.0
-    seconds: float = 0.0
+
+
+# (epoch, step, optimizer state, history so far): write a checkpoint at that position.
+SaveFn = Callable[[int, int, dict, list], None]
 
 
 def derive_seed(*parts) -> int:
@@ -68,12 +96,14 @@ def make_optimizer(phase: Phase) -> torch.optim.Optimizer:
     return torch.optim.Adam(phase.parameters, lr=phase.lr, weight_decay=phase.weight_decay)
 
 
-def run_phase(ctx: RunContext, phase: Phase, *, start_epoch: int = 0, start_step: int = 0, optimizer_state: Optional[dict] = None) -> Phase:
-    """Train `phase` from (start_epoch, start_step); raises Cancelled after checkpointing on SIGTERM."""
+def train_phase(ctx: RunContext, phase: Phase, start: LoopStart, save: SaveFn) -> dict:
+    """Train `phase` from `start`; returns {"history", "seconds", "imagesPerSecond"} (of this
+    attempt's steps). Calls `save` after every epoch and, on SIGTERM, before raising Cancelled."""
     seed = ctx.spec.seed
     optimizer = make_optimizer(phase)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
+    if start.optimizer is not None:
+        optimizer.load_state_dict(start.optimizer)
+    history = list(start.history)
     crop = crop_padding(phase.data.images.shape[1]) if "crop" in phase.augment else 0
     flip = "flip" in phase.augment
     steps = phase.data.steps(phase.batch_size, phase.drop_last)
@@ -81,11 +111,7 @@ def run_phase(ctx: RunContext, phase: Phase, *, start_epoch: int = 0, start_step
     processed, train_seconds = 0, 0.0
     report_every = max(1, steps // 10)
 
-    def checkpoint(epoch: int, step: int) -> None:
-        extra = phase.checkpoint_state() if phase.checkpoint_state else {}
-        ctx.save_checkpoint({"optimizer": optimizer.state_dict(), "history": phase.history, **extra}, stage=phase.name, epoch=epoch, step=step)
-
-    for epoch in range(start_epoch, phase.epochs):
+    for epoch in range(start.epoch, phase.epochs):
         last_epoch = epoch + 1 == phase.epochs
         lr = cosine_lr(phase.lr, epoch, phase.epochs)
         for group in optimizer.param_groups:
@@ -93,11 +119,11 @@ def run_phase(ctx: RunContext, phase: Phase, *, start_epoch: int = 0, start_step
         order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, phase.name, epoch))).to(phase.data.device)
         phase.set_modes()
         sums: dict[str, float] = {}
-        first_step = start_step if epoch == start_epoch else 0
+        first_step = start.step if epoch == start.epoch else 0
         epoch_start = time.perf_counter()
         for step in range(first_step, steps):
             if ctx.cancel.requested:
-                checkpoint(epoch, step)
+                save(epoch, step, optimizer.state_dict(), history)
                 raise Cancelled()
             step_seed = derive_seed(seed, phase.name, epoch, step)
             torch.manual_seed(step_seed)  # dropout and any other global-RNG use
@@ -132,11 +158,9 @@ def run_phase(ctx: RunContext, phase: Phase, *, start_epoch: int = 0, start_step
         for name, value in record.items():
             if name not in ("epoch", "lr"):
                 ctx.emitter.metric(name, value, stage=phase.name, epoch=epoch)
-        phase.history.append(record)
-        checkpoint(epoch + 1, 0)
-    phase.seconds = train_seconds
-    phase.images_per_second = processed / max(train_seconds, 1e-9)
-    return phase
+        history.append(record)
+        save(epoch + 1, 0, optimizer.state_dict(), history)
+    return {"history": history, "seconds": train_seconds, "imagesPerSecond": processed / max(train_seconds, 1e-9)}
 
 
 RECALIBRATION_IMAGES = 4096

@@ -37,12 +37,13 @@ from ..context import RunContext
 from ..data import DeviceData, to_float_nchw
 from ..hyperparams import COMMON, Param
 from ..metrics import autocast_for
-from ..training import Phase, run_phase
-from .common import build_model, epoch_metrics, evaluate, restore_history, resume_for
+from ..phases import PhaseRunner, Step
+from ..training import Phase
+from .common import build_model, epoch_metrics, evaluate
 from .registry import METHODS
 from .trap_signals import isolation_quality
 
-ISOLATION, FINETUNE, UNLEARN = "isolation", "finetune", "unlearn"
+ISOLATION, FINETUNE, UNLEARN = "isolation", "finetune", "unlearn"  # the loop phases
 
 HYPERPARAMETERS = {
     "epochs": Param(10, "int", "isolation-phase epochs: LGA training from scratch (official ABL and the T&R author's fork: 10; BackdoorBench/BackdoorBox: 20)", minimum=1, maximum=10000),
@@ -112,20 +113,12 @@ def _subset(ctx: RunContext, indices: np.ndarray) -> DeviceData:
     return DeviceData(train.images[indices], train.labels[indices], ctx.device)
 
 
-def _train(ctx: RunContext, model, name: str, epochs: int, data: DeviceData, loss_fn, lr: float, augment: str, carried: dict, unlearning: bool = False) -> Phase:
-    """One ABL phase in the shared loop; resumes when the job's checkpoint is from this phase.
-    `carried` (isolated indices, earlier phases' results) rides along in every checkpoint.
-    Unlearning keeps the isolated set's last partial batch (it is small) and leaves BatchNorm's
-    running statistics as its train-mode ascent left them, as the official code does; the other
-    phases get exact statistics at their end."""
+def _phase(ctx: RunContext, model, name: str, epochs: int, data: DeviceData, loss_fn, lr: float, augment: str, unlearning: bool = False) -> Phase:
+    """One ABL loop phase. Unlearning keeps the isolated set's last partial batch (it is small)
+    and leaves BatchNorm's running statistics as its train-mode ascent left them, as the official
+    code does; the other phases get exact statistics at their end."""
     hp = ctx.hp
-    resume = resume_for(ctx, name)
-
-    def on_epoch_end(epoch: int) -> dict:
-        metrics = epoch_metrics(ctx, model, epoch, epochs)
-        return metrics
-
-    phase = Phase(
+    return Phase(
         name=name,
         epochs=epochs,
         batch_size=hp["batchSize"],
@@ -135,26 +128,23 @@ def _train(ctx: RunContext, model, name: str, epochs: int, data: DeviceData, los
         parameters=list(model.parameters()),
         loss_fn=loss_fn,
         set_modes=model.train,
+        saves={"model": model},
         augment=augment,
-        on_epoch_end=on_epoch_end,
-        checkpoint_state=lambda: {"model": model.state_dict(), "abl": carried},
+        on_epoch_end=lambda epoch: epoch_metrics(ctx, model, epoch, epochs),
         drop_last=not unlearning,
         model=None if unlearning else model,
-        history=restore_history(ctx, name) or [],
     )
-    start = (resume["epoch"], resume["step"], resume["optimizer"]) if resume else (0, 0, None)
-    run_phase(ctx, phase, start_epoch=start[0], start_step=start[1], optimizer_state=start[2])
-    carried["history"][name] = phase.history
-    carried["timings"][f"{name}Seconds"] = phase.seconds
-    carried["imagesPerSecond"][name] = phase.images_per_second
-    return phase
 
 
-def isolate(ctx: RunContext, model) -> tuple[np.ndarray, dict]:
+def isolate(ctx: RunContext, model) -> dict:
     """Score the training set with the isolation model and pick the lowest-loss samples."""
+    scores = evaluate(ctx, model)
     losses = per_sample_losses(model, ctx.device_data("train"), ctx.hp["evalBatchSize"], ctx.amp_dtype)
     isolated = lowest_loss_indices(losses, ctx.hp["isolationRatio"])
-    return isolated, {"isolatedCount": int(len(isolated)), **isolation_quality(isolated, ctx.data.train.poison_mask)}
+    return {
+        "isolated": isolated.tolist(), "isolationAsr": scores["asr"], "isolationCa": scores["ca"],
+        "isolatedCount": int(len(isolated)), **isolation_quality(isolated, ctx.data.train.poison_mask),
+    }
 
 
 @METHODS.register(
@@ -166,37 +156,26 @@ def isolate(ctx: RunContext, model) -> tuple[np.ndarray, dict]:
 )
 def run(ctx: RunContext) -> dict:
     hp = ctx.hp
+    runner = PhaseRunner(ctx)
     model = build_model(ctx, with_decoder=False)
-    resume = ctx.resume_state
-    stage = resume.get("stage") if resume is not None else None
-    if stage in (FINETUNE, UNLEARN):
-        model.load_state_dict(resume["model"])
-        carried = resume["abl"]
-    else:
-        if stage == ISOLATION:
-            model.load_state_dict(resume["model"])
-        carried = {"isolated": [], "metrics": {}, "history": {}, "timings": {}, "imagesPerSecond": {}}
-        _train(ctx, model, ISOLATION, hp["epochs"], ctx.device_data("train"), lga_loss(model, hp["gamma"]), hp["lr"], "none", carried)
-        isolated_model = evaluate(ctx, model)
-        isolated, quality = isolate(ctx, model)
-        carried["isolated"] = isolated.tolist()
-        carried["metrics"].update({"isolationAsr": isolated_model["asr"], "isolationCa": isolated_model["ca"], **quality})
-
-    isolated = np.asarray(carried["isolated"], dtype=np.int64)
-    if stage != UNLEARN:
-        if hp["finetuneEpochs"] > 0:
-            rest = np.setdiff1d(np.arange(len(ctx.data.train)), isolated)
-            _train(ctx, model, FINETUNE, hp["finetuneEpochs"], _subset(ctx, rest), cross_entropy(model), hp["lr"], hp["augment"], carried)
-        before = evaluate(ctx, model)
-        carried["metrics"].update({"beforeUnlearnAsr": before["asr"], "beforeUnlearnCa": before["ca"]})
+    loops = {ISOLATION: runner.run(_phase(ctx, model, ISOLATION, hp["epochs"], ctx.device_data("train"), lga_loss(model, hp["gamma"]), hp["lr"], "none"))}
+    isolation = runner.run(Step("isolate", lambda: isolate(ctx, model)))
+    isolated = np.asarray(isolation["isolated"], dtype=np.int64)
+    if hp["finetuneEpochs"] > 0:
+        rest = np.setdiff1d(np.arange(len(ctx.data.train)), isolated)
+        loops[FINETUNE] = runner.run(_phase(ctx, model, FINETUNE, hp["finetuneEpochs"], _subset(ctx, rest), cross_entropy(model), hp["lr"], hp["augment"]))
+    before = runner.run(Step("before-unlearn", lambda: evaluate(ctx, model)))
     if hp["unlearnEpochs"] > 0 and len(isolated) > 0:
-        _train(ctx, model, UNLEARN, hp["unlearnEpochs"], _subset(ctx, isolated), ascent_loss(model), hp["unlearnLr"], "none", carried, unlearning=True)
+        loops[UNLEARN] = runner.run(_phase(ctx, model, UNLEARN, hp["unlearnEpochs"], _subset(ctx, isolated), ascent_loss(model), hp["unlearnLr"], "none", unlearning=True))
 
     return {
         "model": model,
-        "metrics": {**evaluate(ctx, model), "mse": None, **carried["metrics"]},
-        "history": carried["history"],
-        "timings": carried["timings"],
-        "imagesPerSecond": carried["imagesPerSecond"],
+        "metrics": {
+            **evaluate(ctx, model), "mse": None, **{k: v for k, v in isolation.items() if k != "isolated"},
+            "beforeUnlearnAsr": before["asr"], "beforeUnlearnCa": before["ca"],
+        },
+        "history": {name: loop["history"] for name, loop in loops.items()},
+        "timings": {f"{name}Seconds": loop["seconds"] for name, loop in loops.items()},
+        "imagesPerSecond": {name: loop["imagesPerSecond"] for name, loop in loops.items()},
         "resolved": {"optimizer": "adam (shared training loop), cosine per phase", "isolationAugment": "none", "unlearnAugment": "none", "finetuneAugment": hp["augment"]},
     }

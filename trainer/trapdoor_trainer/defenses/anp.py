@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from functools import partial
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,12 +29,13 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..context import RunContext
 from ..errors import SpecError
 from ..hyperparams import COMMON, PRETRAIN, Param
-from ..training import Phase, run_phase
-from .common import epoch_metrics, evaluate, holdout_accuracy, restore_history, resume_for, starting_model
+from ..phases import PhaseRunner, Step
+from ..training import Phase
+from .common import epoch_metrics, evaluate, holdout_accuracy, starting_model
 from .perturbation import signed_ascent_step, uniform_in_box
 from .registry import METHODS
 
-STAGE = "mask"
+STAGE, PRUNE = "mask", "prune"
 
 HYPERPARAMETERS = {
     "epochs": Param(None, "int", "mask-optimisation passes over the holdout; null = enough passes for maskIterations steps", minimum=1, maximum=100000, nullable=True),
@@ -117,6 +118,14 @@ class NoisyBatchNorm:
 
     def mask_values(self) -> torch.Tensor:
         return torch.cat([m.detach().flatten() for m in self.masks])
+
+    def state_dict(self) -> list:  # the masks, as a checkpoint of the mask phase keeps them
+        return [m.detach().cpu() for m in self.masks]
+
+    @torch.no_grad()
+    def load_state_dict(self, masks: Sequence[torch.Tensor]) -> None:
+        for mask, saved in zip(self.masks, masks):
+            mask.copy_(saved)  # in place: the optimiser holds these tensors
 
 
 def perturb_adversarially(model, noisy: NoisyBatchNorm, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, generator: torch.Generator) -> None:
@@ -210,34 +219,46 @@ def mask_epochs(hp: dict, holdout_size: int) -> int:
     return max(1, math.ceil(hp["maskIterations"] / steps))
 
 
-def optimise_masks(ctx: RunContext, model, noisy: NoisyBatchNorm, epochs: int, before: dict, resume: Optional[dict]) -> Phase:
+def optimise_masks(ctx: RunContext, runner: PhaseRunner, model, noisy: NoisyBatchNorm, epochs: int) -> dict:
     hp = ctx.hp
 
     def on_epoch_end(epoch: int) -> dict:
         noisy.clip_masks()
-        metrics = {**epoch_metrics(ctx, model, epoch, epochs), "meanMask": float(noisy.mask_values().mean())}
-        return metrics
+        return {**epoch_metrics(ctx, model, epoch, epochs), "meanMask": float(noisy.mask_values().mean())}
 
-    phase = Phase(
-        name=STAGE,
-        epochs=epochs,
-        batch_size=hp["maskBatchSize"],
-        lr=hp["maskLr"],
-        weight_decay=0.0,
-        data=ctx.device_data("holdout"),
-        parameters=noisy.masks,
-        loss_fn=mask_loss(model, noisy, hp),
-        set_modes=model.train,  # batch statistics, as the official code (which then discards its running stats)
-        augment=hp["augment"],  # official: random crop + flip
-        on_epoch_end=on_epoch_end,
-        checkpoint_state=lambda: {"model": model.state_dict(), "masks": [m.detach().cpu() for m in noisy.masks], "pretrain": before},
-        history=restore_history(ctx, STAGE) or [],
-    )
-    start = (resume["epoch"], resume["step"], resume["optimizer"]) if resume else (0, 0, None)
     with noisy.attached():
-        run_phase(ctx, phase, start_epoch=start[0], start_step=start[1], optimizer_state=start[2])
+        result = runner.run(Phase(
+            name=STAGE,
+            epochs=epochs,
+            batch_size=hp["maskBatchSize"],
+            lr=hp["maskLr"],
+            weight_decay=0.0,
+            data=ctx.device_data("holdout"),
+            parameters=noisy.masks,
+            loss_fn=mask_loss(model, noisy, hp),
+            set_modes=model.train,  # batch statistics, as the official code (which then discards its running stats)
+            saves={"model": model, "masks": noisy},
+            augment=hp["augment"],  # official: random crop + flip
+            on_epoch_end=on_epoch_end,
+        ))
     noisy.clip_masks()
-    return phase
+    return result
+
+
+def prune_by_masks(ctx: RunContext, model, noisy: NoisyBatchNorm) -> dict:
+    """Choose the threshold (fixed, or on the holdout) and prune the channels whose mask is below it."""
+    hp = ctx.hp
+    masks = [m.detach() for m in noisy.masks]
+    reference = holdout_accuracy(ctx, model)
+    sweep = sweep_thresholds(ctx, model, noisy.layers, masks, threshold_grid(hp["pruneThresholdStep"], hp["pruneMaxThreshold"]), hp["pruneBias"])
+    fixed = hp["pruneThreshold"]
+    threshold = fixed if fixed is not None else choose_threshold([(t, a) for t, a, _ in sweep], reference, hp["maxAccuracyDrop"])
+    pruned = prune_channels(noisy.layers, masks, threshold, hp["pruneBias"])
+    return {
+        "threshold": threshold, "rule": "fixed" if fixed is not None else "holdout", "prunedChannels": pruned,
+        "totalChannels": int(sum(m.numel() for m in masks)), "holdoutAccuracyUnpruned": reference,
+        "sweep": [{"threshold": t, "holdoutAccuracy": a, "prunedChannels": n} for t, a, n in sweep],
+    }
 
 
 @METHODS.register(
@@ -249,28 +270,16 @@ def optimise_masks(ctx: RunContext, model, noisy: NoisyBatchNorm, epochs: int, b
 )
 def run(ctx: RunContext) -> dict:
     hp = ctx.hp
-    model, before = starting_model(ctx)
-    resume: Optional[dict] = resume_for(ctx, STAGE)
-    if resume is not None:
-        model.load_state_dict(resume["model"])
+    runner = PhaseRunner(ctx)
+    model, before = starting_model(ctx, runner)
     for p in model.parameters():
         p.requires_grad_(False)  # only the masks learn
     noisy = NoisyBatchNorm(model)
     if not noisy.layers:
         raise SpecError("data.initModel", "ANP prunes BatchNorm channels and this model has none (e.g. a DP-SGD GroupNorm model)")
-    if resume is not None:
-        with torch.no_grad():
-            for mask, saved in zip(noisy.masks, resume["masks"]):
-                mask.copy_(saved)
     epochs = mask_epochs(hp, len(ctx.device_data("holdout")))
-    phase = optimise_masks(ctx, model, noisy, epochs, before, resume)
-
-    masks = [m.detach() for m in noisy.masks]
-    reference = holdout_accuracy(ctx, model)
-    sweep = sweep_thresholds(ctx, model, noisy.layers, masks, threshold_grid(hp["pruneThresholdStep"], hp["pruneMaxThreshold"]), hp["pruneBias"])
-    fixed = hp["pruneThreshold"]
-    threshold = fixed if fixed is not None else choose_threshold([(t, a) for t, a, _ in sweep], reference, hp["maxAccuracyDrop"])
-    pruned = prune_channels(noisy.layers, masks, threshold, hp["pruneBias"])
+    masked = optimise_masks(ctx, runner, model, noisy, epochs)
+    pruning = runner.run(Step(PRUNE, lambda: prune_by_masks(ctx, model, noisy)))
     for p in model.parameters():
         p.requires_grad_(True)
     final = evaluate(ctx, model)
@@ -278,11 +287,11 @@ def run(ctx: RunContext) -> dict:
         "model": model,
         "metrics": {
             **final, "mse": None, "beforeAsr": before.get("beforeAsr"), "beforeCa": before.get("beforeCa"),
-            "pruneThreshold": threshold, "prunedChannels": pruned, "totalChannels": int(sum(m.numel() for m in masks)),
-            "holdoutAccuracyUnpruned": reference, "holdoutAccuracy": holdout_accuracy(ctx, model),
+            "pruneThreshold": pruning["threshold"], "prunedChannels": pruning["prunedChannels"], "totalChannels": pruning["totalChannels"],
+            "holdoutAccuracyUnpruned": pruning["holdoutAccuracyUnpruned"], "holdoutAccuracy": holdout_accuracy(ctx, model),
         },
-        "history": {STAGE: phase.history, "pruning": [{"threshold": t, "holdoutAccuracy": a, "prunedChannels": n} for t, a, n in sweep]},
-        "timings": {"pretrainSeconds": before.get("pretrainSeconds", 0.0), "maskSeconds": phase.seconds},
-        "imagesPerSecond": {STAGE: phase.images_per_second},
-        "resolved": {"epochs": epochs, "thresholdRule": "fixed" if fixed is not None else "holdout", "pruneThreshold": threshold},
+        "history": {STAGE: masked["history"], "pruning": pruning["sweep"]},
+        "timings": {"pretrainSeconds": before.get("pretrainSeconds", 0.0), "maskSeconds": masked["seconds"]},
+        "imagesPerSecond": {STAGE: masked["imagesPerSecond"]},
+        "resolved": {"epochs": epochs, "thresholdRule": pruning["rule"], "pruneThreshold": pruning["threshold"]},
     }

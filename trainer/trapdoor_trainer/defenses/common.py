@@ -1,8 +1,9 @@
-"""Steps several defenses share: building the model, evaluation, stage loss functions."""
+"""Steps several defenses share: building the model, evaluation, stage loss functions, plain
+classifier training and the backdoored starting point of post-training defenses."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,8 @@ import torch.nn.functional as F
 from ..context import RunContext
 from ..metrics import attack_success_rate, clean_accuracy
 from ..models import SplitModel, create_model
+from ..phases import PhaseRunner
+from ..training import Phase
 
 
 def build_model(ctx: RunContext, with_decoder: bool, norm: str = "batch") -> SplitModel:
@@ -52,13 +55,6 @@ def cross_entropy_loss(model, label_smoothing: float = 0.0):
     return loss_fn
 
 
-def restore_history(ctx: RunContext, stage: str) -> Optional[list]:
-    state = ctx.resume_state
-    if state is None or state.get("stage") != stage:
-        return None
-    return list(state.get("history", []))
-
-
 def eval_due(hp: dict, epoch: int, epochs: int) -> bool:
     every = hp.get("evalEvery", 0)
     return bool(every) and ((epoch + 1) % every == 0 or epoch + 1 == epochs)
@@ -72,29 +68,14 @@ def epoch_metrics(ctx: RunContext, model, epoch: int, epochs: int) -> dict:
     return metrics
 
 
-def resume_for(ctx: RunContext, stage: str) -> Optional[dict]:
-    """The job's checkpoint when it was written during `stage`, else None."""
-    state = ctx.resume_state
-    return state if state is not None and state.get("stage") == stage else None
-
-
-def train_classifier(ctx: RunContext, stage: str, epochs: int, data_name: str = "train+holdout"):
+def train_classifier(ctx: RunContext, runner: PhaseRunner, stage: str, epochs: int, data_name: str = "train+holdout",
+                     summary: Optional[Callable[[SplitModel], dict]] = None) -> tuple[SplitModel, dict]:
     """Plain CE training of a fresh model (no decoder) with the job's lr / weightDecay / batchSize /
     augment: NO_DEFENSE's whole method and the backdoored starting point of post-training
-    defenses. Resumes when the job's checkpoint is from this stage. Returns (model, phase)."""
-    from ..training import Phase, run_phase
-
+    defenses. `summary(model)` adds to the phase's result. Returns (model, result)."""
     hp = ctx.hp
     model = build_model(ctx, with_decoder=False)
-    resume = resume_for(ctx, stage)
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-
-    def on_epoch_end(epoch: int) -> dict:
-        metrics = epoch_metrics(ctx, model, epoch, epochs)
-        return metrics
-
-    phase = Phase(
+    result = runner.run(Phase(
         name=stage,
         epochs=epochs,
         batch_size=hp["batchSize"],
@@ -104,37 +85,32 @@ def train_classifier(ctx: RunContext, stage: str, epochs: int, data_name: str = 
         parameters=list(model.parameters()),
         loss_fn=cross_entropy_loss(model),
         set_modes=model.train,
+        saves={"model": model},
         augment=hp["augment"],
-        on_epoch_end=on_epoch_end,
+        on_epoch_end=lambda epoch: epoch_metrics(ctx, model, epoch, epochs),
+        summary=None if summary is None else lambda: summary(model),
         model=model,
-        checkpoint_state=lambda: {"model": model.state_dict()},
-        history=restore_history(ctx, stage) or [],
-    )
-    start = (resume["epoch"], resume["step"], resume["optimizer"]) if resume else (0, 0, None)
-    run_phase(ctx, phase, start_epoch=start[0], start_step=start[1], optimizer_state=start[2])
-    return model, phase
+    ))
+    return model, result
 
 
 PRETRAIN_STAGE = "pretrain"
 
 
-def starting_model(ctx: RunContext) -> tuple[SplitModel, dict]:
+def starting_model(ctx: RunContext, runner: PhaseRunner) -> tuple[SplitModel, dict]:
     """The backdoored model a post-training defense (FP, NAD, I-BAU, ANP) starts from.
 
     `data.initModel` (a previous job's artifact directory) when given; otherwise a NO_DEFENSE run
-    of `pretrainEpochs` on train + holdout, as the paper's baselines start from the no-defense
-    model. When the job resumes past that stage the weights come from the checkpoint instead, so
-    the caller loads `ctx.resume_state["model"]` itself. Returns (model, summary) where summary
-    holds the starting point's CA/ASR and pretraining time.
+    of `pretrainEpochs` on train + holdout (phase "pretrain"), as the paper's baselines start from
+    the no-defense model. A job resumed past pretraining skips it and gets a fresh model whose
+    weights the resumed phase loads from the checkpoint, so every later phase saves the model.
+    Returns (model, summary) where summary holds the starting point's CA/ASR and pretraining time.
     """
-    resume = ctx.resume_state
     if ctx.spec.data.init_model is not None:
         model = load_init_model(ctx)
         return model, {**_before(ctx, model), "pretrainSeconds": 0.0}
-    if resume is not None and resume.get("stage") != PRETRAIN_STAGE:
-        return build_model(ctx, with_decoder=False), dict(resume.get("pretrain", {}))
-    model, phase = train_classifier(ctx, PRETRAIN_STAGE, ctx.hp["pretrainEpochs"])
-    return model, {**_before(ctx, model), "pretrainSeconds": phase.seconds}
+    model, pretrain = train_classifier(ctx, runner, PRETRAIN_STAGE, ctx.hp["pretrainEpochs"], summary=lambda trained: _before(ctx, trained))
+    return model, {"beforeCa": pretrain["beforeCa"], "beforeAsr": pretrain["beforeAsr"], "pretrainSeconds": pretrain["seconds"]}
 
 
 def _before(ctx: RunContext, model) -> dict:
@@ -143,6 +119,7 @@ def _before(ctx: RunContext, model) -> dict:
 
 
 def load_init_model(ctx: RunContext) -> SplitModel:
+    """The backdoored model of `data.initModel`, checked against this job's data and architecture."""
     import json
     from pathlib import Path
 

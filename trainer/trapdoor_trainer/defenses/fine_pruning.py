@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,12 +23,13 @@ from torch import nn
 
 from ..context import RunContext
 from ..hyperparams import COMMON, PRETRAIN, Param
-from ..training import Phase, run_phase
-from .common import cross_entropy_loss, epoch_metrics, evaluate, holdout_accuracy, restore_history, resume_for, starting_model
+from ..phases import PhaseRunner, Step
+from ..training import Phase
+from .common import cross_entropy_loss, epoch_metrics, evaluate, holdout_accuracy, starting_model
 from .feature_hooks import final_layer_inputs
 from .registry import METHODS
 
-STAGE = "finetune"
+STAGE, PRUNE = "finetune", "prune"
 
 HYPERPARAMETERS = {
     "epochs": Param(100, "int", "fine-tuning epochs on the holdout after pruning (BackdoorBench FP: 100); 0 = prune only", minimum=0, maximum=10000),
@@ -127,13 +128,8 @@ def prune(ctx: RunContext, model) -> dict:
     }
 
 
-def run_finetune(ctx: RunContext, model, pruning: dict, pretrain: dict, resume: Optional[dict]) -> Phase:
+def run_finetune(ctx: RunContext, runner: PhaseRunner, model, pruning: dict) -> dict:
     hp = ctx.hp
-
-    def on_epoch_end(epoch: int) -> dict:
-        metrics = epoch_metrics(ctx, model, epoch, hp["epochs"])
-        return metrics
-
     phase = Phase(
         name=STAGE,
         epochs=hp["epochs"],
@@ -144,18 +140,15 @@ def run_finetune(ctx: RunContext, model, pruning: dict, pretrain: dict, resume: 
         parameters=list(model.parameters()),
         loss_fn=cross_entropy_loss(model),
         set_modes=model.train,
+        saves={"model": model},  # pruned, then fine-tuned
         augment=hp["augment"],
-        on_epoch_end=on_epoch_end,
-        checkpoint_state=lambda: {"model": model.state_dict(), "pruning": pruning, "pretrain": pretrain},
-        history=restore_history(ctx, STAGE) or [],
+        on_epoch_end=lambda epoch: epoch_metrics(ctx, model, epoch, hp["epochs"]),
     )
     hook = keep_columns_zero(model.head.fc, pruning["prunedIndices"])
     try:
-        start = (resume["epoch"], resume["step"], resume["optimizer"]) if resume else (0, 0, None)
-        run_phase(ctx, phase, start_epoch=start[0], start_step=start[1], optimizer_state=start[2])
+        return runner.run(phase)
     finally:
         hook.remove()
-    return phase
 
 
 @METHODS.register(
@@ -166,22 +159,18 @@ def run_finetune(ctx: RunContext, model, pruning: dict, pretrain: dict, resume: 
     order=10,
 )
 def run(ctx: RunContext) -> dict:
-    model, pretrain = starting_model(ctx)
-    resume = resume_for(ctx, STAGE)
-    if resume is not None:
-        model.load_state_dict(resume["model"])  # already pruned and partly fine-tuned
-        pruning = resume["pruning"]
-    else:
-        pruning = prune(ctx, model)
-    phase = run_finetune(ctx, model, pruning, pretrain, resume)
+    runner = PhaseRunner(ctx)
+    model, pretrain = starting_model(ctx, runner)
+    pruning = runner.run(Step(PRUNE, lambda: prune(ctx, model)))
+    finetune = run_finetune(ctx, runner, model, pruning)
     final = evaluate(ctx, model)
     summary = {k: pruning[k] for k in ("prunedChannels", "prunedFraction", "holdoutAccuracyUnpruned", "holdoutAccuracyPruned", "prunedCa", "prunedAsr")}
     return {
         "model": model,
         "metrics": {**final, "mse": None, "beforeCa": pretrain.get("beforeCa"), "beforeAsr": pretrain.get("beforeAsr"), **summary},
-        "history": {"prune": pruning["curve"], STAGE: phase.history},
-        "timings": {"pretrainSeconds": pretrain.get("pretrainSeconds", 0.0), "pruneSeconds": pruning["seconds"], "finetuneSeconds": phase.seconds},
-        "imagesPerSecond": {STAGE: phase.images_per_second},
+        "history": {PRUNE: pruning["curve"], STAGE: finetune["history"]},
+        "timings": {"pretrainSeconds": pretrain.get("pretrainSeconds", 0.0), "pruneSeconds": pruning["seconds"], "finetuneSeconds": finetune["seconds"]},
+        "imagesPerSecond": {STAGE: finetune["imagesPerSecond"]},
         "resolved": {
             "prunedChannelIndices": pruning["prunedIndices"],
             "layerChannels": pruning["channels"],

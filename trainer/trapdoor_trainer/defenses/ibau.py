@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +22,9 @@ from ..context import RunContext
 from ..data import DeviceData, to_float_nchw
 from ..hyperparams import COMMON, PRETRAIN, Param
 from ..metrics import autocast_for
-from ..training import Phase, derive_seed, run_phase
-from .common import epoch_metrics, evaluate, holdout_accuracy, restore_history, resume_for, starting_model
+from ..phases import PhaseRunner, Step
+from ..training import Phase, derive_seed
+from .common import epoch_metrics, evaluate, holdout_accuracy, starting_model
 from .perturbation import project_l2_ball
 from .registry import METHODS
 
@@ -105,6 +105,12 @@ class UnlearningState:
     inner_x: torch.Tensor  # the inner loss's fixed batch
     inner_y: torch.Tensor
 
+    def state_dict(self) -> torch.Tensor:  # what a checkpoint of the unlearning phase keeps besides the model
+        return self.delta.detach().cpu()
+
+    def load_state_dict(self, delta: torch.Tensor) -> None:
+        self.delta = delta.to(self.inner_x.device)
+
 
 def unlearning_loss(model, state: UnlearningState, hp: dict):
     fraction, penalty, step, k = hp["perturbedFraction"], hp["deltaPenalty"], hp["fixedPointStep"], hp["hypergradSteps"]
@@ -138,10 +144,8 @@ def perturbation_order(ctx: RunContext, data: DeviceData, round_index: int) -> t
 )
 def run(ctx: RunContext) -> dict:
     hp = ctx.hp
-    model, before = starting_model(ctx)
-    resume: Optional[dict] = resume_for(ctx, STAGE)
-    if resume is not None:
-        model.load_state_dict(resume["model"])
+    runner = PhaseRunner(ctx)
+    model, before = starting_model(ctx, runner)
     holdout = ctx.device_data("holdout")
     rounds, batch_size = hp["epochs"], hp["unlearnBatchSize"]
 
@@ -157,9 +161,8 @@ def run(ctx: RunContext) -> dict:
         search_seconds += time.perf_counter() - started
         return delta
 
-    first = to_float_nchw(holdout.images[:batch_size])
-    delta = resume["delta"].to(ctx.device) if resume is not None else search(0)
-    state = UnlearningState(delta=delta, inner_x=first, inner_y=holdout.labels[:batch_size])
+    first = runner.run(Step("first-search", lambda: {"delta": search(0).cpu()}))  # round 0's perturbation
+    state = UnlearningState(delta=first["delta"].to(ctx.device), inner_x=to_float_nchw(holdout.images[:batch_size]), inner_y=holdout.labels[:batch_size])
 
     def on_epoch_end(epoch: int) -> dict:
         metrics = {**epoch_metrics(ctx, model, epoch, rounds), "deltaNorm": float(state.delta.norm())}
@@ -167,7 +170,7 @@ def run(ctx: RunContext) -> dict:
             state.delta = search(epoch + 1)  # saved with this epoch's checkpoint, so a resume reuses it
         return metrics
 
-    phase = Phase(
+    unlearn = runner.run(Phase(
         name=STAGE,
         epochs=rounds,
         batch_size=batch_size,
@@ -177,13 +180,10 @@ def run(ctx: RunContext) -> dict:
         parameters=list(model.parameters()),
         loss_fn=unlearning_loss(model, state, hp),
         set_modes=model.eval,  # BN statistics frozen, as in the official code
+        saves={"model": model, "delta": state},
         augment="none",  # the official unlearning set is not augmented
         on_epoch_end=on_epoch_end,
-        checkpoint_state=lambda: {"model": model.state_dict(), "delta": state.delta.detach().cpu(), "pretrain": before},
-        history=restore_history(ctx, STAGE) or [],
-    )
-    start = (resume["epoch"], resume["step"], resume["optimizer"]) if resume else (0, 0, None)
-    run_phase(ctx, phase, start_epoch=start[0], start_step=start[1], optimizer_state=start[2])
+    ))
     final = evaluate(ctx, model)
     return {
         "model": model,
@@ -191,8 +191,8 @@ def run(ctx: RunContext) -> dict:
             **final, "mse": None, "beforeAsr": before.get("beforeAsr"), "beforeCa": before.get("beforeCa"),
             "holdoutAccuracy": holdout_accuracy(ctx, model), "deltaNorm": float(state.delta.norm()),
         },
-        "history": {STAGE: phase.history},
-        "timings": {"pretrainSeconds": before.get("pretrainSeconds", 0.0), "perturbationSearchSeconds": search_seconds, "unlearnSeconds": phase.seconds},
-        "imagesPerSecond": {STAGE: phase.images_per_second},
+        "history": {STAGE: unlearn["history"]},
+        "timings": {"pretrainSeconds": before.get("pretrainSeconds", 0.0), "perturbationSearchSeconds": search_seconds, "unlearnSeconds": unlearn["seconds"]},
+        "imagesPerSecond": {STAGE: unlearn["imagesPerSecond"]},
         "resolved": {"innerLrMeans": "perturbation-search SGD step (batch_lr)", "perturbedPerBatch": max(1, int(batch_size * hp["perturbedFraction"]))},
     }

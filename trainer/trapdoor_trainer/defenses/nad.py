@@ -12,7 +12,7 @@ the official data pipeline does.
 from __future__ import annotations
 
 import copy
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from ..context import RunContext
 from ..data import to_float_nchw
 from ..hyperparams import COMMON, PRETRAIN, Param
-from ..training import Phase, run_phase
-from .common import epoch_metrics, evaluate, restore_history, starting_model
+from ..phases import PhaseRunner
+from ..training import Phase
+from .common import epoch_metrics, evaluate, starting_model
 from .feature_hooks import captured_outputs, module_names, stage_ends
 from .registry import METHODS
 
@@ -104,19 +105,15 @@ def distillation_loss(student, teacher, student_layers: Sequence, teacher_layers
     return loss_fn
 
 
-def _start(resume: Optional[dict]) -> tuple:
-    return (resume["epoch"], resume["step"], resume["optimizer"]) if resume else (0, 0, None)
-
-
-def train_teacher(ctx: RunContext, teacher, student, pretrain: dict, resume: Optional[dict]) -> dict:
+def train_teacher(ctx: RunContext, runner: PhaseRunner, teacher, student) -> dict:
     hp = ctx.hp
-
-    def on_epoch_end(epoch: int) -> dict:
-        metrics = epoch_metrics(ctx, teacher, epoch, hp["teacherEpochs"])
-        return metrics
-
     holdout = ctx.device_data("holdout")
-    phase = Phase(
+
+    def summary() -> dict:
+        scores = evaluate(ctx, teacher)  # reporting only
+        return {"teacherCa": scores["ca"], "teacherAsr": scores["asr"]}
+
+    return runner.run(Phase(
         name=TEACHER,
         epochs=hp["teacherEpochs"],
         batch_size=hp["distillBatchSize"],
@@ -126,19 +123,15 @@ def train_teacher(ctx: RunContext, teacher, student, pretrain: dict, resume: Opt
         parameters=list(teacher.parameters()),
         loss_fn=teacher_loss(teacher, scaled_cutout(hp["cutoutSize"], holdout.images.shape[1])),
         set_modes=teacher.train,
-        augment=hp["augment"],
-        on_epoch_end=on_epoch_end,
         # "model" is the student (the untouched backdoored weights here), as in every stage.
-        checkpoint_state=lambda: {"model": student.state_dict(), "teacher": teacher.state_dict(), "pretrain": pretrain},
-        history=restore_history(ctx, TEACHER) or [],
-    )
-    start = _start(resume)
-    run_phase(ctx, phase, start_epoch=start[0], start_step=start[1], optimizer_state=start[2])
-    scores = evaluate(ctx, teacher)  # reporting only
-    return {"teacherCa": scores["ca"], "teacherAsr": scores["asr"], "history": phase.history, "seconds": phase.seconds, "imagesPerSecond": phase.images_per_second}
+        saves={"model": student, "teacher": teacher},
+        augment=hp["augment"],
+        on_epoch_end=lambda epoch: epoch_metrics(ctx, teacher, epoch, hp["teacherEpochs"]),
+        summary=summary,
+    ))
 
 
-def distill(ctx: RunContext, student, teacher, pretrain: dict, teacher_summary: dict, resume: Optional[dict]) -> tuple[Phase, list[str]]:
+def distill(ctx: RunContext, runner: PhaseRunner, student, teacher) -> tuple[dict, list[str]]:
     hp = ctx.hp
     holdout = ctx.device_data("holdout")
     example = to_float_nchw(holdout.images[:2])
@@ -151,11 +144,7 @@ def distill(ctx: RunContext, student, teacher, pretrain: dict, teacher_summary: 
         student.train()
         teacher.eval()
 
-    def on_epoch_end(epoch: int) -> dict:
-        metrics = epoch_metrics(ctx, student, epoch, hp["epochs"])
-        return metrics
-
-    phase = Phase(
+    result = runner.run(Phase(
         name=DISTILL,
         epochs=hp["epochs"],
         batch_size=hp["distillBatchSize"],
@@ -168,14 +157,11 @@ def distill(ctx: RunContext, student, teacher, pretrain: dict, teacher_summary: 
             scaled_cutout(hp["cutoutSize"], holdout.images.shape[1]),
         ),
         set_modes=set_modes,
+        saves={"model": student, "teacher": teacher},
         augment=hp["augment"],
-        on_epoch_end=on_epoch_end,
-        checkpoint_state=lambda: {"model": student.state_dict(), "teacher": teacher.state_dict(), "pretrain": pretrain, "teacherSummary": teacher_summary},
-        history=restore_history(ctx, DISTILL) or [],
-    )
-    start = _start(resume)
-    run_phase(ctx, phase, start_epoch=start[0], start_step=start[1], optimizer_state=start[2])
-    return phase, module_names(student, student_layers)
+        on_epoch_end=lambda epoch: epoch_metrics(ctx, student, epoch, hp["epochs"]),
+    ))
+    return result, module_names(student, student_layers)
 
 
 @METHODS.register(
@@ -186,27 +172,20 @@ def distill(ctx: RunContext, student, teacher, pretrain: dict, teacher_summary: 
     order=11,
 )
 def run(ctx: RunContext) -> dict:
-    student, pretrain = starting_model(ctx)
+    runner = PhaseRunner(ctx)
+    student, pretrain = starting_model(ctx, runner)
     teacher = copy.deepcopy(student)
-    resume = ctx.resume_state
-    stage = resume.get("stage") if resume is not None else None
-    if stage in (TEACHER, DISTILL):
-        student.load_state_dict(resume["model"])
-        teacher.load_state_dict(resume["teacher"])
-    if stage == DISTILL:
-        teacher_summary = resume["teacherSummary"]
-    else:
-        teacher_summary = train_teacher(ctx, teacher, student, pretrain, resume if stage == TEACHER else None)
-    phase, layers = distill(ctx, student, teacher, pretrain, teacher_summary, resume if stage == DISTILL else None)
+    taught = train_teacher(ctx, runner, teacher, student)
+    distilled, layers = distill(ctx, runner, student, teacher)
     final = evaluate(ctx, student)
     return {
         "model": student,
         "metrics": {
             **final, "mse": None, "beforeCa": pretrain.get("beforeCa"), "beforeAsr": pretrain.get("beforeAsr"),
-            "teacherCa": teacher_summary["teacherCa"], "teacherAsr": teacher_summary["teacherAsr"],
+            "teacherCa": taught["teacherCa"], "teacherAsr": taught["teacherAsr"],
         },
-        "history": {TEACHER: teacher_summary["history"], DISTILL: phase.history},
-        "timings": {"pretrainSeconds": pretrain.get("pretrainSeconds", 0.0), "teacherSeconds": teacher_summary["seconds"], "distillSeconds": phase.seconds},
-        "imagesPerSecond": {TEACHER: teacher_summary["imagesPerSecond"], DISTILL: phase.images_per_second},
+        "history": {TEACHER: taught["history"], DISTILL: distilled["history"]},
+        "timings": {"pretrainSeconds": pretrain.get("pretrainSeconds", 0.0), "teacherSeconds": taught["seconds"], "distillSeconds": distilled["seconds"]},
+        "imagesPerSecond": {TEACHER: taught["imagesPerSecond"], DISTILL: distilled["imagesPerSecond"]},
         "resolved": {"attentionLayers": layers, "cutoutPixels": scaled_cutout(ctx.hp["cutoutSize"], ctx.data.image_shape[1])},
     }

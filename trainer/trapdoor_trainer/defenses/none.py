@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..context import RunContext
 from ..hyperparams import COMMON, Param
+from ..phases import PhaseRunner
 from .common import evaluate, train_classifier
 from .registry import METHODS
 
@@ -22,11 +23,11 @@ HYPERPARAMETERS = {
     order=1,
 )
 def run(ctx: RunContext) -> dict:
-    model, phase = train_classifier(ctx, "train", ctx.hp["epochs"])
+    model, train = train_classifier(ctx, PhaseRunner(ctx), "train", ctx.hp["epochs"])
     return {
         "model": model,
         "metrics": {**evaluate(ctx, model), "mse": None},
-        "history": {"train": phase.history},
-        "timings": {"trainSeconds": phase.seconds},
-        "imagesPerSecond": {"train": phase.images_per_second},
+        "history": {"train": train["history"]},
+        "timings": {"trainSeconds": train["seconds"]},
+        "imagesPerSecond": {"train": train["imagesPerSecond"]},
     }

@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from ..context import RunContext
 from ..hyperparams import COMMON, Param
 from ..metrics import reconstruction_mse, total_variation
-from ..training import Phase, derive_seed, run_phase
-from .common import build_model, epoch_metrics, eval_due, evaluate, holdout_accuracy, restore_history
+from ..phases import PhaseRunner, Step
+from ..training import Phase, derive_seed
+from .common import build_model, epoch_metrics, eval_due, evaluate, holdout_accuracy
 from .health import write_health
 from .trap_signals import isolation_quality, most_suspicious, subset_of_train, suspicion_scores, training_set_view
 from .registry import METHODS
@@ -104,8 +105,8 @@ def stage2_loss(model, settings: dict):
     return loss_fn
 
 
-def run_stage1(ctx: RunContext, model, resume: Optional[dict], *, name: str = "stage1", data=None, epochs: Optional[int] = None,
-               stem_ce_scale: Optional[float] = None, carried: Optional[dict] = None) -> dict:
+def run_stage1(ctx: RunContext, runner: PhaseRunner, model, *, name: str = "stage1", data=None, epochs: Optional[int] = None,
+               stem_ce_scale: Optional[float] = None) -> dict:
     """Stage 1 (the trap) on `data` (default: the whole training split). The isolation pass of
     isolate-and-retrain runs this too, under its own name, with `stem_ce_scale` 0."""
     hp = ctx.hp
@@ -113,16 +114,28 @@ def run_stage1(ctx: RunContext, model, resume: Optional[dict], *, name: str = "s
     epochs = epochs or hp["stage1Epochs"]
     stem_ce_scale = hp["stemCeScale"] if stem_ce_scale is None else stem_ce_scale
 
+    def mse_triggered() -> Optional[float]:
+        asr_data = ctx.device_data("asr")
+        return None if asr_data is None else reconstruction_mse(model, asr_data, bs, ctx.amp_dtype)
+
     def on_epoch_end(epoch: int) -> dict:
         metrics = {"holdoutAccuracy": holdout_accuracy(ctx, model), "mse": reconstruction_mse(model, ctx.device_data("test"), bs, ctx.amp_dtype)}
-        asr_data = ctx.device_data("asr")
-        if asr_data is not None:
-            metrics["mseTriggered"] = reconstruction_mse(model, asr_data, bs, ctx.amp_dtype)
+        if ctx.device_data("asr") is not None:
+            metrics["mseTriggered"] = mse_triggered()
         if eval_due(hp, epoch, epochs):
             metrics.update(evaluate(ctx, model))
         return metrics
 
-    phase = Phase(
+    def summary() -> dict:
+        trapped = evaluate(ctx, model, prefix="stage1")
+        return {
+            "stage1Asr": trapped["stage1asr"],
+            "stage1Ca": trapped["stage1ca"],
+            "mse": reconstruction_mse(model, ctx.device_data("test"), bs, ctx.amp_dtype),
+            "mseTriggered": mse_triggered(),
+        }
+
+    return runner.run(Phase(
         name=name,
         epochs=epochs,
         batch_size=hp["batchSize"],
@@ -132,25 +145,12 @@ def run_stage1(ctx: RunContext, model, resume: Optional[dict], *, name: str = "s
         parameters=list(model.parameters()),
         loss_fn=stage1_loss(model, hp["lambda1"], hp["lambda2"], stem_ce_scale),
         set_modes=model.train,
+        saves={"model": model},
         augment=hp["augment"],
         on_epoch_end=on_epoch_end,
+        summary=summary,
         model=model,
-        checkpoint_state=lambda: {"model": model.state_dict(), **(carried or {})},
-        history=restore_history(ctx, name) or [],
-    )
-    start = (resume["epoch"], resume["step"], resume["optimizer"]) if resume else (0, 0, None)
-    run_phase(ctx, phase, start_epoch=start[0], start_step=start[1], optimizer_state=start[2])
-    trapped = evaluate(ctx, model, prefix="stage1")
-    summary = {
-        "stage1Asr": trapped["stage1asr"],
-        "stage1Ca": trapped["stage1ca"],
-        "mse": reconstruction_mse(model, ctx.device_data("test"), bs, ctx.amp_dtype),
-        "mseTriggered": None if ctx.device_data("asr") is None else reconstruction_mse(model, ctx.device_data("asr"), bs, ctx.amp_dtype),
-        "history": phase.history,
-        "seconds": phase.seconds,
-        "imagesPerSecond": phase.images_per_second,
-    }
-    return summary
+    ))
 
 
 def write_previews(ctx: RunContext, model) -> None:
@@ -187,19 +187,15 @@ def prepare_stage2(ctx: RunContext, model, settings: dict) -> None:
     model.to(ctx.device, memory_format=torch.channels_last)
 
 
-def run_stage2(ctx: RunContext, model, settings: dict, stage1: dict, resume: Optional[dict], *, name: str = "stage2",
-               carried: Optional[dict] = None) -> dict:
+def run_stage2(ctx: RunContext, runner: PhaseRunner, model, settings: dict, *, name: str = "stage2") -> dict:
+    """Stage 2 (the replacement): the fresh head alone on the clean holdout, the stem frozen."""
     hp = ctx.hp
 
     def set_modes() -> None:
         model.eval()  # stem BN statistics stay frozen
         model.head.train()
 
-    def on_epoch_end(epoch: int) -> dict:
-        metrics = epoch_metrics(ctx, model, epoch, settings["epochs"])
-        return metrics
-
-    phase = Phase(
+    return runner.run(Phase(
         name=name,
         epochs=settings["epochs"],
         batch_size=settings["batchSize"],
@@ -209,51 +205,51 @@ def run_stage2(ctx: RunContext, model, settings: dict, stage1: dict, resume: Opt
         parameters=list(model.head.parameters()),
         loss_fn=stage2_loss(model, settings),
         set_modes=set_modes,
+        saves={"model": model},
         augment=hp["augment"],
-        on_epoch_end=on_epoch_end,
+        on_epoch_end=lambda epoch: epoch_metrics(ctx, model, epoch, settings["epochs"]),
         model=model,
-        checkpoint_state=lambda: {"model": model.state_dict(), "stage1": stage1, **(carried or {})},
-        history=restore_history(ctx, name) or [],
-    )
-    start = (resume["epoch"], resume["step"], resume["optimizer"]) if resume else (0, 0, None)
-    run_phase(ctx, phase, start_epoch=start[0], start_step=start[1], optimizer_state=start[2])
-    return {"history": phase.history, "seconds": phase.seconds, "imagesPerSecond": phase.images_per_second}
+    ))
 
 
-def isolate_and_drop(ctx: RunContext, settings: dict, resume: Optional[dict]) -> dict:
+def isolate_and_drop(ctx: RunContext, runner: PhaseRunner, settings: dict) -> dict:
     """Isolate-and-retrain, first half: a trap whose stem learns only to reconstruct (so no label
     shortcut enters it), a probe head trained on the holdout over that stem, then the training
     samples ranked by suspicion_scores; the top `isolateFraction` are dropped from stage 1."""
     hp = ctx.hp
     probe_settings = {**settings, "epochs": hp["isolateProbeEpochs"]}
     model = build_model(ctx, with_decoder=True)
-    if resume is None or resume["stage"] == "isolate":
-        if resume is not None:
-            model.load_state_dict(resume["model"])
-        trap = run_stage1(ctx, model, resume, name="isolate", epochs=hp["isolateEpochs"] or hp["stage1Epochs"], stem_ce_scale=0.0)
-        trapped_view = training_set_view(ctx, model)
-        prepare_stage2(ctx, model, probe_settings)
-        probe_resume = None
-    else:  # resuming inside the probe
-        prepare_stage2(ctx, model, probe_settings)
-        model.load_state_dict(resume["model"])
-        trap, trapped_view, probe_resume = resume["stage1"], resume["trappedView"], resume
-    probe = run_stage2(ctx, model, probe_settings, trap, probe_resume, name="isolate-probe", carried={"trappedView": trapped_view})
-    scores = suspicion_scores(trapped_view, training_set_view(ctx, model))
+    trap = run_stage1(ctx, runner, model, name="isolate", epochs=hp["isolateEpochs"] or hp["stage1Epochs"], stem_ce_scale=0.0)
+    trapped_view = runner.run(Step("isolate-view", lambda: training_set_view(ctx, model)))
+    prepare_stage2(ctx, model, probe_settings)
+    probe = run_stage2(ctx, runner, model, probe_settings, name="isolate-probe")
+    dropped = runner.run(Step("isolate-drop", lambda: drop_suspicious(ctx, trapped_view, model)))
+    return {
+        **dropped, "trapAsr": trap["stage1Asr"], "trapCa": trap["stage1Ca"],
+        "history": trap["history"], "probeHistory": probe["history"], "seconds": trap["seconds"] + probe["seconds"],
+    }
+
+
+def drop_suspicious(ctx: RunContext, trapped_view: dict, probe_model) -> dict:
+    """Rank the training samples by how much likelier the trap finds their label than the probe
+    does, and keep all but the top `isolateFraction`."""
+    scores = suspicion_scores(trapped_view, training_set_view(ctx, probe_model))
     n = len(scores)
-    dropped = most_suspicious(scores, int(round(hp["isolateFraction"] * n)))
+    dropped = most_suspicious(scores, int(round(ctx.hp["isolateFraction"] * n)))
     kept = np.setdiff1d(np.arange(n), dropped)
     quality = isolation_quality(dropped, ctx.data.train.poison_mask)
     known = {k: round(v, 3) for k, v in quality.items() if v is not None}  # needs a poison mask (and poison)
     ctx.emitter.log(f"isolation: dropped {len(dropped)} of {n} training samples" + (f" {known}" if known else ""))
     return {
         "kept": kept.tolist(), "scores": scores, "trapPred": trapped_view["pred"], "isolatedCount": int(len(dropped)), **quality,
-        "trapAsr": trap["stage1Asr"], "trapCa": trap["stage1Ca"], "probeCa": evaluate(ctx, model)["ca"],
-        "history": trap["history"], "probeHistory": probe["history"], "seconds": trap["seconds"] + probe["seconds"],
+        "probeCa": evaluate(ctx, probe_model)["ca"],
     }
 
 
-STAGE_ORDER = ("isolate", "isolate-probe", "stage1", "stage2")
+def trapped_view_with_previews(ctx: RunContext, model) -> dict:
+    """After stage 1: the reconstruction preview, and the trapped head's view of the training set."""
+    write_previews(ctx, model)
+    return training_set_view(ctx, model)
 
 
 @METHODS.register(
@@ -264,37 +260,20 @@ STAGE_ORDER = ("isolate", "isolate-probe", "stage1", "stage2")
     order=0,
 )
 def run(ctx: RunContext) -> dict:
-    """[isolate -> isolate-probe ->] stage1 -> stage2, resuming inside whichever stage the job's
-    checkpoint was written in. What later stages need from earlier ones (the isolation result, the
-    stage-1 summary, the trapped head's view of the training set) travels in their checkpoints."""
+    """[isolate -> isolate-probe ->] stage1 -> stage2 through one PhaseRunner, which resumes
+    inside whichever phase the job's checkpoint was written in and hands back the results of
+    those before it (the isolation, the stage-1 summary, the trapped head's view)."""
     hp = ctx.hp
+    runner = PhaseRunner(ctx)
     settings = stage2_settings(hp)
-    resume = ctx.resume_state
-    at = STAGE_ORDER.index(resume["stage"]) if resume is not None else 0
-    carried: dict = {}
-    if hp["isolateFraction"] > 0:
-        if at <= STAGE_ORDER.index("isolate-probe"):
-            carried["isolation"] = isolate_and_drop(ctx, settings, resume)
-        else:
-            carried["isolation"] = resume["isolation"]
-    isolation = carried.get("isolation")
+    isolation = isolate_and_drop(ctx, runner, settings) if hp["isolateFraction"] > 0 else None
     train_data = ctx.device_data("train") if isolation is None else subset_of_train(ctx, isolation["kept"])
 
     model = build_model(ctx, with_decoder=True)
-    if at == STAGE_ORDER.index("stage2"):
-        prepare_stage2(ctx, model, settings)
-        model.load_state_dict(resume["model"])
-        stage1, trapped_view = resume["stage1"], resume["trappedView"]
-        stage2 = run_stage2(ctx, model, settings, stage1, resume, carried={**carried, "trappedView": trapped_view})
-    else:
-        stage1_resume = resume if at == STAGE_ORDER.index("stage1") else None
-        if stage1_resume is not None:
-            model.load_state_dict(stage1_resume["model"])
-        stage1 = run_stage1(ctx, model, stage1_resume, data=train_data, carried=carried)
-        write_previews(ctx, model)
-        trapped_view = training_set_view(ctx, model)
-        prepare_stage2(ctx, model, settings)
-        stage2 = run_stage2(ctx, model, settings, stage1, None, carried={**carried, "trappedView": trapped_view})
+    stage1 = run_stage1(ctx, runner, model, data=train_data)
+    trapped_view = runner.run(Step("stage1-view", lambda: trapped_view_with_previews(ctx, model)))
+    prepare_stage2(ctx, model, settings)
+    stage2 = run_stage2(ctx, runner, model, settings)
     write_health(ctx, trapped_view, training_set_view(ctx, model), isolation)
     final = evaluate(ctx, model)
     metrics = {**final, "mse": stage1["mse"], "mseTriggered": stage1["mseTriggered"], "stage1Asr": stage1["stage1Asr"], "stage1Ca": stage1["stage1Ca"]}
