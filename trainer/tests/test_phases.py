@@ -137,12 +137,27 @@ def test_phase_names_are_unique_and_saves_avoid_the_runners_keys(job_datasets, t
         runner.run(phase)
 
 
-def test_a_checkpoint_of_an_older_format_is_invalid_input(job_datasets, tmp_path):
+def test_a_checkpoint_of_an_older_format_restarts_the_job(job_datasets, tmp_path):
     old = tmp_path / "old.pt"
     torch.save({"formatVersion": 1, "method": "NO_DEFENSE", "seed": 1, "stage": "train", "epoch": 1, "step": 0}, old)
     spec_path = write_spec(tmp_path, job_datasets, "NO_DEFENSE", {"epochs": 1})
     spec = json.loads(spec_path.read_text())
     spec["resumeFrom"] = str(old)
+    spec_path.write_text(json.dumps(spec))
+    code, events, err = run(spec_path, tmp_path / "work")
+    assert code == 0, err
+    assert any(e["type"] == "log" and "format 1" in e["message"] and "beginning" in e["message"] for e in events)
+    # Started from epoch 0, not from the old file's epoch 1.
+    assert [e["epoch"] for e in events if e["type"] == "progress"][0] == 0
+    assert events[-1]["type"] == "result"
+
+
+def test_a_file_that_is_no_checkpoint_is_invalid_input(job_datasets, tmp_path):
+    bogus = tmp_path / "bogus.pt"
+    torch.save({"weights": [1, 2, 3]}, bogus)
+    spec_path = write_spec(tmp_path, job_datasets, "NO_DEFENSE", {"epochs": 1})
+    spec = json.loads(spec_path.read_text())
+    spec["resumeFrom"] = str(bogus)
     spec_path.write_text(json.dumps(spec))
     code, _, err = run(spec_path, tmp_path / "work")
     error = json.loads(err.strip().splitlines()[-1])

@@ -1,8 +1,9 @@
 """Checkpoints: everything needed to continue a run exactly where it stopped.
 
 Their content is PhaseRunner's (phases.py). Format 2 records the finished phases' results under
-"phases"; format 1 files (each method's own keys for them) are not read, so a job interrupted
-under a format-1 trainer starts again.
+"phases"; format 1 files (each method's own keys for them) are not read: `load_checkpoint`
+raises OutdatedCheckpoint and the job starts again from the beginning (a checkpoint is the
+service's own file, so an upgrade mid-job costs time, never the job).
 """
 
 from __future__ import annotations
@@ -24,8 +25,15 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+class OutdatedCheckpoint(Exception):
+    """A checkpoint written by an earlier trainer in a format this one no longer reads."""
+
+
 def load_checkpoint(path: str) -> dict[str, Any]:
     state = torch.load(path, map_location="cpu")
-    if not isinstance(state, dict) or state.get("formatVersion") != FORMAT_VERSION:
+    version = state.get("formatVersion") if isinstance(state, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and 0 < version < FORMAT_VERSION:
+        raise OutdatedCheckpoint(f"{path} has checkpoint format {version}; this trainer reads format {FORMAT_VERSION}")
+    if version != FORMAT_VERSION:
         raise ValueError(f"{path} is not a trapdoor checkpoint of format {FORMAT_VERSION}")
     return state

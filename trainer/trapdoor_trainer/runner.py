@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import load_checkpoint
+from .checkpoint import OutdatedCheckpoint, load_checkpoint
 from .context import JobData, RunContext
 from .data import CanonicalDataset, load_canonical
 from .defenses.registry import get_method
@@ -105,6 +105,9 @@ def run_job(spec: RunSpec, workdir: Path, emitter: Emitter, cancel=None) -> dict
     data = load_job_data(spec)
     try:
         resume = load_checkpoint(spec.resume_from) if spec.resume_from else None
+    except OutdatedCheckpoint as e:
+        emitter.log(f"{e}: starting the job again from the beginning")
+        resume = None
     except ValueError as e:
         raise SpecError("resumeFrom", str(e)) from None
     if resume is not None and (resume.get("method") != spec.method or resume.get("seed") != spec.seed):
