@@ -18,6 +18,7 @@ from trapdoor_trainer.errors import Cancelled
 from trapdoor_trainer.events import Emitter
 from trapdoor_trainer.runner import load_job_data, pick_device
 from trapdoor_trainer.spec import parse_spec
+from cancel import CancelAfter
 
 
 @pytest.mark.parametrize("logit_gap,moves", [(0.0, "down"), (4.0, "up")])
@@ -58,18 +59,6 @@ def test_ascent_loss_is_negative_cross_entropy():
     loss, terms = abl.ascent_loss(lambda x: logits)(torch.zeros(2), y, torch.Generator())
     assert float(loss) == pytest.approx(-float(torch.nn.functional.cross_entropy(logits, y)))
     assert float(terms["ce"]) == pytest.approx(-float(loss))
-
-
-class CancelAfter:
-    """Cancellation requested after `steps` polls of the training loop."""
-
-    def __init__(self, steps: int):
-        self.left = steps
-
-    @property
-    def requested(self) -> bool:
-        self.left -= 1
-        return self.left < 0
 
 
 def make_context(job_datasets: dict, workdir: Path, resume_state=None) -> RunContext:

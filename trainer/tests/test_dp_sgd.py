@@ -21,6 +21,7 @@ from trapdoor_trainer.models import create_model
 from trapdoor_trainer.privacy import SubsampledGaussianAccountant
 from trapdoor_trainer.runner import load_job_data, pick_device
 from trapdoor_trainer.spec import parse_spec
+from cancel import CancelAfter
 
 
 def group_norm_model(arch: str, shape: tuple, classes: int = 5) -> torch.nn.Module:
@@ -123,18 +124,6 @@ def test_noise_std_is_sigma_c_over_batch_size_and_reproducible():
 def test_batchnorm_models_are_refused():
     with pytest.raises(ValueError, match="BatchNorm"):
         per_sample_gradients.PerSampleGradients(create_model("small-cnn", 1, 3, (8, 8), with_decoder=False))
-
-
-class CancelAfter:
-    """Cancellation requested after `steps` polls of the training loop."""
-
-    def __init__(self, steps: int):
-        self.left = steps
-
-    @property
-    def requested(self) -> bool:
-        self.left -= 1
-        return self.left < 0
 
 
 def make_context(job_datasets: dict, workdir: Path, resume_state=None, **hp) -> RunContext:

@@ -27,6 +27,7 @@ from trapdoor_trainer.runner import load_job_data, pick_device
 from trapdoor_trainer.spec import parse_spec
 
 from test_cli import result_of, run, write_spec
+from cancel import CancelAfter
 
 SHAPE = (1, 16, 16)  # the synthetic job datasets
 CLASSES = 4
@@ -56,18 +57,6 @@ def write_init_model(directory: Path, train_path: str, seed: int = 5, epochs: in
 @pytest.fixture(scope="module")
 def init_model(job_datasets, tmp_path_factory) -> str:
     return write_init_model(tmp_path_factory.mktemp("init-model"), job_datasets["train"])
-
-
-class CancelAfter:
-    """A cancel flag that turns on at the training loop's (steps+1)-th poll, i.e. before that step."""
-
-    def __init__(self, steps: int):
-        self.polls_left = steps
-
-    @property
-    def requested(self) -> bool:
-        self.polls_left -= 1
-        return self.polls_left < 0
 
 
 def make_context(method: str, job_datasets: dict, workdir: Path, init_model: str, resume: dict | None = None, **hp) -> RunContext:

@@ -24,18 +24,7 @@ from trapdoor_trainer.phases import PhaseRunner, Step
 from trapdoor_trainer.runner import pick_device
 from trapdoor_trainer.spec import parse_spec
 from trapdoor_trainer.training import Phase
-
-
-class CancelAfter:
-    """Cancellation requested after `steps` polls of the training loop."""
-
-    def __init__(self, steps: int):
-        self.left = steps
-
-    @property
-    def requested(self) -> bool:
-        self.left -= 1
-        return self.left < 0
+from cancel import CancelAfter
 
 
 def make_context(job_datasets: dict, workdir, resume_state=None) -> RunContext:
