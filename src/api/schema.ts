@@ -6,8 +6,9 @@ import {
   GraphQLScalarType,
   type GraphQLSchema,
 } from "graphql";
+import { projectPath } from "../paths.ts";
 
-export const SCHEMA_PATH = new URL("../../schema/schema.graphql", import.meta.url);
+export const SCHEMA_PATH = projectPath("schema", "schema.graphql");
 
 export function loadTypeDefs(): string {
   return readFileSync(SCHEMA_PATH, "utf8");

@@ -39,6 +39,9 @@ export async function createApi(
       subscriptionsOverWebSocketOnly,
     ],
     csrfPrevention: true,
+    // The process owns its signals: SIGTERM stops the whole app (api.stop() stops Apollo) and exits 0.
+    // Apollo's own handler would re-raise the signal and kill the process before that.
+    stopOnTerminationSignals: false,
     formatError: publicError,
   });
   await apollo.start();

@@ -47,21 +47,25 @@ async function main(argv: string[]): Promise<number> {
   if (command === "start" || command === "serve" || command === "worker") {
     const { startApp } = await import("../main.ts");
     const app = await startApp(config, { api: command !== "worker", worker: command !== "serve" });
+    // Listen for the stop signals before saying we are up: whoever waits for these lines may
+    // send SIGTERM at once.
+    const stopped = new Promise<void>((resolve) => {
+      for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => resolve());
+    });
     if (app.url) console.log(`trapdoor API on ${app.url}/graphql`);
     if (app.worker)
       console.log(`worker ${app.worker.runner.name} serving queues: ${app.worker.queues.join(", ")}`);
     if (app.firstApiKey && command !== "worker") console.log(`API key: ${app.firstApiKey}`);
-    await new Promise<void>((resolve) => {
-      for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => resolve());
-    });
+    await stopped;
     await app.stop();
     return ExitCode.OK;
   }
   if (command === "migrate" || command === "tenant") {
     const { createDataSource, migrate } = await import("../db/data-source.ts");
-    const { startEmbeddedPostgres } = await import("../db/embedded.ts");
     const { createApiKey, createTenant } = await import("../db/tenants.ts");
-    const embedded = config.databaseUrl ? null : await startEmbeddedPostgres(config.dataDir);
+    const embedded = config.databaseUrl
+      ? null
+      : await (await import("../db/embedded.ts")).startEmbeddedPostgres(config.dataDir);
     const db = createDataSource(config.databaseUrl ?? (embedded?.url as string));
     await db.initialize();
     try {

