@@ -1,7 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-export type QueueName = "gpu" | "cpu";
+/** Training runs on gpu or cpu; dataset ingest and poisoning have queues of their own. */
+export type QueueName = "gpu" | "cpu" | "ingest" | "poison";
+export const QUEUE_NAMES: readonly QueueName[] = ["gpu", "cpu", "ingest", "poison"];
 
 /** Where objects live: a local directory (the embedded default) or an S3 bucket. */
 export type StoreSettings =
@@ -84,7 +86,8 @@ export function loadConfig(
     .map((q) => q.trim())
     .filter(Boolean);
   for (const q of queues)
-    if (q !== "gpu" && q !== "cpu") throw new ConfigError(`TRAPDOOR_WORKER_QUEUES: unknown queue ${q}`);
+    if (!QUEUE_NAMES.includes(q as QueueName))
+      throw new ConfigError(`TRAPDOOR_WORKER_QUEUES: unknown queue ${q}; known: ${QUEUE_NAMES.join(", ")}`);
   return {
     port,
     host,

@@ -4,6 +4,7 @@ import type { RequestHandler } from "express";
 import type { DataSource } from "typeorm";
 import { createApi } from "./api/server.ts";
 import type { Config } from "./config.ts";
+import { DatasetProcessor } from "./datasets/processing.ts";
 import { DatasetService } from "./datasets/service.ts";
 import { createDataSource, migrate } from "./db/data-source.ts";
 import { JOB_UPDATED_CHANNEL } from "./db/jobs.ts";
@@ -27,6 +28,8 @@ export interface App {
   jobs: JobService;
   /** What workers use to run jobs (claim, record, finish, reap). */
   execution: JobExecution;
+  /** What workers use to ingest and poison datasets. */
+  datasetProcessor: DatasetProcessor;
   databaseUrl: string;
   url?: string;
   worker?: RunningWorker;
@@ -70,12 +73,18 @@ async function assemble(
   const queue = new JobQueue(databaseUrl);
   await queue.start();
   stops.unshift(() => queue.stop());
-  const scratch = join(config.dataDir, "scratch");
-  const datasets = new DatasetService(db, store, scratch, config.limits.maxUploadBytes, config.python);
-  stops.unshift(() => datasets.idle());
+  const datasets = new DatasetService(db, store, queue, config.limits.maxUploadBytes);
   const jobs = new JobService(db, queue, store);
   const tenants = new TenantService(db);
   const execution = new JobExecution(db, store, queue);
+  const processing = {
+    db,
+    store,
+    scratchDir: join(config.dataDir, "scratch"),
+    maxUploadBytes: config.limits.maxUploadBytes,
+    python: config.python,
+  };
+  const datasetProcessor = new DatasetProcessor(processing, queue, config.worker.heartbeatSeconds);
   const app: App = {
     config,
     db,
@@ -84,12 +93,12 @@ async function assemble(
     datasets,
     jobs,
     execution,
+    datasetProcessor,
     databaseUrl,
     stop: stopAll,
   };
   app.firstApiKey = await ensureFirstTenant(db, config.dataDir);
   if (roles.api) {
-    await datasets.resumeInterrupted();
     // One LISTEN connection per API process; every subscription on this process waits on it.
     const jobUpdates = new ChannelListener(databaseUrl, JOB_UPDATED_CHANNEL, {
       applicationName: "trapdoor-job-updates",
@@ -107,7 +116,7 @@ async function assemble(
     app.url = `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${port}`;
   }
   if (roles.worker) {
-    app.worker = await startWorker(config, execution, queue);
+    app.worker = await startWorker(config, { execution, datasets: datasetProcessor }, queue);
     stops.unshift(() => (app.worker as RunningWorker).stop());
   }
   return app;

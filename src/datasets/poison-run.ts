@@ -31,7 +31,7 @@ export interface PoisonRun {
 /** Build the poisoned datasets (VALIDATING → READY, or FAILED with the trainer's reason). */
 export async function runPoison(deps: DatasetProcessing, run: PoisonRun): Promise<void> {
   const { source, test, poisoned, asr, record } = run;
-  const dir = join(deps.scratchDir, `poison-${poisoned.id}`);
+  const dir = join(deps.scratchDir, `poison-${poisoned.id}-${poisoned.processing_attempt}`);
   try {
     const sourceDir = await stageCanonical(deps.store, source, join(dir, "source"));
     const testDir = test ? await stageCanonical(deps.store, test, join(dir, "test")) : null;

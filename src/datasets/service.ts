@@ -3,7 +3,6 @@ import type { DataSource } from "typeorm";
 import {
   type DatasetRole,
   type DatasetRow,
-  datasetsStuckValidating,
   getDataset,
   insertDataset,
   listDatasets,
@@ -12,14 +11,14 @@ import {
   type UploadPart,
 } from "../db/datasets.ts";
 import { liveJobsUsing } from "../db/jobs.ts";
+import { transaction } from "../db/sql.ts";
 import { badInput, conflict, notFound, precondition } from "../errors.ts";
+import type { JobQueue } from "../queue/job-queue.ts";
 import { keys } from "../storage/keys.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
 import { trainerCatalog } from "../trainer/catalog.ts";
 import { checkIngestOptions, type DatasetFormat, FORMAT_PARTS, IngestError } from "./ingest.ts";
 import type { IngestOptions } from "./options.ts";
-import { runPoison } from "./poison-run.ts";
-import { type DatasetProcessing, ingestUpload } from "./upload-ingest.ts";
 
 export type { DatasetRole, DatasetRow };
 
@@ -49,23 +48,18 @@ const UPLOAD_URL_SECONDS = 3600;
 const SHA256 = /^[0-9a-f]{64}$/;
 
 /**
- * Upload sessions and ingest. Bytes never pass through GraphQL: clients PUT each part to a signed
- * URL, then `complete` checks sizes, and a background task verifies sha256 and writes the
- * canonical dataset (the format the trainer reads) next to the raw parts.
+ * Upload sessions, deletion and poisoning requests. Bytes never pass through GraphQL: clients PUT
+ * each part to a signed URL, then `complete` checks sizes and queues the ingest; a worker verifies
+ * sha256 and writes the canonical dataset (the format the trainer reads) next to the raw parts
+ * (processing.ts). Nothing here decodes an image or runs the trainer.
  */
 export class DatasetService {
-  private readonly background = new Set<Promise<void>>();
-  private readonly processing: DatasetProcessing;
-
   constructor(
     private readonly db: DataSource,
     private readonly store: ObjectStore,
-    scratchDir: string,
+    private readonly queue: JobQueue,
     private readonly maxUploadBytes: number,
-    python?: string,
-  ) {
-    this.processing = { db, store, scratchDir, maxUploadBytes, python };
-  }
+  ) {}
 
   get(tenantId: string, id: string): Promise<DatasetRow | null> {
     return getDataset(this.db, tenantId, id);
@@ -163,27 +157,9 @@ export class DatasetService {
     }
     if (!(await setDatasetStatus(this.db, id, ["AWAITING_UPLOAD"], "VALIDATING")))
       throw conflict("the dataset changed state meanwhile");
-    this.inBackground(ingestUpload(this.processing, dataset));
+    // A message lost here (the process stops before sending it) is sent again by the reaper.
+    await this.queue.enqueue("ingest", { datasetId: id, attempt: 1 });
     return (await getDataset(this.db, tenantId, id)) as DatasetRow;
-  }
-
-  /** Datasets left VALIDATING by a process that stopped are ingested again at start. */
-  async resumeInterrupted(): Promise<void> {
-    for (const row of await datasetsStuckValidating(this.db)) {
-      const dataset = await getDataset(this.db, row.tenant_id, row.id);
-      if (dataset && dataset.parts.length > 0 && !dataset.poison)
-        this.inBackground(ingestUpload(this.processing, dataset));
-    }
-  }
-
-  private inBackground(task: Promise<void>): void {
-    this.background.add(task);
-    task.finally(() => this.background.delete(task));
-  }
-
-  /** Wait for background ingests (tests, shutdown). */
-  async idle(): Promise<void> {
-    while (this.background.size > 0) await Promise.allSettled([...this.background]);
   }
 
   async delete(tenantId: string, id: string): Promise<boolean> {
@@ -234,35 +210,40 @@ export class DatasetService {
       seed: input.attack.seed ?? 0,
       params: input.attack.params ?? {},
     };
-    const poisoned = await insertDataset(this.db, {
-      id: randomUUID(),
-      tenantId,
-      name: input.name ?? `${source.name} + ${input.attack.name}`,
-      role: "TRAIN",
-      format: "CANONICAL",
-      status: "VALIDATING",
-      parts: [],
-      sizeBytes: 0,
-      classNames: source.class_names,
-      poison: record,
-      sourceId: source.id,
+    // The ASR_TEST set first: the TRAIN set names it, and the run that builds one builds both.
+    const [poisoned, asr] = await transaction(this.db, async (tx) => {
+      const asrRow = test
+        ? await insertDataset(tx, {
+            id: randomUUID(),
+            tenantId,
+            name: `${test.name} + ${input.attack.name} (ASR)`,
+            role: "ASR_TEST",
+            format: "CANONICAL",
+            status: "VALIDATING",
+            parts: [],
+            sizeBytes: 0,
+            classNames: test.class_names,
+            poison: record,
+            sourceId: test.id,
+          })
+        : null;
+      const trainRow = await insertDataset(tx, {
+        id: randomUUID(),
+        tenantId,
+        name: input.name ?? `${source.name} + ${input.attack.name}`,
+        role: "TRAIN",
+        format: "CANONICAL",
+        status: "VALIDATING",
+        parts: [],
+        sizeBytes: 0,
+        classNames: source.class_names,
+        poison: record,
+        sourceId: source.id,
+        asrDatasetId: asrRow?.id ?? null,
+      });
+      return [trainRow, asrRow] as const;
     });
-    const asr = test
-      ? await insertDataset(this.db, {
-          id: randomUUID(),
-          tenantId,
-          name: `${test.name} + ${input.attack.name} (ASR)`,
-          role: "ASR_TEST",
-          format: "CANONICAL",
-          status: "VALIDATING",
-          parts: [],
-          sizeBytes: 0,
-          classNames: test.class_names,
-          poison: record,
-          sourceId: test.id,
-        })
-      : null;
-    this.inBackground(runPoison(this.processing, { source, test, poisoned, asr, record }));
+    await this.queue.enqueue("poison", { datasetId: poisoned.id, attempt: 1 });
     return { dataset: poisoned, asrTestDataset: asr };
   }
 }

@@ -22,7 +22,8 @@ export interface DatasetProcessing {
 
 /** Verify and convert an uploaded dataset (VALIDATING → READY or FAILED). */
 export async function ingestUpload(deps: DatasetProcessing, dataset: DatasetRow): Promise<void> {
-  const dir = join(deps.scratchDir, `ingest-${dataset.id}`);
+  // One directory per attempt: a killed attempt's leftovers never meet the next one's files.
+  const dir = join(deps.scratchDir, `ingest-${dataset.id}-${dataset.processing_attempt}`);
   try {
     await mkdir(dir, { recursive: true });
     const paths: Record<string, string> = {};

@@ -33,11 +33,20 @@ export interface DatasetRow {
   poison: Record<string, unknown> | null;
   /** archive formats' decode options (datasets/options.ts), checked at upload */
   ingest_options: Record<string, unknown> | null;
+  /** Which attempt of its ingest or poisoning run holds the dataset (0: none yet), and where. */
+  processing_attempt: number;
+  processing_worker: string | null;
+  processing_heartbeat_at: Date | null;
+  /** A poisoned dataset: the clean dataset it was made from. */
+  source_dataset_id: string | null;
+  /** A poisoned TRAIN set: the ASR_TEST set its poisoning run builds too. */
+  asr_dataset_id: string | null;
   created_at: Date;
 }
 
 const COLUMNS = `id, tenant_id, name, role, format, status, failure_reason, parts, size_bytes, count, height, width, channels,
-  num_classes, class_names, class_histogram, manifest, poison, ingest_options, created_at`;
+  num_classes, class_names, class_histogram, manifest, poison, ingest_options, processing_attempt, processing_worker,
+  processing_heartbeat_at, source_dataset_id, asr_dataset_id, created_at`;
 
 export async function insertDataset(
   db: Queryable,
@@ -54,12 +63,14 @@ export async function insertDataset(
     poison?: unknown;
     sourceId?: string | null;
     ingestOptions?: Record<string, unknown> | null;
+    asrDatasetId?: string | null;
   },
 ): Promise<DatasetRow> {
   const rows = await sql<DatasetRow>(
     db,
-    `INSERT INTO datasets (id, tenant_id, name, role, format, status, parts, size_bytes, class_names, poison, source_dataset_id, ingest_options)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ${COLUMNS}`,
+    `INSERT INTO datasets (id, tenant_id, name, role, format, status, parts, size_bytes, class_names, poison, source_dataset_id,
+       ingest_options, asr_dataset_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ${COLUMNS}`,
     [
       row.id,
       row.tenantId,
@@ -73,6 +84,7 @@ export async function insertDataset(
       row.poison ? JSON.stringify(row.poison) : null,
       row.sourceId ?? null,
       row.ingestOptions ? JSON.stringify(row.ingestOptions) : null,
+      row.asrDatasetId ?? null,
     ],
   );
   return rows[0] as DatasetRow;
@@ -157,8 +169,52 @@ export async function markDatasetReady(
   );
 }
 
-export async function datasetsStuckValidating(db: Queryable): Promise<{ id: string; tenant_id: string }[]> {
-  return sql(db, "SELECT id, tenant_id FROM datasets WHERE status = 'VALIDATING' AND deleted_at IS NULL");
+/** A dataset by id, whatever its tenant (workers; never for a tenant's request). */
+export async function datasetById(db: Queryable, id: string): Promise<DatasetRow | null> {
+  const rows = await sql<DatasetRow>(db, `SELECT ${COLUMNS} FROM datasets WHERE id = $1`, [id]);
+  return rows[0] ?? null;
+}
+
+/**
+ * Take a VALIDATING dataset for processing attempt `attempt`: only when the previous attempt is
+ * the one on record (a stale or duplicate message claims nothing). Returns the claimed row.
+ */
+export async function claimDataset(
+  db: Queryable,
+  id: string,
+  attempt: number,
+  worker: string,
+): Promise<DatasetRow | null> {
+  const rows = await sql<DatasetRow>(
+    db,
+    `UPDATE datasets SET processing_attempt = $2, processing_worker = $3, processing_heartbeat_at = now(), updated_at = now()
+     WHERE id = $1 AND status = 'VALIDATING' AND processing_attempt = $2 - 1 AND deleted_at IS NULL RETURNING ${COLUMNS}`,
+    [id, attempt, worker],
+  );
+  return rows[0] ?? null;
+}
+
+export async function datasetHeartbeat(db: Queryable, id: string, attempt: number): Promise<void> {
+  await sql(
+    db,
+    "UPDATE datasets SET processing_heartbeat_at = now() WHERE id = $1 AND processing_attempt = $2 AND status = 'VALIDATING'",
+    [id, attempt],
+  );
+}
+
+/**
+ * VALIDATING datasets nobody is working on: claimed ones whose worker stopped heartbeating, and
+ * unclaimed ones that waited longer than that (their message was lost, or they predate the queue).
+ * A poisoning run's ASR_TEST set is left out: its TRAIN set's run owns it.
+ */
+export async function staleDatasets(db: Queryable, staleAfterSeconds: number): Promise<DatasetRow[]> {
+  return sql<DatasetRow>(
+    db,
+    `SELECT ${COLUMNS} FROM datasets d WHERE status = 'VALIDATING' AND deleted_at IS NULL
+       AND COALESCE(processing_heartbeat_at, updated_at) < now() - make_interval(secs => $1)
+       AND NOT EXISTS (SELECT 1 FROM datasets t WHERE t.asr_dataset_id = d.id)`,
+    [staleAfterSeconds],
+  );
 }
 
 /** Soft delete (jobs keep their references); refused by the caller while a live job uses it. */

@@ -1,18 +1,25 @@
 import PgBoss from "pg-boss";
-import type { QueueName } from "../config.ts";
+import { QUEUE_NAMES, type QueueName } from "../config.ts";
 
 /**
- * pg-boss on the job database. The queue carries only {jobId, attempt}; Postgres rows are the truth.
- * Retries are ours (infrastructure failures only, resumed from a checkpoint), so pg-boss never
- * retries by itself, and its expiry is set far beyond any training run: a dead worker is detected
- * by our own heartbeat (see worker/reaper.ts), not by queue expiry.
+ * pg-boss on the job database. The queue carries only ids and attempt numbers ({jobId, attempt}
+ * on the training queues, {datasetId, attempt} on ingest and poison); Postgres rows are the
+ * truth. Retries are ours (infrastructure failures only), so pg-boss never retries by itself, and
+ * its expiry is set far beyond any training run: a dead worker is detected by our own heartbeat
+ * (jobs/recovery.ts, datasets/processing.ts), not by queue expiry.
  */
 export interface QueueMessage {
   jobId: string;
   attempt: number;
 }
 
-export const QUEUES: QueueName[] = ["gpu", "cpu"];
+/** A dataset's ingest or poisoning run, attempt `attempt`. */
+export interface DatasetMessage {
+  datasetId: string;
+  attempt: number;
+}
+
+type Message<Q extends QueueName> = Q extends "ingest" | "poison" ? DatasetMessage : QueueMessage;
 const EXPIRE_HOURS = 23; // pg-boss 10 caps expiry below 24 h
 
 export class JobQueue {
@@ -27,28 +34,29 @@ export class JobQueue {
   async start(): Promise<void> {
     if (this.started) return;
     await this.boss.start();
-    for (const name of QUEUES) {
+    for (const name of QUEUE_NAMES) {
       if (!(await this.boss.getQueue(name)))
         await this.boss.createQueue(name, { name, retryLimit: 0, expireInHours: EXPIRE_HOURS });
     }
     this.started = true;
   }
 
-  async enqueue(queue: QueueName, message: QueueMessage): Promise<void> {
+  async enqueue<Q extends QueueName>(queue: Q, message: Message<Q>): Promise<void> {
     // One message per attempt: a duplicate send (e.g. two reapers) is dropped by the singleton key.
+    const id = "jobId" in message ? message.jobId : message.datasetId;
     await this.boss.send(queue, message, {
-      singletonKey: `${message.jobId}:${message.attempt}`,
+      singletonKey: `${id}:${message.attempt}`,
       retryLimit: 0,
       expireInHours: EXPIRE_HOURS,
     });
   }
 
-  async work(
-    queue: QueueName,
+  async work<Q extends QueueName>(
+    queue: Q,
     pollingIntervalSeconds: number,
-    handler: (message: QueueMessage) => Promise<void>,
+    handler: (message: Message<Q>) => Promise<void>,
   ): Promise<string> {
-    return this.boss.work<QueueMessage>(queue, { batchSize: 1, pollingIntervalSeconds }, async (jobs) => {
+    return this.boss.work<Message<Q>>(queue, { batchSize: 1, pollingIntervalSeconds }, async (jobs) => {
       for (const job of jobs) await handler(job.data);
     });
   }

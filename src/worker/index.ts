@@ -1,4 +1,5 @@
 import type { Config, QueueName } from "../config.ts";
+import type { DatasetProcessor } from "../datasets/processing.ts";
 import type { JobExecution } from "../jobs/execution.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
 import { describeDevice } from "../trainer/device.ts";
@@ -10,20 +11,30 @@ export interface RunningWorker {
   stop(): Promise<void>;
 }
 
-/** Start a worker: serve the queues this machine can (gpu only with CUDA), and reap lost jobs. */
+/** The services a worker runs work through. */
+export interface WorkerServices {
+  execution: JobExecution;
+  datasets: DatasetProcessor;
+}
+
+/**
+ * Start a worker: serve the queues this machine can (gpu only with CUDA; by default every other
+ * queue too: cpu training, dataset ingest and poisoning), and reap lost jobs and datasets.
+ */
 export async function startWorker(
   config: Config,
-  execution: JobExecution,
+  services: WorkerServices,
   queue: JobQueue,
   name?: string,
 ): Promise<RunningWorker> {
+  const { execution, datasets } = services;
   const device = await describeDevice(config.python);
   const queues: QueueName[] =
     config.worker.queues.length > 0
       ? config.worker.queues
       : device.type === "cuda"
-        ? ["gpu", "cpu"]
-        : ["cpu"];
+        ? ["gpu", "cpu", "ingest", "poison"]
+        : ["cpu", "ingest", "poison"];
   if (queues.includes("gpu") && device.type !== "cuda")
     throw new Error("this worker has no CUDA device and cannot serve the gpu queue");
   const runner = new JobRunner({
@@ -34,10 +45,15 @@ export async function startWorker(
     name,
   });
   await queue.start();
-  for (const q of queues) await queue.work(q, config.worker.pollingIntervalSeconds, (m) => runner.handle(m));
+  const every = config.worker.pollingIntervalSeconds;
+  for (const q of queues) {
+    if (q === "ingest" || q === "poison") await queue.work(q, every, (m) => datasets.handle(m, runner.name));
+    else await queue.work(q, every, (m) => runner.handle(m));
+  }
   const reapEvery = Math.max(1, Math.floor(config.worker.staleAfterSeconds / 2)) * 1000;
   const reaper = setInterval(() => {
     execution.reapStale(config.worker.staleAfterSeconds).catch(() => {});
+    datasets.reapStale(config.worker.staleAfterSeconds).catch(() => {});
   }, reapEvery);
   return {
     runner,

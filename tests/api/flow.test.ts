@@ -132,6 +132,35 @@ describe("the service end to end (embedded Postgres, local store, in-process wor
     );
   });
 
+  it("poisonDataset builds the poisoned TRAIN set and its ASR_TEST set on a worker", async () => {
+    const res = await gql<{ poisonDataset: { dataset: { id: string }; asrTestDataset: { id: string } } }>(
+      app.url as string,
+      app.key,
+      `mutation($input: PoisonDatasetInput!) { poisonDataset(input: $input) { dataset { id } asrTestDataset { id } } }`,
+      {
+        input: {
+          sourceId: ids.train,
+          testDatasetId: ids.test,
+          name: "poisoned",
+          attack: { name: "badnet_grid", target: 0, ratio: 0.2, seed: 4 },
+        },
+      },
+    );
+    const payload = res.data?.poisonDataset;
+    assert.ok(payload, JSON.stringify(res.errors));
+    const poisoned = await datasetWhenSettled(app, app.key, payload.dataset.id);
+    const asr = await datasetWhenSettled(app, app.key, payload.asrTestDataset.id);
+    assert.equal(poisoned.status, "READY", String(poisoned.failureReason));
+    assert.equal(asr.status, "READY", String(asr.failureReason));
+    assert.equal(poisoned.count, 600);
+    // The ASR set holds the test images whose class is not the target, triggered.
+    assert.ok((asr.count as number) > 0 && (asr.count as number) < 120, `ASR set of ${asr.count}`);
+    const rows = await app.db.query("SELECT processing_attempt FROM datasets WHERE id = $1", [
+      payload.dataset.id,
+    ]);
+    assert.equal(rows[0].processing_attempt, 1);
+  });
+
   it("requests without a valid key are refused with UNAUTHENTICATED", async () => {
     const res = await gql(app.url as string, null, "{ viewer { id } }");
     assert.equal(res.errors?.[0]?.extensions?.code, "UNAUTHENTICATED");

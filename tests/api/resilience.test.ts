@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { createDataSource, MIGRATIONS, migrate } from "../../src/db/data-source.ts";
 import { startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { startWorker } from "../../src/worker/index.ts";
+import { npyBytes } from "../datasets/helpers.ts";
 import { gql, makeDatasets, readPart, sha256, startTestApp, waitFor } from "../helpers/app.ts";
 import { startS3rver } from "../storage/helpers.ts";
 
@@ -127,7 +128,8 @@ describe("migrations", () => {
 
 describe("a worker killed mid-run", () => {
   it("is noticed by its missing heartbeat; the job is retried, resumes from the checkpoint and succeeds as attempt 2", async () => {
-    const app = await startTestApp({}, { api: true, worker: false });
+    // This process's worker ingests the uploads only; training is left to the worker below.
+    const app = await startTestApp({ TRAPDOOR_WORKER_QUEUES: "ingest,poison" });
     try {
       const ids = await uploadAll(app, makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-data-"))));
       const id = await launch(app, ids, "killed-worker", { epochs: 6, batchSize: 16 });
@@ -154,7 +156,12 @@ describe("a worker killed mid-run", () => {
       });
       assert.equal(running.attempt, 1);
       process.kill(-(worker.pid as number), "SIGKILL"); // the worker and its trainer
-      const second = await startWorker(app.config, app.execution, app.queue, "rescuer");
+      const second = await startWorker(
+        { ...app.config, worker: { ...app.config.worker, queues: ["cpu"] } },
+        { execution: app.execution, datasets: app.datasetProcessor },
+        app.queue,
+        "rescuer",
+      );
       try {
         const job = await waitFor(
           "the retried job to finish",
@@ -181,6 +188,112 @@ describe("a worker killed mid-run", () => {
         assert.ok(Number(epochs[1].first) > 0, `attempt 2 started at epoch ${epochs[1].first}`);
       } finally {
         await second.stop();
+      }
+    } finally {
+      await app.cleanup();
+    }
+  });
+});
+
+describe("a worker killed mid-ingest", () => {
+  it("leaves the dataset to the next attempt on another worker, which makes it READY", async () => {
+    const app = await startTestApp({}, { api: true, worker: false });
+    try {
+      // Big enough that ingest (sha256, conversion, storing) takes a while after the claim.
+      const count = 50_000;
+      const images = npyBytes("|u1", [count, 32, 32, 3], new Uint8Array(count * 32 * 32 * 3).fill(7));
+      const labels = npyBytes("<i8", [count], new Uint8Array(new BigInt64Array(count).fill(1n).buffer));
+      labels.writeBigInt64LE(0n, labels.length - 8); // two classes
+      const parts = [
+        { name: "images", bytes: images },
+        { name: "labels", bytes: labels },
+      ];
+      const created = await gql<{
+        createDatasetUpload: {
+          dataset: { id: string };
+          uploads: { part: string; url: string; headers: Record<string, string> }[];
+        };
+      }>(
+        app.url as string,
+        app.key,
+        `mutation($input: CreateDatasetUploadInput!) { createDatasetUpload(input: $input) { dataset { id } uploads { part url headers } } }`,
+        {
+          input: {
+            name: "big",
+            role: "TRAIN",
+            format: "NPY_PAIR",
+            parts: parts.map((p) => ({ name: p.name, sizeBytes: p.bytes.length, sha256: sha256(p.bytes) })),
+          },
+        },
+      );
+      const payload = created.data?.createDatasetUpload;
+      assert.ok(payload, JSON.stringify(created.errors));
+      for (const target of payload.uploads) {
+        const body = parts.find((p) => p.name === target.part)?.bytes as Buffer;
+        const res = await fetch(target.url, {
+          method: "PUT",
+          headers: target.headers,
+          body: new Uint8Array(body),
+        });
+        assert.ok(res.ok, await res.text());
+      }
+      const id = payload.dataset.id;
+      const worker = spawn(process.execPath, ["bin/trapdoor.js", "worker", "--data-dir", app.dir], {
+        cwd: repo,
+        env: {
+          ...process.env,
+          DATABASE_URL: app.databaseUrl,
+          TRAPDOOR_PUBLIC_URL: app.config.publicBaseUrl,
+          TRAPDOOR_WORKER_QUEUES: "ingest",
+          TRAPDOOR_POLL_SECONDS: "1",
+          TRAPDOOR_HEARTBEAT_SECONDS: "1",
+          TRAPDOOR_STALE_AFTER_SECONDS: "5",
+        },
+        detached: true,
+        stdio: "ignore",
+      });
+      await gql(app.url as string, app.key, `mutation($id: ID!) { completeDatasetUpload(id: $id) { id } }`, {
+        id,
+      });
+      const claimed = await waitFor(
+        "the first worker to claim the ingest",
+        async () => {
+          const rows = await app.db.query(
+            "SELECT status, processing_attempt, processing_worker FROM datasets WHERE id = $1",
+            [id],
+          );
+          return rows[0].processing_attempt === 1 ? rows[0] : null;
+        },
+        60_000,
+        20,
+      );
+      process.kill(-(worker.pid as number), "SIGKILL");
+      assert.equal(claimed.status, "VALIDATING", "the ingest finished before the worker could be killed");
+      const rescuer = await startWorker(
+        { ...app.config, worker: { ...app.config.worker, queues: ["ingest"] } },
+        { execution: app.execution, datasets: app.datasetProcessor },
+        app.queue,
+        "rescuer",
+      );
+      try {
+        const done = await waitFor(
+          "the dataset to settle",
+          async () => {
+            const rows = await app.db.query(
+              "SELECT status, failure_reason, processing_attempt, processing_worker, count FROM datasets WHERE id = $1",
+              [id],
+            );
+            return ["READY", "FAILED"].includes(rows[0].status) ? rows[0] : null;
+          },
+          120_000,
+        );
+        assert.deepEqual(
+          [done.status, done.processing_attempt, done.processing_worker, done.count],
+          ["READY", 2, "rescuer", count],
+          done.failure_reason,
+        );
+      } finally {
+        await rescuer.stop();
       }
     } finally {
       await app.cleanup();

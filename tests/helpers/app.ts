@@ -51,6 +51,7 @@ export async function startTestApp(
 export async function startReplica(
   app: Awaited<ReturnType<typeof startTestApp>>,
   roles = { api: true, worker: false },
+  env: Record<string, string> = {},
 ): Promise<App> {
   const port = String(await freePort());
   const config = loadConfig(
@@ -62,6 +63,7 @@ export async function startReplica(
       TRAPDOOR_POLL_SECONDS: "1",
       TRAPDOOR_HEARTBEAT_SECONDS: "1",
       TRAPDOOR_STALE_AFTER_SECONDS: "5",
+      ...env,
     },
     { dataDir: app.dir },
   );
