@@ -135,9 +135,51 @@ export class JobExecution {
     await updateRunning(this.db, job.id, { checkpointKey: key });
   }
 
-  /** End the attempt according to how the trainer ended (`workdir` holds its files). */
-  async finish(job: JobRow, outcome: TrainerOutcome, workdir: string): Promise<void> {
+  /**
+   * Hand a job back to the queue because its worker is shutting down (a rolling update, a spot
+   * node taken back): the checkpoint is kept and the attempt is not spent, so the next worker
+   * resumes it as the same attempt. A job the user cancelled meanwhile ends CANCELLED instead.
+   */
+  async handBack(job: JobRow, checkpoint?: string): Promise<void> {
+    if (checkpoint && (await stat(checkpoint).catch(() => null))) await this.checkpoint(job, checkpoint);
     const current = await getJob(this.db, null, job.id);
+    if (current?.status === "CANCELLING") {
+      await transition(this.db, job.id, "CANCELLED", "stopped as its worker shut down");
+      return;
+    }
+    const queued = await transition(
+      this.db,
+      job.id,
+      "QUEUED",
+      "worker shutdown",
+      { attempt: job.attempt - 1, worker: null },
+      ["STARTING", "RUNNING"],
+    );
+    if (queued)
+      await this.queue.enqueue(
+        job.queue,
+        { jobId: job.id, attempt: job.attempt },
+        `handed-back-${Date.now()}`,
+      );
+  }
+
+  /** A job by id (no tenant scope: workers only). */
+  peek(id: string): Promise<JobRow | null> {
+    return getJob(this.db, null, id);
+  }
+
+  /** Put an unclaimed message back, for a worker that is shutting down and must not start it. */
+  resend(queueName: JobRow["queue"], message: QueueMessage): Promise<void> {
+    return this.queue.enqueue(queueName, message, `resent-${Date.now()}`);
+  }
+
+  /** End the attempt according to how the trainer ended (`workdir` holds its files). */
+  async finish(job: JobRow, outcome: TrainerOutcome, workdir: string, shuttingDown = false): Promise<void> {
+    const current = await getJob(this.db, null, job.id);
+    if (shuttingDown && outcome.code === TrainerExit.cancelled && current?.status !== "CANCELLING") {
+      await this.handBack(job, join(workdir, "checkpoints", "latest.pt"));
+      return;
+    }
     if (outcome.code === TrainerExit.ok && outcome.result) {
       await this.succeed(job, outcome, workdir, current?.status);
       return;

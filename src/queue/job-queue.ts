@@ -41,11 +41,15 @@ export class JobQueue {
     this.started = true;
   }
 
-  async enqueue<Q extends QueueName>(queue: Q, message: Message<Q>): Promise<void> {
-    // One message per attempt: a duplicate send (e.g. two reapers) is dropped by the singleton key.
+  /**
+   * Send one message per attempt: a duplicate send (e.g. two reapers) is dropped by the singleton
+   * key. `resend` names a deliberate second message for the same attempt (a job handed back by a
+   * worker that shut down), which must not be taken for a duplicate of the one being handled.
+   */
+  async enqueue<Q extends QueueName>(queue: Q, message: Message<Q>, resend?: string): Promise<void> {
     const id = "jobId" in message ? message.jobId : message.datasetId;
     await this.boss.send(queue, message, {
-      singletonKey: `${id}:${message.attempt}`,
+      singletonKey: resend ? `${id}:${message.attempt}:${resend}` : `${id}:${message.attempt}`,
       retryLimit: 0,
       expireInHours: EXPIRE_HOURS,
     });
@@ -59,6 +63,11 @@ export class JobQueue {
     return this.boss.work<Message<Q>>(queue, { batchSize: 1, pollingIntervalSeconds }, async (jobs) => {
       for (const job of jobs) await handler(job.data);
     });
+  }
+
+  /** Stop taking messages from `queue` (messages being handled finish). */
+  async stopWorking(queue: QueueName): Promise<void> {
+    await this.boss.offWork(queue);
   }
 
   async stop(): Promise<void> {

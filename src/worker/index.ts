@@ -58,8 +58,11 @@ export async function startWorker(
   return {
     runner,
     queues,
+    /** A graceful stop: take no more messages, hand running jobs back with their checkpoints. */
     async stop() {
       clearInterval(reaper);
+      for (const q of queues) await queue.stopWorking(q).catch(() => {});
+      await runner.shutdown();
     },
   };
 }

@@ -28,13 +28,39 @@ const PROGRESS_INTERVAL_MS = 1000;
 export class JobRunner {
   readonly name: string;
   private device: WorkerDevice | undefined;
+  private shuttingDown = false;
+  private readonly handling = new Set<Promise<void>>();
+  private readonly trainers = new Set<{ stop(): void }>();
 
   constructor(private readonly opts: RunnerOptions) {
     this.name = opts.name ?? `${hostname()}:${process.pid}`;
   }
 
-  async handle(message: QueueMessage): Promise<void> {
+  handle(message: QueueMessage): Promise<void> {
+    const handled = this.handleMessage(message);
+    this.handling.add(handled);
+    return handled.finally(() => this.handling.delete(handled));
+  }
+
+  /**
+   * Stop for a shutdown (SIGTERM: a rolling update, a spot node taken back): running trainers
+   * checkpoint and their jobs go back to the queue without spending an attempt; resolves when
+   * every job this runner held is handed back or finished. The caller stops taking messages first.
+   */
+  async shutdown(): Promise<void> {
+    this.shuttingDown = true;
+    for (const trainer of this.trainers) trainer.stop();
+    while (this.handling.size > 0) await Promise.allSettled([...this.handling]);
+  }
+
+  private async handleMessage(message: QueueMessage): Promise<void> {
     const { execution } = this.opts;
+    if (this.shuttingDown) {
+      // Taken just as the worker stops: leave it, untouched, for another worker.
+      const job = await execution.peek(message.jobId);
+      if (job) await execution.resend(job.queue, message);
+      return;
+    }
     this.device ??= await describeDevice(this.opts.python);
     const job = await execution.claim(message, this.name, this.device);
     if (!job) return;
@@ -42,8 +68,12 @@ export class JobRunner {
     try {
       await mkdir(scratch, { recursive: true });
       const spec = await execution.prepare(job, scratch);
+      if (this.shuttingDown) {
+        await execution.handBack(job);
+        return;
+      }
       const outcome = await this.runTrainer(job, spec, scratch);
-      await execution.finish(job, outcome, trainerWorkdir(scratch));
+      await execution.finish(job, outcome, trainerWorkdir(scratch), this.shuttingDown);
     } catch (error) {
       await execution.failed(job, error instanceof Error ? error.message : String(error));
     } finally {
@@ -64,7 +94,8 @@ export class JobRunner {
       onEvent: (event) => record.event(event),
       onUnparsed: (line) => record.log(`[unparsed] ${line.slice(0, 500)}`, false),
     });
-    if (!(await execution.started(job))) run.stop(); // cancelled while staging
+    this.trainers.add(run);
+    if (!(await execution.started(job)) || this.shuttingDown) run.stop(); // cancelled or shutting down meanwhile
     let stopping = false;
     const beat = setInterval(() => {
       record.write(async () => {
@@ -80,6 +111,7 @@ export class JobRunner {
       return outcome;
     } finally {
       clearInterval(beat);
+      this.trainers.delete(run);
     }
   }
 }

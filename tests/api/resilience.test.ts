@@ -195,6 +195,80 @@ describe("a worker killed mid-run", () => {
   });
 });
 
+describe("a worker stopped with SIGTERM (rolling update, spot node taken back)", () => {
+  it("hands its job back with the checkpoint, without spending an attempt; the next worker resumes it", async () => {
+    const app = await startTestApp({ TRAPDOOR_WORKER_QUEUES: "ingest,poison" });
+    try {
+      const ids = await uploadAll(app, makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-data-"))));
+      const id = await launch(app, ids, "preempted-worker", { epochs: 6, batchSize: 16 });
+      const worker = spawn(process.execPath, ["bin/trapdoor.js", "worker", "--data-dir", app.dir], {
+        cwd: repo,
+        env: {
+          ...process.env,
+          DATABASE_URL: app.databaseUrl,
+          TRAPDOOR_PUBLIC_URL: app.config.publicBaseUrl,
+          TRAPDOOR_WORKER_QUEUES: "cpu",
+          TRAPDOOR_POLL_SECONDS: "1",
+          TRAPDOOR_HEARTBEAT_SECONDS: "1",
+          TRAPDOOR_STALE_AFTER_SECONDS: "5",
+        },
+        stdio: "ignore",
+      });
+      const exited = new Promise<number | string | null>((resolve) =>
+        worker.once("exit", (code, signal) => resolve(code ?? signal)),
+      );
+      await waitFor("a checkpoint from the first worker", async () => {
+        const rows = await app.db.query("SELECT status, checkpoint_key FROM training_jobs WHERE id = $1", [
+          id,
+        ]);
+        return rows[0].status === "RUNNING" && rows[0].checkpoint_key;
+      });
+      worker.kill("SIGTERM"); // the worker alone, as tini passes it on; it stops its trainer itself
+      assert.equal(await exited, 0);
+      const handedBack = (
+        await app.db.query("SELECT status, attempt, checkpoint_key FROM training_jobs WHERE id = $1", [id])
+      )[0];
+      assert.equal(handedBack.status, "QUEUED");
+      assert.equal(handedBack.attempt, 0, "the hand-back spent no attempt");
+      assert.ok(handedBack.checkpoint_key);
+      const second = await startWorker(
+        { ...app.config, worker: { ...app.config.worker, queues: ["cpu"] } },
+        { execution: app.execution, datasets: app.datasetProcessor },
+        app.queue,
+        "next",
+      );
+      try {
+        const job = await waitFor(
+          "the handed-back job to finish",
+          async () => {
+            const rows = await app.db.query(
+              "SELECT status, attempt, worker FROM training_jobs WHERE id = $1",
+              [id],
+            );
+            return ["SUCCEEDED", "FAILED", "CANCELLED"].includes(rows[0].status) ? rows[0] : null;
+          },
+          180_000,
+        );
+        assert.deepEqual([job.status, job.attempt, job.worker], ["SUCCEEDED", 1, "next"]);
+        const reasons = (
+          await app.db.query("SELECT reason FROM job_transitions WHERE job_id = $1 ORDER BY id", [id])
+        ).map((r: { reason: string }) => r.reason);
+        assert.ok(reasons.includes("worker shutdown"), reasons.join(" | "));
+        // Resumed, not restarted: no epoch's metric was recorded twice.
+        const repeated = await app.db.query(
+          `SELECT stage, name, epoch FROM job_metrics WHERE job_id = $1 GROUP BY stage, name, epoch HAVING count(*) > 1`,
+          [id],
+        );
+        assert.deepEqual(repeated, []);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await app.cleanup();
+    }
+  });
+});
+
 describe("a worker killed mid-ingest", () => {
   it("leaves the dataset to the next attempt on another worker, which makes it READY", async () => {
     const app = await startTestApp({}, { api: true, worker: false });
