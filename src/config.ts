@@ -24,6 +24,12 @@ export interface Config {
   dataDir: string;
   /** Unset → embedded Postgres under dataDir. */
   databaseUrl?: string;
+  /**
+   * Apply pending migrations at start (TRAPDOOR_AUTO_MIGRATE, default true: the newcomer path).
+   * Deployments set it to false and run `trapdoor migrate` once; a process then refuses to start
+   * on a schema that is behind.
+   */
+  autoMigrate: boolean;
   /** Base URL clients use to reach this API (signed local-store URLs point here). */
   publicBaseUrl: string;
   store: StoreSettings;
@@ -60,6 +66,13 @@ function signingSecretFor(dataDir: string, env: NodeJS.ProcessEnv): string {
   return secret;
 }
 
+function booleanFrom(value: string | undefined, fallback: boolean, name: string): boolean {
+  if (value === undefined || value === "") return fallback;
+  if (value === "true" || value === "1") return true;
+  if (value === "false" || value === "0") return false;
+  throw new ConfigError(`${name} must be true or false, got ${JSON.stringify(value)}`);
+}
+
 /** Environment (and CLI overrides) → a validated Config, once at start. */
 export function loadConfig(
   env: NodeJS.ProcessEnv = process.env,
@@ -93,6 +106,7 @@ export function loadConfig(
     host,
     dataDir,
     databaseUrl: env.DATABASE_URL || undefined,
+    autoMigrate: booleanFrom(env.TRAPDOOR_AUTO_MIGRATE, true, "TRAPDOOR_AUTO_MIGRATE"),
     publicBaseUrl: env.TRAPDOOR_PUBLIC_URL ?? `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${port}`,
     store,
     signingSecret: signingSecretFor(dataDir, env),

@@ -6,7 +6,7 @@ import { createApi } from "./api/server.ts";
 import type { Config } from "./config.ts";
 import { DatasetProcessor } from "./datasets/processing.ts";
 import { DatasetService } from "./datasets/service.ts";
-import { createDataSource, migrate } from "./db/data-source.ts";
+import { createDataSource, migrate, migrationsPending } from "./db/data-source.ts";
 import { JOB_UPDATED_CHANNEL } from "./db/jobs.ts";
 import { ChannelListener } from "./db/listener.ts";
 import { sql } from "./db/sql.ts";
@@ -68,7 +68,11 @@ async function assemble(
   const db = createDataSource(databaseUrl);
   await db.initialize();
   stops.unshift(() => db.destroy());
-  await migrate(db);
+  if (config.autoMigrate) await migrate(db);
+  else if (await migrationsPending(db))
+    throw new Error(
+      "the database schema is behind this version: run `trapdoor migrate` (TRAPDOOR_AUTO_MIGRATE=false)",
+    );
   const store = createObjectStore(config);
   const queue = new JobQueue(databaseUrl);
   await queue.start();
@@ -108,7 +112,8 @@ async function assemble(
     stops.unshift(() => jobUpdates.stop());
     const routes: Record<string, RequestHandler> =
       store instanceof LocalStore ? { "/objects": localStoreRouter(store) } : {};
-    const api = await createApi(config, { tenants, datasets, jobs, jobUpdates }, routes);
+    const ready = () => readiness(db, store);
+    const api = await createApi(config, { tenants, datasets, jobs, jobUpdates, ready }, routes);
     stops.unshift(() => api.stop());
     const server = await api.listen(config.port, config.host);
     const address = server.address();
@@ -145,4 +150,20 @@ async function ensureFirstTenant(db: DataSource, dataDir: string): Promise<strin
 async function startEmbedded(dataDir: string) {
   const { startEmbeddedPostgres } = await import("./db/embedded.ts");
   return startEmbeddedPostgres(dataDir);
+}
+
+/** What /readyz reports: the database answers and the object store can be reached. */
+async function readiness(db: DataSource, store: ObjectStore): Promise<Record<string, string>> {
+  const check = async (probe: () => Promise<unknown>) => {
+    try {
+      await probe();
+      return "ok";
+    } catch (error) {
+      return `unreachable: ${error instanceof Error ? error.message.slice(0, 200) : String(error)}`;
+    }
+  };
+  return {
+    database: await check(() => db.query("SELECT 1")),
+    objectStore: await check(() => store.stat("readyz/probe")),
+  };
 }

@@ -10,6 +10,8 @@ export interface Services {
   jobs: JobService;
   /** This process's LISTEN connection for job updates (subscriptions wait on it). */
   jobUpdates: JobUpdateSource;
+  /** The readiness of what the API needs (database, object store): "ok" or why not, by name. */
+  ready(): Promise<Record<string, string>>;
 }
 
 /** What every resolver gets: the caller's tenant (every query is scoped by it) and the services. */

@@ -47,8 +47,14 @@ export async function createApi(
   await apollo.start();
   const app = express();
   app.disable("x-powered-by");
+  // Liveness: the process answers. Readiness: it can serve (database and object store reachable).
   app.get("/healthz", (_req, res) => {
     res.json({ ok: true });
+  });
+  app.get("/readyz", async (_req, res) => {
+    const checks = await services.ready();
+    const ok = Object.values(checks).every((v) => v === "ok");
+    res.status(ok ? 200 : 503).json({ ok, checks });
   });
   for (const [path, handler] of Object.entries(routes)) app.use(path, handler);
   app.use(

@@ -6,7 +6,8 @@ server:
   start            API + worker + embedded Postgres and local store (the newcomer default)
   serve            API only
   worker           worker only
-  migrate [--revert]   apply (or revert the last) database migration
+  migrate [--revert | --check]   apply (or revert the last) database migration; --check exits 1
+                   while migrations are pending (an initContainer waits on it)
   tenant NAME      create a tenant and print its first API key
     (--port P, --data-dir DIR)
 client (talks to a running API; \`trapdoor login\` first):
@@ -17,6 +18,8 @@ client (talks to a running API; \`trapdoor login\` first):
   ${EXIT_CODES_HELP}`;
 
 const CLIENT_COMMANDS = new Set(["login", "datasets", "jobs"]);
+/** `migrate --check`: the schema is behind this version (wait, or run `trapdoor migrate`). */
+const MIGRATIONS_PENDING = 1;
 
 async function main(argv: string[]): Promise<number> {
   // Client commands load only the client: no database, ORM or server modules to start up.
@@ -31,6 +34,7 @@ async function main(argv: string[]): Promise<number> {
       port: { type: "string" },
       "data-dir": { type: "string" },
       revert: { type: "boolean" },
+      check: { type: "boolean" },
       help: { type: "boolean" },
     },
   });
@@ -61,7 +65,7 @@ async function main(argv: string[]): Promise<number> {
     return ExitCode.OK;
   }
   if (command === "migrate" || command === "tenant") {
-    const { createDataSource, migrate } = await import("../db/data-source.ts");
+    const { createDataSource, migrate, migrationsPending } = await import("../db/data-source.ts");
     const { createApiKey, createTenant } = await import("../db/tenants.ts");
     const embedded = config.databaseUrl
       ? null
@@ -70,6 +74,11 @@ async function main(argv: string[]): Promise<number> {
     await db.initialize();
     try {
       if (command === "migrate") {
+        if (values.check) {
+          const pending = await migrationsPending(db);
+          console.log(pending ? "migrations are pending" : "database is up to date");
+          return pending ? MIGRATIONS_PENDING : ExitCode.OK;
+        }
         if (values.revert) {
           await db.undoLastMigration({ transaction: "each" });
           console.log("reverted the last migration");

@@ -22,8 +22,27 @@ export function createDataSource(databaseUrl: string): DataSource {
   });
 }
 
-/** Run pending migrations; returns the names applied. */
+/** The advisory lock every migrating process takes, so replicas and the migration Job never race. */
+const MIGRATION_LOCK = 727_001;
+
+/**
+ * Run pending migrations under a PostgreSQL advisory lock (several processes may start at once:
+ * the second waits, then finds nothing to do); returns the names this call applied.
+ */
 export async function migrate(ds: DataSource): Promise<string[]> {
-  const applied = await ds.runMigrations({ transaction: "each" });
-  return applied.map((m) => m.name);
+  const lock = ds.createQueryRunner();
+  await lock.connect();
+  try {
+    await lock.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
+    const applied = await ds.runMigrations({ transaction: "each" });
+    return applied.map((m) => m.name);
+  } finally {
+    await lock.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => {});
+    await lock.release();
+  }
+}
+
+/** Whether migrations are pending (the schema is behind this code). */
+export function migrationsPending(ds: DataSource): Promise<boolean> {
+  return ds.showMigrations();
 }

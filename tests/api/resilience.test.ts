@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { createDataSource, MIGRATIONS, migrate } from "../../src/db/data-source.ts";
+import { createDataSource, MIGRATIONS, migrate, migrationsPending } from "../../src/db/data-source.ts";
 import { startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { startWorker } from "../../src/worker/index.ts";
 import { npyBytes } from "../datasets/helpers.ts";
@@ -116,8 +116,19 @@ describe("migrations", () => {
         );
       assert.ok((await tables()).includes("training_jobs"));
       assert.deepEqual(await migrate(db), []);
+      assert.equal(await migrationsPending(db), false);
       for (const _ of MIGRATIONS) await db.undoLastMigration({ transaction: "each" });
       assert.deepEqual(await tables(), ["trapdoor_migrations"]);
+      assert.equal(await migrationsPending(db), true);
+      // Replicas starting together: the advisory lock lets one migrate, the others find it done.
+      const others = [createDataSource(pg.url), createDataSource(pg.url), createDataSource(pg.url)];
+      for (const other of others) await other.initialize();
+      try {
+        const applied = await Promise.all(others.map((other) => migrate(other)));
+        assert.deepEqual(applied.flat().sort(), MIGRATIONS.map((m) => new m().name).sort());
+      } finally {
+        for (const other of others) await other.destroy();
+      }
     } finally {
       await db.destroy();
       await pg.stop();

@@ -55,6 +55,7 @@ describe("a production install (npm ci --omit=dev) runs every command from dist/
       DATABASE_URL: database.url,
       TRAPDOOR_DATA_DIR: join(root, "data"),
       TRAPDOOR_PYTHON: python,
+      TRAPDOOR_AUTO_MIGRATE: "false", // as every deployment overlay sets it: `migrate` runs once
       PORT: String(port),
       TRAPDOOR_PUBLIC_URL: `http://127.0.0.1:${port}`,
     };
@@ -99,9 +100,13 @@ describe("a production install (npm ci --omit=dev) runs every command from dist/
   });
 
   it("migrate, tenant, serve, the client and worker all run", async () => {
+    const behind = trapdoor(["migrate", "--check"]);
+    assert.equal(behind.status, 1, behind.stderr);
+    assert.match(behind.stdout, /pending/);
     const migrate = trapdoor(["migrate"]);
     assert.equal(migrate.status, 0, migrate.stderr);
     assert.match(migrate.stdout, /applied|up to date/);
+    assert.equal(trapdoor(["migrate", "--check"]).status, 0);
 
     const tenant = trapdoor(["tenant", "acme"]);
     assert.equal(tenant.status, 0, tenant.stderr);
@@ -118,6 +123,8 @@ describe("a production install (npm ci --omit=dev) runs every command from dist/
       );
       return res.data;
     });
+    const ready = await fetch(`${url}/readyz`);
+    assert.equal(ready.status, 200, await ready.text());
     const expected = Catalog.load().data;
     assert.deepEqual(
       catalog.methods.map((m) => m.name),
