@@ -39,6 +39,12 @@ export interface Config {
     pollingIntervalSeconds: number;
     heartbeatSeconds: number;
     staleAfterSeconds: number;
+    /**
+     * `trapdoor worker --once`: run one training job, then exit; exit anyway after
+     * `onceIdleSeconds` without claiming one (another worker took it). One pod per job (KEDA).
+     */
+    once: boolean;
+    onceIdleSeconds: number;
   };
   /** Interpreter for the trainer; unset → $TRAPDOOR_PYTHON, python3, /usr/bin/python3 (first with torch). */
   python?: string;
@@ -115,6 +121,8 @@ export function loadConfig(
       pollingIntervalSeconds: intFrom(env.TRAPDOOR_POLL_SECONDS, 2, "TRAPDOOR_POLL_SECONDS"),
       heartbeatSeconds: intFrom(env.TRAPDOOR_HEARTBEAT_SECONDS, 10, "TRAPDOOR_HEARTBEAT_SECONDS"),
       staleAfterSeconds: intFrom(env.TRAPDOOR_STALE_AFTER_SECONDS, 60, "TRAPDOOR_STALE_AFTER_SECONDS"),
+      once: false,
+      onceIdleSeconds: intFrom(env.TRAPDOOR_ONCE_IDLE_SECONDS, 120, "TRAPDOOR_ONCE_IDLE_SECONDS"),
     },
     python: env.TRAPDOOR_PYTHON || undefined,
     limits: {

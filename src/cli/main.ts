@@ -5,7 +5,7 @@ const USAGE = `usage: trapdoor <command> [options]
 server:
   start            API + worker + embedded Postgres and local store (the newcomer default)
   serve            API only
-  worker           worker only
+  worker [--queue Q] [--once]   worker only (--once: one training job, then exit)
   migrate [--revert | --check]   apply (or revert the last) database migration; --check exits 1
                    while migrations are pending (an initContainer waits on it)
   tenant NAME      create a tenant and print its first API key
@@ -35,6 +35,8 @@ async function main(argv: string[]): Promise<number> {
       "data-dir": { type: "string" },
       revert: { type: "boolean" },
       check: { type: "boolean" },
+      once: { type: "boolean" },
+      queue: { type: "string" },
       help: { type: "boolean" },
     },
   });
@@ -44,10 +46,13 @@ async function main(argv: string[]): Promise<number> {
     return command ? ExitCode.OK : ExitCode.USAGE;
   }
   const { loadConfig } = await import("../config.ts");
-  const config = loadConfig(process.env, {
+  // --queue overrides TRAPDOOR_WORKER_QUEUES (and is checked the same way).
+  const env = values.queue ? { ...process.env, TRAPDOOR_WORKER_QUEUES: values.queue } : process.env;
+  const loaded = loadConfig(env, {
     port: values.port ? Number(values.port) : undefined,
     dataDir: values["data-dir"],
   });
+  const config = values.once ? { ...loaded, worker: { ...loaded.worker, once: true } } : loaded;
   if (command === "start" || command === "serve" || command === "worker") {
     const { startApp } = await import("../main.ts");
     const app = await startApp(config, { api: command !== "worker", worker: command !== "serve" });
@@ -60,6 +65,13 @@ async function main(argv: string[]): Promise<number> {
     if (app.worker)
       console.log(`worker ${app.worker.runner.name} serving queues: ${app.worker.queues.join(", ")}`);
     if (app.firstApiKey && command !== "worker") console.log(`API key: ${app.firstApiKey}`);
+    if (app.worker?.done) {
+      const why = await Promise.race([stopped.then(() => "stopped" as const), app.worker.done]);
+      if (why !== "stopped")
+        console.log(`worker --once: ${why === "idle" ? "no job came; exiting" : "job done; exiting"}`);
+      await app.stop();
+      return ExitCode.OK;
+    }
     await stopped;
     await app.stop();
     return ExitCode.OK;

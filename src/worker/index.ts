@@ -8,6 +8,8 @@ import { JobRunner } from "./runner.ts";
 export interface RunningWorker {
   runner: JobRunner;
   queues: QueueName[];
+  /** With `worker.once`: settles when the one job is done, or when none came in time. */
+  done?: Promise<"job done" | "idle">;
   stop(): Promise<void>;
 }
 
@@ -37,7 +39,16 @@ export async function startWorker(
         : ["cpu", "ingest", "poison"];
   if (queues.includes("gpu") && device.type !== "cuda")
     throw new Error("this worker has no CUDA device and cannot serve the gpu queue");
+  let finish: (why: "job done" | "idle") => void = () => {};
+  const done = new Promise<"job done" | "idle">((resolve) => {
+    finish = resolve;
+  });
+  const idle = config.worker.once
+    ? setTimeout(() => finish("idle"), config.worker.onceIdleSeconds * 1000)
+    : undefined;
   const runner = new JobRunner({
+    onClaimed: () => clearTimeout(idle),
+    onJobDone: () => finish("job done"),
     execution,
     scratchDir: `${config.dataDir}/scratch`,
     heartbeatSeconds: config.worker.heartbeatSeconds,
@@ -58,9 +69,11 @@ export async function startWorker(
   return {
     runner,
     queues,
+    done: config.worker.once ? done : undefined,
     /** A graceful stop: take no more messages, hand running jobs back with their checkpoints. */
     async stop() {
       clearInterval(reaper);
+      clearTimeout(idle);
       for (const q of queues) await queue.stopWorking(q).catch(() => {});
       await runner.shutdown();
     },

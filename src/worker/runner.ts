@@ -19,6 +19,9 @@ export interface RunnerOptions {
   heartbeatSeconds: number;
   python?: string;
   name?: string;
+  /** Called when this runner claims a job, and when it is done with one it claimed. */
+  onClaimed?: () => void;
+  onJobDone?: () => void;
 }
 
 const LOG_TAIL = 50;
@@ -64,6 +67,7 @@ export class JobRunner {
     this.device ??= await describeDevice(this.opts.python);
     const job = await execution.claim(message, this.name, this.device);
     if (!job) return;
+    this.opts.onClaimed?.();
     const scratch = join(this.opts.scratchDir, `${job.id}-${message.attempt}`);
     try {
       await mkdir(scratch, { recursive: true });
@@ -78,6 +82,7 @@ export class JobRunner {
       await execution.failed(job, error instanceof Error ? error.message : String(error));
     } finally {
       await rm(scratch, { recursive: true, force: true });
+      this.opts.onJobDone?.();
     }
   }
 

@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { freePort, startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { Catalog } from "../../src/trainer/catalog.ts";
-import { gql, python, waitFor } from "../helpers/app.ts";
+import { gql, makeDatasets, python, uploadNpyPair, waitFor } from "../helpers/app.ts";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -99,7 +99,7 @@ describe("a production install (npm ci --omit=dev) runs every command from dist/
     assert.ok(existsSync(join(app, "dist/migrations")));
   });
 
-  it("migrate, tenant, serve, the client and worker all run", async () => {
+  it("migrate, tenant, serve, the client, worker and worker --once all run", async () => {
     const behind = trapdoor(["migrate", "--check"]);
     assert.equal(behind.status, 1, behind.stderr);
     assert.match(behind.stdout, /pending/);
@@ -137,13 +137,60 @@ describe("a production install (npm ci --omit=dev) runs every command from dist/
     assert.deepEqual(JSON.parse(list.stdout), []);
 
     const worker = await startCommand(["worker"], /serving queues: cpu/);
-    for (const [name, child] of [
-      ["worker", worker],
-      ["serve", serve],
-    ] as const) {
+    const data = makeDatasets(join(root, "data"), { nTrain: 200, nHoldout: 40, nTest: 40 });
+    const ids: Record<string, string> = {};
+    for (const [name, role] of [
+      ["train", "TRAIN"],
+      ["holdout", "HOLDOUT"],
+      ["test", "TEST"],
+    ] as const)
+      ids[name] = await uploadNpyPair(url, key, data[name], role); // ingested by that worker
+    const stop = async (name: string, child: ChildProcess) => {
       const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal)));
       child.kill("SIGTERM");
       assert.equal(await exited, 0, `${name} did not stop cleanly on SIGTERM`);
-    }
+    };
+    await stop("worker", worker);
+
+    // One pod per job (a KEDA ScaledJob): `worker --once` runs one job and exits, or exits idle.
+    const idle = trapdoor(["worker", "--once", "--queue", "cpu"], { TRAPDOOR_ONCE_IDLE_SECONDS: "1" });
+    assert.equal(idle.status, 0, idle.stderr);
+    assert.match(idle.stdout, /no job came; exiting/);
+    const launched = await gql<{ launchTraining: { id: string } }>(
+      url,
+      key,
+      `mutation($input: LaunchTrainingInput!) { launchTraining(input: $input) { id } }`,
+      {
+        input: {
+          method: "NO_DEFENSE",
+          architecture: "small-cnn",
+          trainDatasetId: ids.train,
+          holdoutDatasetId: ids.holdout,
+          testDatasetId: ids.test,
+          hyperparameters: { epochs: 1, batchSize: 64 },
+          idempotencyKey: "once",
+        },
+      },
+    );
+    const jobId = launched.data?.launchTraining.id;
+    assert.ok(jobId, JSON.stringify(launched.errors));
+    const once = spawnSync(process.execPath, ["bin/trapdoor.js", "worker", "--once", "--queue", "cpu"], {
+      cwd: app,
+      env,
+      encoding: "utf8",
+      timeout: 180_000,
+    });
+    assert.equal(once.status, 0, once.stderr);
+    assert.match(once.stdout, /job done; exiting/);
+    const job = await gql<{ job: { status: string } }>(
+      url,
+      key,
+      `query($id: ID!) { job(id: $id) { status } }`,
+      {
+        id: jobId,
+      },
+    );
+    assert.equal(job.data?.job.status, "SUCCEEDED");
+    await stop("serve", serve);
   });
 });
