@@ -49,6 +49,8 @@ export interface Config {
   /** Interpreter for the trainer; unset → $TRAPDOOR_PYTHON, python3, /usr/bin/python3 (first with torch). */
   python?: string;
   limits: { maxUploadBytes: number; queryDepth: number; queryCost: number };
+  /** GPU counts a job may ask for (TRAPDOOR_GPU_COUNTS, e.g. "1,4"): the GPU worker pools offered. */
+  gpuCounts: number[];
 }
 
 export class ConfigError extends Error {}
@@ -70,6 +72,15 @@ function signingSecretFor(dataDir: string, env: NodeJS.ProcessEnv): string {
   const secret = randomBytes(32).toString("hex");
   writeFileSync(path, secret, { mode: 0o600 });
   return secret;
+}
+
+function gpuCountsFrom(value: string | undefined): number[] {
+  const counts = (value || "1").split(",").map((part) => Number(part.trim()));
+  if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 64))
+    throw new ConfigError(
+      `TRAPDOOR_GPU_COUNTS must list GPU counts from 1 to 64, got ${JSON.stringify(value)}`,
+    );
+  return [...new Set(counts)].sort((a, b) => a - b);
 }
 
 function booleanFrom(value: string | undefined, fallback: boolean, name: string): boolean {
@@ -125,6 +136,7 @@ export function loadConfig(
       onceIdleSeconds: intFrom(env.TRAPDOOR_ONCE_IDLE_SECONDS, 120, "TRAPDOOR_ONCE_IDLE_SECONDS"),
     },
     python: env.TRAPDOOR_PYTHON || undefined,
+    gpuCounts: gpuCountsFrom(env.TRAPDOOR_GPU_COUNTS),
     limits: {
       maxUploadBytes: intFrom(env.TRAPDOOR_MAX_UPLOAD_BYTES, 8 * 1024 ** 3, "TRAPDOOR_MAX_UPLOAD_BYTES"),
       queryDepth: 10,

@@ -186,6 +186,8 @@ async function seed(app: App, count: number): Promise<string[]> {
       seed: i,
       hyperparameters: { stage1Epochs: 10, stage2Epochs: 10, lambda1: 10, lambda2: 0.1 },
       queue: "cpu",
+      gpus: null,
+      maxRuntimeSeconds: null,
     });
     await transition(app.db, job.id, "QUEUED", "seeded");
     if (i % 2 === 0) {

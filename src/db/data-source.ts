@@ -2,12 +2,14 @@ import { DataSource } from "typeorm";
 import { Initial1764150000000 } from "../../migrations/1764150000000-initial.ts";
 import { DatasetIngestOptions1764160000000 } from "../../migrations/1764160000000-dataset-ingest-options.ts";
 import { DatasetProcessing1764170000000 } from "../../migrations/1764170000000-dataset-processing.ts";
+import { JobResources1764180000000 } from "../../migrations/1764180000000-job-resources.ts";
 
 /** All migrations, in order. The schema changes only through these (never `synchronize`). */
 export const MIGRATIONS = [
   Initial1764150000000,
   DatasetIngestOptions1764160000000,
   DatasetProcessing1764170000000,
+  JobResources1764180000000,
 ];
 
 export function createDataSource(databaseUrl: string): DataSource {

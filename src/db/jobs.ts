@@ -11,6 +11,9 @@ import { atomically, type Queryable, sql } from "./sql.ts";
  */
 export const JOB_UPDATED_CHANNEL = "trapdoor_job_updated";
 
+/** The transition reason of a user's retryJob (a runtime cap counts again from there). */
+export const RETRIED_BY_USER = "retried by user";
+
 export interface JobRow {
   id: string;
   tenant_id: string;
@@ -28,6 +31,10 @@ export interface JobRow {
   seed: number;
   hyperparameters: Record<string, unknown>;
   queue: "gpu" | "cpu";
+  /** GPUs the job asked for (null on the CPU queue). */
+  gpus: number | null;
+  /** Running time after which the job is stopped (checkpointed) and fails; null = no cap. */
+  max_runtime_seconds: number | null;
   attempt: number;
   max_attempts: number;
   worker: string | null;
@@ -57,6 +64,8 @@ export interface NewJob {
   seed: number;
   hyperparameters: Record<string, unknown>;
   queue: "gpu" | "cpu";
+  gpus: number | null;
+  maxRuntimeSeconds: number | null;
 }
 
 /** Insert unless the tenant already used the idempotency key; returns [job, created]. */
@@ -64,8 +73,8 @@ export async function insertJob(db: Queryable, job: NewJob): Promise<[JobRow, bo
   const inserted = await sql<JobRow>(
     db,
     `INSERT INTO training_jobs (tenant_id, idempotency_key, input_hash, method, architecture, status, train_dataset_id, holdout_dataset_id,
-       test_dataset_id, asr_test_dataset_id, attack, target, seed, hyperparameters, queue)
-     VALUES ($1, $2, $3, $4, $5, 'VALIDATING', $6, $7, $8, $9, $10, $11, $12, $13, $14)
+       test_dataset_id, asr_test_dataset_id, attack, target, seed, hyperparameters, queue, gpus, max_runtime_seconds)
+     VALUES ($1, $2, $3, $4, $5, 'VALIDATING', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
      ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING *`,
     [
       job.tenantId,
@@ -82,6 +91,8 @@ export async function insertJob(db: Queryable, job: NewJob): Promise<[JobRow, bo
       job.seed,
       JSON.stringify(job.hyperparameters),
       job.queue,
+      job.gpus,
+      job.maxRuntimeSeconds,
     ],
   );
   if (inserted[0]) {
@@ -219,6 +230,20 @@ export async function updateRunning(
       JOB_UPDATED_CHANNEL,
     ],
   );
+}
+
+/**
+ * When the job first ran since it was launched or last retried by its user (the first RUNNING
+ * transition after that); null before that. Worker hand-backs and crash retries do not reset it.
+ */
+export async function firstRunningAt(db: Queryable, jobId: string): Promise<Date | null> {
+  const rows = await sql<{ at: Date | null }>(
+    db,
+    `SELECT min(at) AS at FROM job_transitions WHERE job_id = $1 AND to_status = 'RUNNING'
+       AND at >= COALESCE((SELECT max(at) FROM job_transitions WHERE job_id = $1 AND reason = $2), '-infinity')`,
+    [jobId, RETRIED_BY_USER],
+  );
+  return rows[0]?.at ?? null;
 }
 
 export async function heartbeat(db: Queryable, id: string): Promise<JobStatus | null> {

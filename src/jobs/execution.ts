@@ -11,7 +11,7 @@ import { stageCanonical } from "../datasets/staging.ts";
 import type { DatasetRow } from "../db/datasets.ts";
 import type { JobStatus } from "../db/job-lifecycle.ts";
 import { insertMetric, upsertArtifact } from "../db/job-outputs.ts";
-import { getJob, heartbeat, type JobRow, transition, updateRunning } from "../db/jobs.ts";
+import { firstRunningAt, getJob, heartbeat, type JobRow, transition, updateRunning } from "../db/jobs.ts";
 import type { JobQueue, QueueMessage } from "../queue/job-queue.ts";
 import { keys } from "../storage/keys.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
@@ -98,6 +98,27 @@ export class JobExecution {
     };
   }
 
+  /**
+   * Milliseconds the job may still run under its `maxRuntimeSeconds`, counted from its first
+   * start across attempts; null when it has no cap.
+   */
+  async runtimeLeft(job: JobRow): Promise<number | null> {
+    if (job.max_runtime_seconds == null) return null;
+    const since = (await firstRunningAt(this.db, job.id)) ?? new Date();
+    return since.getTime() + job.max_runtime_seconds * 1000 - Date.now();
+  }
+
+  /** The job ran past `maxRuntimeSeconds`: keep its checkpoint (a retry resumes it) and fail it. */
+  async overRuntime(job: JobRow, checkpoint?: string): Promise<void> {
+    if (checkpoint && (await stat(checkpoint).catch(() => null))) await this.checkpoint(job, checkpoint);
+    await transition(this.db, job.id, "FAILED", "maximum runtime exceeded", {
+      error: {
+        code: "MAX_RUNTIME_EXCEEDED",
+        message: `the job ran longer than its maxRuntimeSeconds (${job.max_runtime_seconds}); its checkpoint is kept for retryJob`,
+      },
+    });
+  }
+
   /** The trainer started; false when the job was cancelled meanwhile (the caller stops the trainer). */
   async started(job: JobRow): Promise<boolean> {
     const running = await transition(
@@ -174,8 +195,22 @@ export class JobExecution {
   }
 
   /** End the attempt according to how the trainer ended (`workdir` holds its files). */
-  async finish(job: JobRow, outcome: TrainerOutcome, workdir: string, shuttingDown = false): Promise<void> {
+  async finish(
+    job: JobRow,
+    outcome: TrainerOutcome,
+    workdir: string,
+    stoppedFor: "shutdown" | "runtime" | null = null,
+  ): Promise<void> {
     const current = await getJob(this.db, null, job.id);
+    if (
+      stoppedFor === "runtime" &&
+      outcome.code === TrainerExit.cancelled &&
+      current?.status !== "CANCELLING"
+    ) {
+      await this.overRuntime(job, join(workdir, "checkpoints", "latest.pt"));
+      return;
+    }
+    const shuttingDown = stoppedFor === "shutdown";
     if (shuttingDown && outcome.code === TrainerExit.cancelled && current?.status !== "CANCELLING") {
       await this.handBack(job, join(workdir, "checkpoints", "latest.pt"));
       return;

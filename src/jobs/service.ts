@@ -3,7 +3,15 @@ import type { DataSource } from "typeorm";
 import { type DatasetRow, getDataset } from "../db/datasets.ts";
 import { isLive, type JobStatus } from "../db/job-lifecycle.ts";
 import { type ArtifactRow, artifactsOf, metricHistory } from "../db/job-outputs.ts";
-import { getJob, insertJob, type JobRow, listJobs, transition, transitionsOf } from "../db/jobs.ts";
+import {
+  getJob,
+  insertJob,
+  type JobRow,
+  listJobs,
+  RETRIED_BY_USER,
+  transition,
+  transitionsOf,
+} from "../db/jobs.ts";
 import { badInput, conflict, notFound, precondition } from "../errors.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
@@ -11,6 +19,9 @@ import { type Catalog, trainerCatalog } from "../trainer/catalog.ts";
 import { type JobUpdateSource, watchJob } from "./watch.ts";
 
 export type { ArtifactRow, JobRow, JobStatus, JobUpdateSource };
+
+/** The longest runtime cap a job may ask for: 30 days. */
+const MAX_RUNTIME_CAP = 30 * 24 * 3600;
 
 export interface LaunchInput {
   method: string;
@@ -23,7 +34,13 @@ export interface LaunchInput {
   target?: number | null;
   hyperparameters?: Record<string, unknown> | null;
   seed?: number | null;
-  resources?: { gpu?: boolean | null } | null;
+  resources?: {
+    /** Deprecated: accelerator GPU. */
+    gpu?: boolean | null;
+    accelerator?: "CPU" | "GPU" | null;
+    gpus?: number | null;
+    maxRuntimeSeconds?: number | null;
+  } | null;
   idempotencyKey: string;
 }
 
@@ -45,6 +62,7 @@ export class JobService {
     private readonly db: DataSource,
     private readonly queue: JobQueue,
     private readonly store: ObjectStore,
+    private readonly gpuCounts: number[] = [1],
     private readonly catalog: Catalog = trainerCatalog(),
   ) {}
 
@@ -203,8 +221,40 @@ export class JobService {
       target,
       seed,
       hyperparameters,
-      queue: (input.resources?.gpu ? "gpu" : "cpu") as "gpu" | "cpu",
+      ...this.resources(input.resources),
     };
+  }
+
+  /** The queue, GPU count and runtime cap a launch asks for; BAD_USER_INPUT names the field. */
+  private resources(given: LaunchInput["resources"]) {
+    const legacy = given?.gpu;
+    const accelerator = given?.accelerator ?? (legacy ? "GPU" : "CPU");
+    if (legacy != null && given?.accelerator != null && legacy !== (given.accelerator === "GPU"))
+      throw badInput(
+        "resources.gpu (deprecated) contradicts resources.accelerator; give accelerator only",
+        "resources.gpu",
+      );
+    let gpus: number | null = null;
+    if (accelerator === "GPU") {
+      gpus = given?.gpus ?? 1;
+      if (!this.gpuCounts.includes(gpus))
+        throw badInput(
+          `resources.gpus must be one of ${this.gpuCounts.join(", ")} (the GPU counts offered)`,
+          "resources.gpus",
+        );
+    } else if (given?.gpus != null) {
+      throw badInput("resources.gpus needs accelerator: GPU", "resources.gpus");
+    }
+    const maxRuntimeSeconds = given?.maxRuntimeSeconds ?? null;
+    if (
+      maxRuntimeSeconds !== null &&
+      (!Number.isInteger(maxRuntimeSeconds) || maxRuntimeSeconds < 1 || maxRuntimeSeconds > MAX_RUNTIME_CAP)
+    )
+      throw badInput(
+        `resources.maxRuntimeSeconds must be an integer from 1 to ${MAX_RUNTIME_CAP}`,
+        "resources.maxRuntimeSeconds",
+      );
+    return { queue: (accelerator === "GPU" ? "gpu" : "cpu") as "gpu" | "cpu", gpus, maxRuntimeSeconds };
   }
 
   async cancel(tenantId: string, id: string): Promise<JobRow> {
@@ -229,7 +279,7 @@ export class JobService {
     if (!job) throw notFound("job", id);
     if (job.status !== "FAILED" && job.status !== "CANCELLED")
       throw precondition(`job is ${job.status}; only FAILED or CANCELLED jobs can be retried`);
-    const queued = await transition(this.db, id, "QUEUED", "retried by user", { error: null }, [job.status]);
+    const queued = await transition(this.db, id, "QUEUED", RETRIED_BY_USER, { error: null }, [job.status]);
     if (!queued) throw conflict("the job changed state meanwhile; read it again");
     await this.queue.enqueue(job.queue, { jobId: id, attempt: job.attempt + 1 });
     return queued;

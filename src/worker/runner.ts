@@ -76,8 +76,17 @@ export class JobRunner {
         await execution.handBack(job);
         return;
       }
-      const outcome = await this.runTrainer(job, spec, scratch);
-      await execution.finish(job, outcome, trainerWorkdir(scratch), this.shuttingDown);
+      const left = await execution.runtimeLeft(job);
+      if (left !== null && left <= 0) {
+        await execution.overRuntime(job);
+        return;
+      }
+      let overRuntime = false;
+      const outcome = await this.runTrainer(job, spec, scratch, left, () => {
+        overRuntime = true;
+      });
+      const stoppedFor = this.shuttingDown ? "shutdown" : overRuntime ? "runtime" : null;
+      await execution.finish(job, outcome, trainerWorkdir(scratch), stoppedFor);
     } catch (error) {
       await execution.failed(job, error instanceof Error ? error.message : String(error));
     } finally {
@@ -86,10 +95,13 @@ export class JobRunner {
     }
   }
 
+  /** Runs the trainer; after `runtimeMs` (when given) stops it and calls `onOverRuntime`. */
   private async runTrainer(
     job: JobRow,
     spec: Parameters<typeof startTrainerRun>[0],
     scratch: string,
+    runtimeMs: number | null,
+    onOverRuntime: () => void,
   ): Promise<TrainerOutcome> {
     const { execution } = this.opts;
     const record = new JobRecorder(execution, job);
@@ -102,6 +114,13 @@ export class JobRunner {
     this.trainers.add(run);
     if (!(await execution.started(job)) || this.shuttingDown) run.stop(); // cancelled or shutting down meanwhile
     let stopping = false;
+    const deadline =
+      runtimeMs === null
+        ? undefined
+        : setTimeout(() => {
+            onOverRuntime();
+            run.stop();
+          }, runtimeMs);
     const beat = setInterval(() => {
       record.write(async () => {
         if ((await execution.heartbeat(job)) === "CANCELLING" && !stopping) {
@@ -116,6 +135,7 @@ export class JobRunner {
       return outcome;
     } finally {
       clearInterval(beat);
+      clearTimeout(deadline);
       this.trainers.delete(run);
     }
   }

@@ -270,6 +270,10 @@ describe("the service end to end (embedded Postgres, local store, in-process wor
         { ...base, target: 0, attack: { name: "blend", target: 0, params: { alpha: 2 } } },
         "attack.params.alpha",
       ],
+      [{ ...base, resources: { gpus: 1 } }, "resources.gpus"],
+      [{ ...base, resources: { accelerator: "GPU", gpus: 3 } }, "resources.gpus"],
+      [{ ...base, resources: { accelerator: "CPU", gpu: true } }, "resources.gpu"],
+      [{ ...base, resources: { maxRuntimeSeconds: 0 } }, "resources.maxRuntimeSeconds"],
       [{ ...base, trainDatasetId: ids.test }, "trainDatasetId"],
       [{ ...base, asrTestDatasetId: ids.asr }, "target"],
     ];
@@ -283,6 +287,38 @@ describe("the service end to end (embedded Postgres, local store, in-process wor
       assert.equal(res.errors?.[0]?.extensions?.code, "BAD_USER_INPUT", field);
       assert.equal(res.errors?.[0]?.extensions?.field, field);
     }
+  });
+
+  it("a job past its maxRuntimeSeconds is stopped with a checkpoint and FAILED with MAX_RUNTIME_EXCEEDED", async () => {
+    const res = await gql<{ launchTraining: { id: string; resources: Record<string, unknown> } }>(
+      app.url as string,
+      app.key,
+      `mutation($input: LaunchTrainingInput!) { launchTraining(input: $input) { id resources { accelerator gpus maxRuntimeSeconds } } }`,
+      {
+        input: {
+          method: "NO_DEFENSE",
+          trainDatasetId: ids.train,
+          holdoutDatasetId: ids.holdout,
+          testDatasetId: ids.test,
+          hyperparameters: { epochs: 500, batchSize: 16 },
+          resources: { accelerator: "CPU", maxRuntimeSeconds: 3 },
+          idempotencyKey: "runtime-cap",
+        },
+      },
+    );
+    const launched = res.data?.launchTraining;
+    assert.ok(launched, JSON.stringify(res.errors));
+    assert.deepEqual(launched.resources, { accelerator: "CPU", gpus: null, maxRuntimeSeconds: 3 });
+    const job = await waitFor("the capped job to end", async () => {
+      const rows = await app.db.query(
+        "SELECT status, error, checkpoint_key FROM training_jobs WHERE id = $1",
+        [launched.id],
+      );
+      return ["SUCCEEDED", "FAILED", "CANCELLED"].includes(rows[0].status) ? rows[0] : null;
+    });
+    assert.equal(job.status, "FAILED");
+    assert.equal(job.error.code, "MAX_RUNTIME_EXCEEDED");
+    assert.ok(job.checkpoint_key, "the checkpoint is kept");
   });
 
   it("an upload whose bytes do not match the declared sha256 fails with a reason", async () => {

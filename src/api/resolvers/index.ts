@@ -156,6 +156,11 @@ export const resolvers = {
     },
     history: (j: JobRow, a: { name?: string; stage?: string }, ctx) => ctx.jobs.history(j, a),
     hyperparameters: (j: JobRow) => j.hyperparameters,
+    resources: (j: JobRow) => ({
+      accelerator: j.queue === "gpu" ? "GPU" : "CPU",
+      gpus: j.gpus,
+      maxRuntimeSeconds: j.max_runtime_seconds,
+    }),
     logTail: (j: JobRow) => j.log_tail,
     artifacts: (j: JobRow, _a, ctx) => ctx.jobs.artifacts(j),
     createdAt: (j: JobRow) => j.created_at,

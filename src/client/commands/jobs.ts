@@ -61,7 +61,7 @@ async function launch(connect: () => ApiClient, argv: string[], out: Output): Pr
   if (values["asr-test"]) input.asrTestDatasetId = values["asr-test"];
   if (target !== undefined) input.target = target;
   if (values.seed !== undefined) input.seed = integer(values.seed, "--seed");
-  if (values.gpu) input.resources = { gpu: true };
+  if (values.gpu) input.resources = { accelerator: "GPU" };
   if (values.attack) {
     if (target === undefined) throw usageError("--attack needs --target (the attack's target class)");
     input.attack = {
