@@ -48,7 +48,13 @@ export interface Config {
   };
   /** Interpreter for the trainer; unset → $TRAPDOOR_PYTHON, python3, /usr/bin/python3 (first with torch). */
   python?: string;
-  limits: { maxUploadBytes: number; queryDepth: number; queryCost: number };
+  limits: {
+    maxUploadBytes: number;
+    queryDepth: number;
+    queryCost: number;
+    /** Live jobs one tenant may have at once (TRAPDOOR_MAX_LIVE_JOBS): one tenant cannot start 40 GPU pods. */
+    maxLiveJobsPerTenant: number;
+  };
   /** GPU counts a job may ask for (TRAPDOOR_GPU_COUNTS, e.g. "1,4"): the GPU worker pools offered. */
   gpuCounts: number[];
 }
@@ -141,6 +147,7 @@ export function loadConfig(
       maxUploadBytes: intFrom(env.TRAPDOOR_MAX_UPLOAD_BYTES, 8 * 1024 ** 3, "TRAPDOOR_MAX_UPLOAD_BYTES"),
       queryDepth: 10,
       queryCost: 5000,
+      maxLiveJobsPerTenant: intFrom(env.TRAPDOOR_MAX_LIVE_JOBS, 20, "TRAPDOOR_MAX_LIVE_JOBS"),
     },
   };
 }

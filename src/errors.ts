@@ -12,6 +12,7 @@ export type ErrorCode =
   | "FORBIDDEN"
   | "CONFLICT"
   | "FAILED_PRECONDITION"
+  | "QUOTA_EXCEEDED"
   | "INTERNAL_SERVER_ERROR";
 
 export class ServiceError extends Error {
@@ -30,3 +31,6 @@ export const notFound = (what: string, id: string) =>
   new ServiceError("NOT_FOUND", `${what} ${id} does not exist`, { id });
 export const conflict = (message: string) => new ServiceError("CONFLICT", message);
 export const precondition = (message: string) => new ServiceError("FAILED_PRECONDITION", message);
+/** A tenant's limit is reached (`limit` says which, `max` its value); nothing was created. */
+export const quotaExceeded = (message: string, limit: string, max: number) =>
+  new ServiceError("QUOTA_EXCEEDED", message, { limit, max });

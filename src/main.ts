@@ -78,7 +78,7 @@ async function assemble(
   await queue.start();
   stops.unshift(() => queue.stop());
   const datasets = new DatasetService(db, store, queue, config.limits.maxUploadBytes);
-  const jobs = new JobService(db, queue, store, config.gpuCounts);
+  const jobs = new JobService(db, queue, store, config.gpuCounts, config.limits.maxLiveJobsPerTenant);
   const tenants = new TenantService(db);
   const execution = new JobExecution(db, store, queue);
   const processing = {

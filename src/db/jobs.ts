@@ -264,6 +264,16 @@ export async function staleJobs(db: Queryable, staleAfterSeconds: number): Promi
   );
 }
 
+/** A tenant's live jobs (queued, starting, running, uploading or being cancelled). */
+export async function liveJobCount(db: Queryable, tenantId: string): Promise<number> {
+  const rows = await sql<{ n: string }>(
+    db,
+    `SELECT count(*) AS n FROM training_jobs WHERE tenant_id = $1 AND status IN ('VALIDATING','QUEUED','STARTING','RUNNING','UPLOADING','CANCELLING')`,
+    [tenantId],
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
 /** Live jobs that use a dataset (deleting it then is refused). */
 export async function liveJobsUsing(db: Queryable, tenantId: string, datasetId: string): Promise<number> {
   const rows = await sql<{ n: string }>(

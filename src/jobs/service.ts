@@ -8,11 +8,12 @@ import {
   insertJob,
   type JobRow,
   listJobs,
+  liveJobCount,
   RETRIED_BY_USER,
   transition,
   transitionsOf,
 } from "../db/jobs.ts";
-import { badInput, conflict, notFound, precondition } from "../errors.ts";
+import { badInput, conflict, notFound, precondition, quotaExceeded } from "../errors.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
 import { type Catalog, trainerCatalog } from "../trainer/catalog.ts";
@@ -63,6 +64,7 @@ export class JobService {
     private readonly queue: JobQueue,
     private readonly store: ObjectStore,
     private readonly gpuCounts: number[] = [1],
+    private readonly maxLiveJobs = 20,
     private readonly catalog: Catalog = trainerCatalog(),
   ) {}
 
@@ -126,6 +128,13 @@ export class JobService {
     if (existing) return this.sameOrConflict(existing, inputHash);
 
     const validated = await this.validate(tenantId, input);
+    const live = await liveJobCount(this.db, tenantId);
+    if (live >= this.maxLiveJobs)
+      throw quotaExceeded(
+        `${live} of your jobs are live; the limit is ${this.maxLiveJobs}: wait for one to finish or cancel one`,
+        "liveJobs",
+        this.maxLiveJobs,
+      );
     const [job, created] = await insertJob(this.db, { tenantId, idempotencyKey, inputHash, ...validated });
     if (!created) return this.sameOrConflict(job, inputHash);
     const queued = await transition(this.db, job.id, "QUEUED", "inputs validated");

@@ -72,7 +72,7 @@ export async function startReplica(
 
 export interface GraphQLErrorJson {
   message: string;
-  extensions?: { code?: string; field?: string };
+  extensions?: { code?: string; field?: string } & Record<string, unknown>;
 }
 
 /** A graphql-ws subscription's record: every result, the error (if any), and how it ended. */
@@ -205,7 +205,10 @@ export async function gql<T = Record<string, unknown>>(
   key: string | null,
   query: string,
   variables: Record<string, unknown> = {},
-): Promise<{ data?: T; errors?: { message: string; extensions?: { code?: string; field?: string } }[] }> {
+): Promise<{
+  data?: T;
+  errors?: { message: string; extensions?: { code?: string; field?: string } & Record<string, unknown> }[];
+}> {
   const res = await fetch(`${url}/graphql`, {
     method: "POST",
     headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) },
