@@ -45,6 +45,8 @@ export interface Config {
      */
     once: boolean;
     onceIdleSeconds: number;
+    /** TRAPDOOR_METRICS_PORT: serve the worker's /metrics there (0: any free port; unset: none). */
+    metricsPort?: number;
   };
   /** Interpreter for the trainer; unset → $TRAPDOOR_PYTHON, python3, /usr/bin/python3 (first with torch). */
   python?: string;
@@ -140,6 +142,9 @@ export function loadConfig(
       staleAfterSeconds: intFrom(env.TRAPDOOR_STALE_AFTER_SECONDS, 60, "TRAPDOOR_STALE_AFTER_SECONDS"),
       once: false,
       onceIdleSeconds: intFrom(env.TRAPDOOR_ONCE_IDLE_SECONDS, 120, "TRAPDOOR_ONCE_IDLE_SECONDS"),
+      metricsPort: env.TRAPDOOR_METRICS_PORT
+        ? intFrom(env.TRAPDOOR_METRICS_PORT, 0, "TRAPDOOR_METRICS_PORT")
+        : undefined,
     },
     python: env.TRAPDOOR_PYTHON || undefined,
     gpuCounts: gpuCountsFrom(env.TRAPDOOR_GPU_COUNTS),

@@ -6,6 +6,7 @@ import type { Config } from "../config.ts";
 import { buildContext, type Context, type Services } from "./context.ts";
 import { publicError } from "./errors.ts";
 import { depthAndCostLimit } from "./limits.ts";
+import { apiMetrics } from "./metrics.ts";
 import { resolvers } from "./resolvers/index.ts";
 import { executableSchema, loadTypeDefs } from "./schema.ts";
 import { attachSubscriptions, type Subscriptions, subscriptionsOverWebSocketOnly } from "./subscriptions.ts";
@@ -47,6 +48,9 @@ export async function createApi(
   await apollo.start();
   const app = express();
   app.disable("x-powered-by");
+  const metrics = apiMetrics(services);
+  app.use(metrics.timing);
+  app.get("/metrics", metrics.endpoint);
   // Liveness: the process answers. Readiness: it can serve (database and object store reachable).
   app.get("/healthz", (_req, res) => {
     res.json({ ok: true });

@@ -7,8 +7,10 @@ import {
   getJob,
   insertJob,
   type JobRow,
+  jobCounts,
   listJobs,
   liveJobCount,
+  queueDepths,
   RETRIED_BY_USER,
   transition,
   transitionsOf,
@@ -67,6 +69,16 @@ export class JobService {
     private readonly maxLiveJobs = 20,
     private readonly catalog: Catalog = trainerCatalog(),
   ) {}
+
+  /** Jobs by status and queue, all tenants (operators' metrics, never a tenant's view). */
+  countsByStatus() {
+    return jobCounts(this.db);
+  }
+
+  /** Work waiting for a worker, per queue (operators' metrics). */
+  queueDepths() {
+    return queueDepths(this.db);
+  }
 
   /** Every defense method with its hyper-parameters (the trainer's catalog). */
   methods() {

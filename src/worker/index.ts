@@ -1,12 +1,16 @@
+import type { AddressInfo } from "node:net";
 import type { Config, QueueName } from "../config.ts";
 import type { DatasetProcessor } from "../datasets/processing.ts";
 import type { JobExecution } from "../jobs/execution.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
 import { describeDevice } from "../trainer/device.ts";
+import { WorkerMetrics } from "./metrics.ts";
 import { JobRunner } from "./runner.ts";
 
 export interface RunningWorker {
   runner: JobRunner;
+  /** Where /metrics is served (TRAPDOOR_METRICS_PORT), when it is. */
+  metricsPort?: number;
   queues: QueueName[];
   /** With `worker.once`: settles when the one job is done, or when none came in time. */
   done?: Promise<"job done" | "idle">;
@@ -46,9 +50,19 @@ export async function startWorker(
   const idle = config.worker.once
     ? setTimeout(() => finish("idle"), config.worker.onceIdleSeconds * 1000)
     : undefined;
+  const metrics = new WorkerMetrics();
+  const metricsServer =
+    config.worker.metricsPort === undefined ? undefined : await metrics.serve(config.worker.metricsPort);
   const runner = new JobRunner({
-    onClaimed: () => clearTimeout(idle),
-    onJobDone: () => finish("job done"),
+    onClaimed: () => {
+      clearTimeout(idle);
+      metrics.jobStarted();
+    },
+    onJobDone: () => {
+      metrics.jobFinished();
+      finish("job done");
+    },
+    onProgress: (stage, imagesPerSecond) => metrics.progress(stage, imagesPerSecond),
     execution,
     scratchDir: `${config.dataDir}/scratch`,
     heartbeatSeconds: config.worker.heartbeatSeconds,
@@ -70,10 +84,12 @@ export async function startWorker(
     runner,
     queues,
     done: config.worker.once ? done : undefined,
+    metricsPort: (metricsServer?.address() as AddressInfo | null)?.port,
     /** A graceful stop: take no more messages, hand running jobs back with their checkpoints. */
     async stop() {
       clearInterval(reaper);
       clearTimeout(idle);
+      metricsServer?.close();
       for (const q of queues) await queue.stopWorking(q).catch(() => {});
       await runner.shutdown();
     },

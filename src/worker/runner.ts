@@ -22,6 +22,8 @@ export interface RunnerOptions {
   /** Called when this runner claims a job, and when it is done with one it claimed. */
   onClaimed?: () => void;
   onJobDone?: () => void;
+  /** Called with every progress report of a trainer (metrics). */
+  onProgress?: (stage: string, imagesPerSecond: number) => void;
 }
 
 const LOG_TAIL = 50;
@@ -108,7 +110,10 @@ export class JobRunner {
     const run = await startTrainerRun(spec, {
       dir: scratch,
       python: this.opts.python,
-      onEvent: (event) => record.event(event),
+      onEvent: (event) => {
+        if (event.type === "progress") this.opts.onProgress?.(event.stage, event.imagesPerSecond);
+        record.event(event);
+      },
       onUnparsed: (line) => record.log(`[unparsed] ${line.slice(0, 500)}`, false),
     });
     this.trainers.add(run);

@@ -22,7 +22,7 @@ const repo = fileURLToPath(new URL("../..", import.meta.url));
 type Manifest = any;
 
 const KUBECTL = process.env.KUBECTL ?? "/usr/bin/kubectl";
-const OVERLAYS = ["base", "overlays/dev", "overlays/production", "overlays/kueue"];
+const OVERLAYS = ["base", "overlays/dev", "overlays/production", "overlays/kueue", "overlays/monitoring"];
 
 type K8sObject = {
   apiVersion: string;
@@ -60,8 +60,8 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   "keda.sh/v1alpha1/ScaledJob": ScaledJob,
   "keda.sh/v1alpha1/TriggerAuthentication": TriggerAuthentication,
 };
-/** Kueue publishes no model package: the fields trapdoor relies on, checked by hand. */
-const KUEUE_KINDS = ["ResourceFlavor", "ClusterQueue", "LocalQueue"];
+/** Kueue and the Prometheus Operator publish no model package: their fields are checked by hand. */
+const HAND_CHECKED_KINDS = ["ResourceFlavor", "ClusterQueue", "LocalQueue", "ServiceMonitor", "PodMonitor"];
 
 function kubectlVersion(): string {
   const out = spawnSync(KUBECTL, ["version", "--client", "-o", "json"], { encoding: "utf8" });
@@ -107,7 +107,7 @@ describe("infra/ (kustomize): every overlay renders, validates and keeps the inv
       assert.ok(objects.length >= 14, `${overlay} renders ${objects.length} objects`);
       for (const object of objects) {
         const key = `${object.apiVersion}/${object.kind}`;
-        if (KUEUE_KINDS.includes(object.kind)) continue;
+        if (HAND_CHECKED_KINDS.includes(object.kind)) continue;
         const Model = MODELS[key];
         assert.ok(Model, `${overlay}: no schema known for ${key}`);
         assert.doesNotThrow(
@@ -200,6 +200,49 @@ describe("infra/ (kustomize): every overlay renders, validates and keeps the inv
     assert.equal(group.flavors[0].name, flavor.metadata.name);
     const gpu = group.flavors[0].resources.find((r: { name: string }) => r.name === "nvidia.com/gpu");
     assert.ok(gpu.nominalQuota > 0);
+  });
+
+  it("the monitoring overlay scrapes the API's /metrics through its Service and every worker pod's", () => {
+    const objects = rendered.get("overlays/monitoring") as K8sObject[];
+    const service = objects.find(
+      (o) => o.kind === "Service" && o.metadata.name === "trapdoor-api",
+    ) as Manifest;
+    const serviceMonitor = objects.find((o) => o.kind === "ServiceMonitor") as Manifest;
+    for (const [label, value] of Object.entries(serviceMonitor.spec.selector.matchLabels))
+      assert.equal(
+        service.metadata.labels[label],
+        value,
+        `the ServiceMonitor selects the API Service by ${label}`,
+      );
+    const endpoint = serviceMonitor.spec.endpoints[0];
+    assert.ok(service.spec.ports.some((p: { name: string }) => p.name === endpoint.port));
+    assert.equal(endpoint.path, "/metrics");
+    const podMonitor = objects.find((o) => o.kind === "PodMonitor") as Manifest;
+    const workers = objects.filter(
+      (o) => podSpecs(o).length && o.metadata.name.startsWith("trapdoor-worker"),
+    );
+    assert.equal(workers.length, 2, "the CPU Deployment and the GPU ScaledJob");
+    for (const worker of workers) {
+      const labels =
+        worker.kind === "ScaledJob"
+          ? (worker.spec as Manifest).jobTargetRef.template.metadata.labels
+          : (worker.spec as Manifest).template.metadata.labels;
+      for (const [label, value] of Object.entries(podMonitor.spec.selector.matchLabels))
+        assert.equal(labels[label], value, `${worker.metadata.name} is selected`);
+      const [pod] = podSpecs(worker) as [PodSpec];
+      const [container] = pod.containers as [Manifest];
+      const port = container.ports.find(
+        (p: { name: string }) => p.name === podMonitor.spec.podMetricsEndpoints[0].port,
+      );
+      const env = Object.fromEntries(
+        container.env.map((e: { name: string; value: string }) => [e.name, e.value]),
+      );
+      assert.equal(
+        String(port.containerPort),
+        env.TRAPDOOR_METRICS_PORT,
+        `${worker.metadata.name} serves /metrics on its metrics port`,
+      );
+    }
   });
 
   describe("the GPU ScaledJob's query, run against PostgreSQL", () => {
