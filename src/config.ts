@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import type { LogFormat } from "./log.ts";
 /** Training runs on gpu or cpu; dataset ingest and poisoning have queues of their own. */
 export type QueueName = "gpu" | "cpu" | "ingest" | "poison";
 export const QUEUE_NAMES: readonly QueueName[] = ["gpu", "cpu", "ingest", "poison"];
@@ -30,6 +31,8 @@ export interface Config {
    * on a schema that is behind.
    */
   autoMigrate: boolean;
+  /** TRAPDOOR_LOG_FORMAT: `text` (default) or `json` (one object per line, with requestId/jobId). */
+  logFormat: LogFormat;
   /** Base URL clients use to reach this API (signed local-store URLs point here). */
   publicBaseUrl: string;
   store: StoreSettings;
@@ -91,6 +94,12 @@ function gpuCountsFrom(value: string | undefined): number[] {
   return [...new Set(counts)].sort((a, b) => a - b);
 }
 
+function logFormatFrom(value: string | undefined): LogFormat {
+  if (!value || value === "text") return "text";
+  if (value === "json") return "json";
+  throw new ConfigError(`TRAPDOOR_LOG_FORMAT must be text or json, got ${JSON.stringify(value)}`);
+}
+
 function booleanFrom(value: string | undefined, fallback: boolean, name: string): boolean {
   if (value === undefined || value === "") return fallback;
   if (value === "true" || value === "1") return true;
@@ -132,6 +141,7 @@ export function loadConfig(
     dataDir,
     databaseUrl: env.DATABASE_URL || undefined,
     autoMigrate: booleanFrom(env.TRAPDOOR_AUTO_MIGRATE, true, "TRAPDOOR_AUTO_MIGRATE"),
+    logFormat: logFormatFrom(env.TRAPDOOR_LOG_FORMAT),
     publicBaseUrl: env.TRAPDOOR_PUBLIC_URL ?? `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${port}`,
     store,
     signingSecret: signingSecretFor(dataDir, env),

@@ -13,6 +13,7 @@ import { sql } from "./db/sql.ts";
 import { createApiKey, createTenant } from "./db/tenants.ts";
 import { JobExecution } from "./jobs/execution.ts";
 import { JobService } from "./jobs/service.ts";
+import { createLogger, type Logger } from "./log.ts";
 import { JobQueue } from "./queue/job-queue.ts";
 import { createObjectStore, LocalStore, localStoreRouter } from "./storage/index.ts";
 import type { ObjectStore } from "./storage/object-store.ts";
@@ -21,6 +22,7 @@ import { type RunningWorker, startWorker } from "./worker/index.ts";
 
 export interface App {
   config: Config;
+  log: Logger;
   db: DataSource;
   store: ObjectStore;
   queue: JobQueue;
@@ -89,8 +91,10 @@ async function assemble(
     python: config.python,
   };
   const datasetProcessor = new DatasetProcessor(processing, queue, config.worker.heartbeatSeconds);
+  const log = createLogger(config.logFormat);
   const app: App = {
     config,
+    log,
     db,
     store,
     queue,
@@ -113,7 +117,7 @@ async function assemble(
     const routes: Record<string, RequestHandler> =
       store instanceof LocalStore ? { "/objects": localStoreRouter(store) } : {};
     const ready = () => readiness(db, store);
-    const api = await createApi(config, { tenants, datasets, jobs, jobUpdates, ready }, routes);
+    const api = await createApi(config, { tenants, datasets, jobs, jobUpdates, ready }, routes, log);
     stops.unshift(() => api.stop());
     const server = await api.listen(config.port, config.host);
     const address = server.address();
@@ -121,7 +125,7 @@ async function assemble(
     app.url = `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${port}`;
   }
   if (roles.worker) {
-    app.worker = await startWorker(config, { execution, datasets: datasetProcessor }, queue);
+    app.worker = await startWorker(config, { execution, datasets: datasetProcessor }, queue, undefined, log);
     stops.unshift(() => (app.worker as RunningWorker).stop());
   }
   return app;

@@ -3,10 +3,12 @@ import { ApolloServer } from "@apollo/server";
 import { expressMiddleware } from "@as-integrations/express5";
 import express, { type RequestHandler } from "express";
 import type { Config } from "../config.ts";
+import { createLogger, type Logger } from "../log.ts";
 import { buildContext, type Context, type Services } from "./context.ts";
 import { publicError } from "./errors.ts";
 import { depthAndCostLimit } from "./limits.ts";
 import { apiMetrics } from "./metrics.ts";
+import { requestIds } from "./request-log.ts";
 import { resolvers } from "./resolvers/index.ts";
 import { executableSchema, loadTypeDefs } from "./schema.ts";
 import { attachSubscriptions, type Subscriptions, subscriptionsOverWebSocketOnly } from "./subscriptions.ts";
@@ -31,6 +33,7 @@ export async function createApi(
   config: Config,
   services: Services,
   routes: Record<string, RequestHandler> = {},
+  log: Logger = createLogger(config.logFormat),
 ): Promise<Api> {
   const schema = executableSchema(loadTypeDefs(), resolvers as never);
   const apollo = new ApolloServer<Context>({
@@ -49,6 +52,7 @@ export async function createApi(
   const app = express();
   app.disable("x-powered-by");
   const metrics = apiMetrics(services);
+  app.use(requestIds(log));
   app.use(metrics.timing);
   app.get("/metrics", metrics.endpoint);
   // Liveness: the process answers. Readiness: it can serve (database and object store reachable).

@@ -61,14 +61,15 @@ async function main(argv: string[]): Promise<number> {
     const stopped = new Promise<void>((resolve) => {
       for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => resolve());
     });
-    if (app.url) console.log(`trapdoor API on ${app.url}/graphql`);
+    const log = app.log;
+    if (app.url) log.info(`trapdoor API on ${app.url}/graphql`);
     if (app.worker)
-      console.log(`worker ${app.worker.runner.name} serving queues: ${app.worker.queues.join(", ")}`);
-    if (app.firstApiKey && command !== "worker") console.log(`API key: ${app.firstApiKey}`);
+      log.info(`worker ${app.worker.runner.name} serving queues: ${app.worker.queues.join(", ")}`);
+    if (app.firstApiKey && command !== "worker") log.info(`API key: ${app.firstApiKey}`);
     if (app.worker?.done) {
       const why = await Promise.race([stopped.then(() => "stopped" as const), app.worker.done]);
       if (why !== "stopped")
-        console.log(`worker --once: ${why === "idle" ? "no job came; exiting" : "job done; exiting"}`);
+        log.info(`worker --once: ${why === "idle" ? "no job came; exiting" : "job done; exiting"}`);
       await app.stop();
       return ExitCode.OK;
     }

@@ -2,6 +2,7 @@ import type { AddressInfo } from "node:net";
 import type { Config, QueueName } from "../config.ts";
 import type { DatasetProcessor } from "../datasets/processing.ts";
 import type { JobExecution } from "../jobs/execution.ts";
+import { createLogger, type Logger } from "../log.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
 import { describeDevice } from "../trainer/device.ts";
 import { WorkerMetrics } from "./metrics.ts";
@@ -32,6 +33,7 @@ export async function startWorker(
   services: WorkerServices,
   queue: JobQueue,
   name?: string,
+  log: Logger = createLogger(config.logFormat),
 ): Promise<RunningWorker> {
   const { execution, datasets } = services;
   const device = await describeDevice(config.python);
@@ -63,6 +65,7 @@ export async function startWorker(
       finish("job done");
     },
     onProgress: (stage, imagesPerSecond) => metrics.progress(stage, imagesPerSecond),
+    log,
     execution,
     scratchDir: `${config.dataDir}/scratch`,
     heartbeatSeconds: config.worker.heartbeatSeconds,

@@ -8,6 +8,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { JobExecution, JobRow } from "../jobs/execution.ts";
+import type { Logger } from "../log.ts";
 import type { QueueMessage } from "../queue/job-queue.ts";
 import { describeDevice, type WorkerDevice } from "../trainer/device.ts";
 import type { TrainerEvent } from "../trainer/protocol.ts";
@@ -24,6 +25,7 @@ export interface RunnerOptions {
   onJobDone?: () => void;
   /** Called with every progress report of a trainer (metrics). */
   onProgress?: (stage: string, imagesPerSecond: number) => void;
+  log?: Logger;
 }
 
 const LOG_TAIL = 50;
@@ -70,6 +72,9 @@ export class JobRunner {
     const job = await execution.claim(message, this.name, this.device);
     if (!job) return;
     this.opts.onClaimed?.();
+    const log = (msg: string, fields: Record<string, unknown> = {}) =>
+      this.opts.log?.info(msg, { jobId: job.id, attempt: message.attempt, worker: this.name, ...fields });
+    log("job claimed", { method: job.method, queue: job.queue });
     const scratch = join(this.opts.scratchDir, `${job.id}-${message.attempt}`);
     try {
       await mkdir(scratch, { recursive: true });
@@ -89,8 +94,11 @@ export class JobRunner {
       });
       const stoppedFor = this.shuttingDown ? "shutdown" : overRuntime ? "runtime" : null;
       await execution.finish(job, outcome, trainerWorkdir(scratch), stoppedFor);
+      log("trainer ended", { exitCode: outcome.code, stoppedFor });
     } catch (error) {
-      await execution.failed(job, error instanceof Error ? error.message : String(error));
+      const reason = error instanceof Error ? error.message : String(error);
+      this.opts.log?.error("job attempt failed", { jobId: job.id, attempt: message.attempt, reason });
+      await execution.failed(job, reason);
     } finally {
       await rm(scratch, { recursive: true, force: true });
       this.opts.onJobDone?.();

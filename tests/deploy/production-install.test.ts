@@ -56,6 +56,7 @@ describe("a production install (npm ci --omit=dev) runs every command from dist/
       TRAPDOOR_DATA_DIR: join(root, "data"),
       TRAPDOOR_PYTHON: python,
       TRAPDOOR_AUTO_MIGRATE: "false", // as every deployment overlay sets it: `migrate` runs once
+      TRAPDOOR_LOG_FORMAT: "json",
       PORT: String(port),
       TRAPDOOR_PUBLIC_URL: `http://127.0.0.1:${port}`,
     };
@@ -182,6 +183,15 @@ describe("a production install (npm ci --omit=dev) runs every command from dist/
     });
     assert.equal(once.status, 0, once.stderr);
     assert.match(once.stdout, /job done; exiting/);
+    // JSON logs: one object per line, the job's events carrying its id.
+    const events = once.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.ok(
+      events.some((e) => e.msg === "job claimed" && e.jobId === jobId && e.level === "info"),
+      once.stdout,
+    );
     const job = await gql<{ job: { status: string } }>(
       url,
       key,
