@@ -2,9 +2,23 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { LogFormat } from "./log.ts";
-/** Training runs on gpu or cpu; dataset ingest and poisoning have queues of their own. */
-export type QueueName = "gpu" | "cpu" | "ingest" | "poison";
+/**
+ * Training runs on `cpu`, `gpu` (one GPU) or `gpu-N` (N GPUs: one queue, and one worker pool, per
+ * GPU count the deployment offers); dataset ingest and poisoning have queues of their own.
+ */
+export type GpuQueue = "gpu" | `gpu-${number}`;
+export type TrainingQueue = "cpu" | GpuQueue;
+export type QueueName = TrainingQueue | "ingest" | "poison";
 export const QUEUE_NAMES: readonly QueueName[] = ["gpu", "cpu", "ingest", "poison"];
+
+/** The queue of a job that asks for `gpus` GPUs (`gpu` for one). */
+export const gpuQueue = (gpus: number): GpuQueue => (gpus === 1 ? "gpu" : `gpu-${gpus}`);
+export const isGpuQueue = (queue: string): queue is GpuQueue =>
+  queue === "gpu" || /^gpu-[1-9]\d*$/.test(queue);
+/** Every queue a deployment offering these GPU counts has. */
+export const queuesFor = (gpuCounts: readonly number[]): QueueName[] => [
+  ...new Set<QueueName>([...QUEUE_NAMES, ...gpuCounts.map(gpuQueue)]),
+];
 
 /** Where objects live: a local directory (the embedded default) or an S3 bucket. */
 export type StoreSettings =
@@ -133,8 +147,10 @@ export function loadConfig(
     .map((q) => q.trim())
     .filter(Boolean);
   for (const q of queues)
-    if (!QUEUE_NAMES.includes(q as QueueName))
-      throw new ConfigError(`TRAPDOOR_WORKER_QUEUES: unknown queue ${q}; known: ${QUEUE_NAMES.join(", ")}`);
+    if (!QUEUE_NAMES.includes(q as QueueName) && !isGpuQueue(q))
+      throw new ConfigError(
+        `TRAPDOOR_WORKER_QUEUES: unknown queue ${q}; known: ${QUEUE_NAMES.join(", ")}, gpu-N`,
+      );
   return {
     port,
     host,

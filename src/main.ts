@@ -76,7 +76,7 @@ async function assemble(
       "the database schema is behind this version: run `trapdoor migrate` (TRAPDOOR_AUTO_MIGRATE=false)",
     );
   const store = createObjectStore(config);
-  const queue = new JobQueue(databaseUrl);
+  const queue = new JobQueue(databaseUrl, config.gpuCounts);
   await queue.start();
   stops.unshift(() => queue.stop());
   const datasets = new DatasetService(db, store, queue, config.limits.maxUploadBytes);

@@ -1,3 +1,4 @@
+import type { TrainingQueue } from "../config.ts";
 import type { JobStatus } from "./job-lifecycle.ts";
 import { sourcesOf } from "./job-lifecycle.ts";
 import { atomically, type Queryable, sql } from "./sql.ts";
@@ -30,7 +31,7 @@ export interface JobRow {
   target: number | null;
   seed: number;
   hyperparameters: Record<string, unknown>;
-  queue: "gpu" | "cpu";
+  queue: TrainingQueue;
   /** GPUs the job asked for (null on the CPU queue). */
   gpus: number | null;
   /** Running time after which the job is stopped (checkpointed) and fails; null = no cap. */
@@ -63,7 +64,7 @@ export interface NewJob {
   target: number | null;
   seed: number;
   hyperparameters: Record<string, unknown>;
-  queue: "gpu" | "cpu";
+  queue: TrainingQueue;
   gpus: number | null;
   maxRuntimeSeconds: number | null;
 }

@@ -7,6 +7,7 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { DataSource } from "typeorm";
+import { isGpuQueue } from "../config.ts";
 import { stageCanonical } from "../datasets/staging.ts";
 import type { DatasetRow } from "../db/datasets.ts";
 import type { JobStatus } from "../db/job-lifecycle.ts";
@@ -93,7 +94,7 @@ export class JobExecution {
       target: job.target,
       hyperparameters: job.hyperparameters as RunSpec["hyperparameters"],
       seed: job.seed,
-      device: job.queue === "gpu" ? "cuda" : "cpu",
+      device: isGpuQueue(job.queue) ? "cuda" : "cpu",
       resumeFrom,
     };
   }

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { DataSource } from "typeorm";
+import { gpuQueue, type TrainingQueue } from "../config.ts";
 import { type DatasetRow, getDataset } from "../db/datasets.ts";
 import { isLive, type JobStatus } from "../db/job-lifecycle.ts";
 import { type ArtifactRow, artifactsOf, metricHistory } from "../db/job-outputs.ts";
@@ -275,7 +276,8 @@ export class JobService {
         `resources.maxRuntimeSeconds must be an integer from 1 to ${MAX_RUNTIME_CAP}`,
         "resources.maxRuntimeSeconds",
       );
-    return { queue: (accelerator === "GPU" ? "gpu" : "cpu") as "gpu" | "cpu", gpus, maxRuntimeSeconds };
+    const queue: TrainingQueue = gpus === null ? "cpu" : gpuQueue(gpus);
+    return { queue, gpus, maxRuntimeSeconds };
   }
 
   async cancel(tenantId: string, id: string): Promise<JobRow> {

@@ -1,5 +1,5 @@
 import PgBoss from "pg-boss";
-import { QUEUE_NAMES, type QueueName } from "../config.ts";
+import { type QueueName, queuesFor } from "../config.ts";
 
 /**
  * pg-boss on the job database. The queue carries only ids and attempt numbers ({jobId, attempt}
@@ -26,7 +26,11 @@ export class JobQueue {
   private readonly boss: PgBoss;
   private started = false;
 
-  constructor(databaseUrl: string) {
+  /** `gpuCounts`: the GPU counts offered; each has its queue (`gpu`, `gpu-4`, …). */
+  constructor(
+    databaseUrl: string,
+    private readonly gpuCounts: readonly number[] = [1],
+  ) {
     this.boss = new PgBoss({ connectionString: databaseUrl, schema: "pgboss", max: 4, supervise: true });
     this.boss.on("error", () => {}); // transient connection errors are retried by pg-boss itself
   }
@@ -34,7 +38,7 @@ export class JobQueue {
   async start(): Promise<void> {
     if (this.started) return;
     await this.boss.start();
-    for (const name of QUEUE_NAMES) {
+    for (const name of queuesFor(this.gpuCounts)) {
       if (!(await this.boss.getQueue(name)))
         await this.boss.createQueue(name, { name, retryLimit: 0, expireInHours: EXPIRE_HOURS });
     }

@@ -1,5 +1,5 @@
 import type { AddressInfo } from "node:net";
-import type { Config, QueueName } from "../config.ts";
+import { type Config, isGpuQueue, type QueueName } from "../config.ts";
 import type { DatasetProcessor } from "../datasets/processing.ts";
 import type { JobExecution } from "../jobs/execution.ts";
 import { createLogger, type Logger } from "../log.ts";
@@ -43,8 +43,9 @@ export async function startWorker(
       : device.type === "cuda"
         ? ["gpu", "cpu", "ingest", "poison"]
         : ["cpu", "ingest", "poison"];
-  if (queues.includes("gpu") && device.type !== "cuda")
-    throw new Error("this worker has no CUDA device and cannot serve the gpu queue");
+  const gpuQueues = queues.filter(isGpuQueue);
+  if (gpuQueues.length > 0 && device.type !== "cuda")
+    throw new Error(`this worker has no CUDA device and cannot serve ${gpuQueues.join(", ")}`);
   let finish: (why: "job done" | "idle") => void = () => {};
   const done = new Promise<"job done" | "idle">((resolve) => {
     finish = resolve;

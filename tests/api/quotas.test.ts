@@ -7,7 +7,7 @@ import { gql, makeDatasets, startTestApp, uploadNpyPair } from "../helpers/app.t
 
 const LAUNCH = `mutation($input: LaunchTrainingInput!) { launchTraining(input: $input) { id status } }`;
 
-describe("per-tenant limits", () => {
+describe("per-tenant limits and GPU pools", () => {
   it("a tenant with TRAPDOOR_MAX_LIVE_JOBS live jobs gets QUOTA_EXCEEDED, and room again once one ends", async () => {
     // The worker ingests only: training jobs stay QUEUED (live).
     const app = await startTestApp({ TRAPDOOR_MAX_LIVE_JOBS: "2", TRAPDOOR_WORKER_QUEUES: "ingest" });
@@ -41,6 +41,48 @@ describe("per-tenant limits", () => {
       });
       const fourth = await launch("q4");
       assert.ok(fourth.data?.launchTraining.id, JSON.stringify(fourth.errors));
+    } finally {
+      await app.cleanup();
+    }
+  });
+
+  it("a job asking for 4 GPUs goes to the gpu-4 queue when the deployment offers 4; other counts are refused", async () => {
+    const app = await startTestApp({ TRAPDOOR_GPU_COUNTS: "1,4", TRAPDOOR_WORKER_QUEUES: "ingest" });
+    try {
+      const url = app.url as string;
+      const data = makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-gpus-")), {
+        nTrain: 100,
+        nHoldout: 20,
+        nTest: 20,
+      });
+      const input = {
+        method: "NO_DEFENSE",
+        trainDatasetId: await uploadNpyPair(url, app.key, data.train, "TRAIN"),
+        holdoutDatasetId: await uploadNpyPair(url, app.key, data.holdout, "HOLDOUT"),
+        testDatasetId: await uploadNpyPair(url, app.key, data.test, "TEST"),
+      };
+      const launch = (gpus: number, key: string) =>
+        gql<{ launchTraining: { id: string; resources: Record<string, unknown> } }>(
+          url,
+          app.key,
+          `mutation($input: LaunchTrainingInput!) { launchTraining(input: $input) { id resources { accelerator gpus } } }`,
+          { input: { ...input, resources: { accelerator: "GPU", gpus }, idempotencyKey: key } },
+        );
+      const four = await launch(4, "four");
+      assert.deepEqual(four.data?.launchTraining.resources, { accelerator: "GPU", gpus: 4 });
+      const [row] = await app.db.query("SELECT queue FROM training_jobs WHERE id = $1", [
+        four.data?.launchTraining.id,
+      ]);
+      assert.equal(row.queue, "gpu-4");
+      const [{ n }] = await app.db.query("SELECT count(*) AS n FROM pgboss.job WHERE name = 'gpu-4'");
+      assert.equal(Number(n), 1, "the message waits on the gpu-4 queue");
+      const one = await launch(1, "one");
+      const [oneRow] = await app.db.query("SELECT queue FROM training_jobs WHERE id = $1", [
+        one.data?.launchTraining.id,
+      ]);
+      assert.equal(oneRow.queue, "gpu");
+      const two = await launch(2, "two");
+      assert.equal(two.errors?.[0]?.extensions?.field, "resources.gpus");
     } finally {
       await app.cleanup();
     }

@@ -13,6 +13,7 @@ import { Ingress, NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import { ConfigMap, Namespace, Secret, Service, ServiceAccount } from "kubernetes-models/v1";
 import { parseAllDocuments } from "yaml";
+import type { TrainingQueue } from "../../src/config.ts";
 import { createDataSource, migrate } from "../../src/db/data-source.ts";
 import { startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { JobQueue } from "../../src/queue/job-queue.ts";
@@ -22,7 +23,14 @@ const repo = fileURLToPath(new URL("../..", import.meta.url));
 type Manifest = any;
 
 const KUBECTL = process.env.KUBECTL ?? "/usr/bin/kubectl";
-const OVERLAYS = ["base", "overlays/dev", "overlays/production", "overlays/kueue", "overlays/monitoring"];
+const OVERLAYS = [
+  "base",
+  "overlays/dev",
+  "overlays/production",
+  "overlays/production-multi-gpu",
+  "overlays/kueue",
+  "overlays/monitoring",
+];
 
 type K8sObject = {
   apiVersion: string;
@@ -148,17 +156,29 @@ describe("infra/ (kustomize): every overlay renders, validates and keeps the inv
   it("GPU pods request a GPU, tolerate the GPU taint and run one job each; the API has replicas, probes, PDB and HPA", () => {
     for (const [overlay, objects] of rendered) {
       const scaledJobs = objects.filter((o) => o.kind === "ScaledJob");
-      assert.equal(scaledJobs.length, 1, overlay);
+      const config = objects.find((o) => o.kind === "ConfigMap") as unknown as {
+        data: Record<string, string>;
+      };
+      const offered = config.data.TRAPDOOR_GPU_COUNTS?.split(",").map(Number) ?? [];
+      // One queue and one ScaledJob per GPU count offered.
+      assert.deepEqual(
+        scaledJobs.map((s) => Number(/gpu-(\d+)$/.exec(s.metadata.name)?.[1])).sort(),
+        offered.sort(),
+        `${overlay}: a GPU pool per count in TRAPDOOR_GPU_COUNTS`,
+      );
       for (const scaled of scaledJobs) {
+        const gpus = Number(/gpu-(\d+)$/.exec(scaled.metadata.name)?.[1]);
+        const queue = gpus === 1 ? "gpu" : `gpu-${gpus}`;
         const spec = scaled.spec as Manifest;
         assert.equal(spec.scalingStrategy.strategy, "accurate");
         assert.equal(spec.triggers[0].type, "postgresql");
         assert.ok(spec.triggers[0].authenticationRef.name);
         const [pod] = podSpecs(scaled) as [PodSpec & { tolerations?: { key: string }[] }];
         const [worker] = pod.containers as [Container & { args: string[] }];
-        assert.equal(worker.resources?.limits?.["nvidia.com/gpu"], "1");
+        assert.equal(worker.resources?.limits?.["nvidia.com/gpu"], String(gpus));
         assert.ok(pod.tolerations?.some((t) => t.key === "nvidia.com/gpu"));
-        assert.deepEqual(worker.args, ["worker", "--once", "--queue", "gpu"]);
+        assert.deepEqual(worker.args, ["worker", "--once", "--queue", queue]);
+        assert.match(spec.triggers[0].metadata.query, new RegExp(`queue = '${queue}'`));
       }
       const api = objects.find((o) => o.kind === "Deployment" && o.metadata.name === "trapdoor-api");
       assert.ok(api, `${overlay} has the API Deployment`);
@@ -177,9 +197,6 @@ describe("infra/ (kustomize): every overlay renders, validates and keeps the inv
           objects.some((o) => o.kind === kind),
           `${overlay} has a ${kind}`,
         );
-      const config = objects.find((o) => o.kind === "ConfigMap") as unknown as {
-        data: Record<string, string>;
-      };
       assert.equal(config.data.TRAPDOOR_AUTO_MIGRATE, "false", `${overlay}: replicas never migrate`);
     }
   });
@@ -253,7 +270,7 @@ describe("infra/ (kustomize): every overlay renders, validates and keeps the inv
       rmSync(dir, { recursive: true, force: true });
     });
 
-    it("counts exactly the queued one-GPU jobs: not running, cancelled (message left behind), CPU or other GPU counts", async () => {
+    it("each pool's query counts exactly its queued jobs: not running, cancelled (message left behind), CPU or other counts", async () => {
       pg = await startEmbeddedPostgres(dir);
       const db = createDataSource(pg.url);
       await db.initialize();
@@ -264,11 +281,12 @@ describe("infra/ (kustomize): every overlay renders, validates and keeps the inv
           `INSERT INTO datasets (tenant_id, name, role, format, status, parts, size_bytes) VALUES ($1, 'd', 'TRAIN', 'NPZ', 'READY', '[]', 0) RETURNING id`,
           [tenant.id],
         );
-        const jobs: [string, "gpu" | "cpu", number | null][] = [
+        const jobs: [string, TrainingQueue, number | null][] = [
           ["QUEUED", "gpu", 1],
           ["QUEUED", "gpu", 1],
           ["QUEUED", "gpu", null], // launched before GPU counts existed: one GPU
-          ["QUEUED", "gpu", 4],
+          ["QUEUED", "gpu-4", 4],
+          ["RUNNING", "gpu-4", 4],
           ["QUEUED", "cpu", null],
           ["RUNNING", "gpu", 1],
           ["STARTING", "gpu", 1],
@@ -294,11 +312,14 @@ describe("infra/ (kustomize): every overlay renders, validates and keeps the inv
         await queue.stop();
         const [{ waiting }] = await db.query("SELECT count(*) AS waiting FROM pgboss.job WHERE name = 'gpu'");
         assert.equal(Number(waiting), 1);
-        const objects = rendered.get("overlays/dev") as K8sObject[];
-        const scaled = objects.find((o) => o.kind === "ScaledJob") as K8sObject;
-        const query = (scaled.spec as Manifest).triggers[0].metadata.query as string;
-        const [{ count }] = await db.query(query);
-        assert.equal(Number(count), 3);
+        const counts: Record<string, number> = {};
+        for (const scaled of (rendered.get("overlays/production-multi-gpu") as K8sObject[]).filter(
+          (o) => o.kind === "ScaledJob",
+        )) {
+          const [{ count }] = await db.query((scaled.spec as Manifest).triggers[0].metadata.query);
+          counts[scaled.metadata.name] = Number(count);
+        }
+        assert.deepEqual(counts, { "trapdoor-worker-gpu-1": 3, "trapdoor-worker-gpu-4": 1 });
       } finally {
         await db.destroy();
       }

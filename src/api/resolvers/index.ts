@@ -157,7 +157,7 @@ export const resolvers = {
     history: (j: JobRow, a: { name?: string; stage?: string }, ctx) => ctx.jobs.history(j, a),
     hyperparameters: (j: JobRow) => j.hyperparameters,
     resources: (j: JobRow) => ({
-      accelerator: j.queue === "gpu" ? "GPU" : "CPU",
+      accelerator: j.queue === "cpu" ? "CPU" : "GPU",
       gpus: j.gpus,
       maxRuntimeSeconds: j.max_runtime_seconds,
     }),
