@@ -9,7 +9,17 @@ import { createDataSource, MIGRATIONS, migrate, migrationsPending } from "../../
 import { startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { startWorker } from "../../src/worker/index.ts";
 import { npyBytes } from "../datasets/helpers.ts";
-import { gql, makeDatasets, readPart, sha256, startTestApp, waitFor } from "../helpers/app.ts";
+import {
+  completeUpload,
+  gql,
+  launchJob,
+  makeDatasets,
+  putUpload,
+  sha256,
+  startTestApp,
+  uploadNpyPair,
+  waitFor,
+} from "../helpers/app.ts";
 import { startS3rver } from "../storage/helpers.ts";
 
 type TestApp = Awaited<ReturnType<typeof startTestApp>>;
@@ -21,82 +31,47 @@ async function uploadAll(app: TestApp, data: Record<string, string>): Promise<Re
     ["train", "TRAIN"],
     ["holdout", "HOLDOUT"],
     ["test", "TEST"],
-  ] as const) {
-    const dir = data[name] as string;
-    const parts = ["images", "labels"].map((part) => ({ part, bytes: readPart(dir, `${part}.npy`) }));
-    const created = await gql<{
-      createDatasetUpload: {
-        dataset: { id: string };
-        uploads: { part: string; url: string; headers: Record<string, string> }[];
-      };
-    }>(
-      app.url as string,
-      app.key,
-      `mutation($input: CreateDatasetUploadInput!) { createDatasetUpload(input: $input) { dataset { id } uploads { part url headers } } }`,
-      {
-        input: {
-          name,
-          role,
-          format: "NPY_PAIR",
-          parts: parts.map((p) => ({ name: p.part, sizeBytes: p.bytes.length, sha256: sha256(p.bytes) })),
-        },
-      },
-    );
-    const payload = created.data?.createDatasetUpload;
-    assert.ok(payload, JSON.stringify(created.errors));
-    for (const target of payload.uploads) {
-      const body = parts.find((p) => p.part === target.part)?.bytes as Buffer;
-      const res = await fetch(target.url, {
-        method: "PUT",
-        headers: target.headers,
-        body: new Uint8Array(body),
-      });
-      assert.ok(res.ok, `${res.status} ${await res.text()}`);
-    }
-    await gql(app.url as string, app.key, `mutation($id: ID!) { completeDatasetUpload(id: $id) { id } }`, {
-      id: payload.dataset.id,
-    });
-    ids[name] = payload.dataset.id;
-  }
-  for (const id of Object.values(ids)) {
-    await waitFor("dataset READY", async () => {
-      const res = await gql<{ dataset: { status: string; failureReason: string } }>(
-        app.url as string,
-        app.key,
-        `query($id: ID!) { dataset(id: $id) { status failureReason } }`,
-        { id },
-      );
-      assert.notEqual(res.data?.dataset.status, "FAILED", res.data?.dataset.failureReason);
-      return res.data?.dataset.status === "READY";
-    });
-  }
+  ] as const)
+    ids[name] = await uploadNpyPair(app.url as string, app.key, data[name] as string, role);
   return ids;
 }
 
-async function launch(
+function launch(
   app: TestApp,
   ids: Record<string, string>,
   key: string,
   hyperparameters: Record<string, unknown>,
-): Promise<string> {
-  const res = await gql<{ launchTraining: { id: string } }>(
-    app.url as string,
-    app.key,
-    `mutation($input: LaunchTrainingInput!) { launchTraining(input: $input) { id } }`,
-    {
-      input: {
-        method: "NO_DEFENSE",
-        architecture: "small-cnn",
-        trainDatasetId: ids.train,
-        holdoutDatasetId: ids.holdout,
-        testDatasetId: ids.test,
-        hyperparameters,
-        idempotencyKey: key,
-      },
+) {
+  return launchJob(app.url as string, app.key, {
+    method: "NO_DEFENSE",
+    architecture: "small-cnn",
+    trainDatasetId: ids.train,
+    holdoutDatasetId: ids.holdout,
+    testDatasetId: ids.test,
+    hyperparameters,
+    idempotencyKey: key,
+  });
+}
+
+/**
+ * A separate `trapdoor worker` process on `app`'s database and store, with short heartbeats.
+ * `detached`: its own process group, so SIGKILL to the group takes its trainer too.
+ */
+function workerProcess(app: TestApp, queues: string | undefined, detached: boolean) {
+  return spawn(process.execPath, ["bin/trapdoor.js", "worker", "--data-dir", app.dir], {
+    cwd: repo,
+    env: {
+      ...process.env,
+      DATABASE_URL: app.databaseUrl,
+      TRAPDOOR_PUBLIC_URL: app.config.publicBaseUrl,
+      ...(queues ? { TRAPDOOR_WORKER_QUEUES: queues } : {}),
+      TRAPDOOR_POLL_SECONDS: "1",
+      TRAPDOOR_HEARTBEAT_SECONDS: "1",
+      TRAPDOOR_STALE_AFTER_SECONDS: "5",
     },
-  );
-  assert.equal(res.errors, undefined, JSON.stringify(res.errors));
-  return res.data?.launchTraining.id as string;
+    detached,
+    stdio: "ignore",
+  });
 }
 
 describe("migrations", () => {
@@ -145,19 +120,7 @@ describe("a worker killed mid-run", () => {
       const ids = await uploadAll(app, makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-data-"))));
       const id = await launch(app, ids, "killed-worker", { epochs: 6, batchSize: 16 });
       // A separate worker process on the same database and store, killed with SIGKILL (no clean-up).
-      const worker = spawn(process.execPath, ["bin/trapdoor.js", "worker", "--data-dir", app.dir], {
-        cwd: repo,
-        env: {
-          ...process.env,
-          DATABASE_URL: app.databaseUrl,
-          TRAPDOOR_PUBLIC_URL: app.config.publicBaseUrl,
-          TRAPDOOR_POLL_SECONDS: "1",
-          TRAPDOOR_HEARTBEAT_SECONDS: "1",
-          TRAPDOOR_STALE_AFTER_SECONDS: "5",
-        },
-        detached: true,
-        stdio: "ignore",
-      });
+      const worker = workerProcess(app, undefined, true);
       const running = await waitFor("a checkpoint from the first worker", async () => {
         const rows = await app.db.query(
           "SELECT status, checkpoint_key, attempt FROM training_jobs WHERE id = $1",
@@ -212,19 +175,7 @@ describe("a worker stopped with SIGTERM (rolling update, spot node taken back)",
     try {
       const ids = await uploadAll(app, makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-data-"))));
       const id = await launch(app, ids, "preempted-worker", { epochs: 6, batchSize: 16 });
-      const worker = spawn(process.execPath, ["bin/trapdoor.js", "worker", "--data-dir", app.dir], {
-        cwd: repo,
-        env: {
-          ...process.env,
-          DATABASE_URL: app.databaseUrl,
-          TRAPDOOR_PUBLIC_URL: app.config.publicBaseUrl,
-          TRAPDOOR_WORKER_QUEUES: "cpu",
-          TRAPDOOR_POLL_SECONDS: "1",
-          TRAPDOOR_HEARTBEAT_SECONDS: "1",
-          TRAPDOOR_STALE_AFTER_SECONDS: "5",
-        },
-        stdio: "ignore",
-      });
+      const worker = workerProcess(app, "cpu", false);
       const exited = new Promise<number | string | null>((resolve) =>
         worker.once("exit", (code, signal) => resolve(code ?? signal)),
       );
@@ -293,53 +244,9 @@ describe("a worker killed mid-ingest", () => {
         { name: "images", bytes: images },
         { name: "labels", bytes: labels },
       ];
-      const created = await gql<{
-        createDatasetUpload: {
-          dataset: { id: string };
-          uploads: { part: string; url: string; headers: Record<string, string> }[];
-        };
-      }>(
-        app.url as string,
-        app.key,
-        `mutation($input: CreateDatasetUploadInput!) { createDatasetUpload(input: $input) { dataset { id } uploads { part url headers } } }`,
-        {
-          input: {
-            name: "big",
-            role: "TRAIN",
-            format: "NPY_PAIR",
-            parts: parts.map((p) => ({ name: p.name, sizeBytes: p.bytes.length, sha256: sha256(p.bytes) })),
-          },
-        },
-      );
-      const payload = created.data?.createDatasetUpload;
-      assert.ok(payload, JSON.stringify(created.errors));
-      for (const target of payload.uploads) {
-        const body = parts.find((p) => p.name === target.part)?.bytes as Buffer;
-        const res = await fetch(target.url, {
-          method: "PUT",
-          headers: target.headers,
-          body: new Uint8Array(body),
-        });
-        assert.ok(res.ok, await res.text());
-      }
-      const id = payload.dataset.id;
-      const worker = spawn(process.execPath, ["bin/trapdoor.js", "worker", "--data-dir", app.dir], {
-        cwd: repo,
-        env: {
-          ...process.env,
-          DATABASE_URL: app.databaseUrl,
-          TRAPDOOR_PUBLIC_URL: app.config.publicBaseUrl,
-          TRAPDOOR_WORKER_QUEUES: "ingest",
-          TRAPDOOR_POLL_SECONDS: "1",
-          TRAPDOOR_HEARTBEAT_SECONDS: "1",
-          TRAPDOOR_STALE_AFTER_SECONDS: "5",
-        },
-        detached: true,
-        stdio: "ignore",
-      });
-      await gql(app.url as string, app.key, `mutation($id: ID!) { completeDatasetUpload(id: $id) { id } }`, {
-        id,
-      });
+      const id = await putUpload(app.url as string, app.key, { name: "big", role: "TRAIN" }, parts);
+      const worker = workerProcess(app, "ingest", true);
+      await completeUpload(app.url as string, app.key, id);
       const claimed = await waitFor(
         "the first worker to claim the ingest",
         async () => {

@@ -7,7 +7,7 @@
  * dataset and job is final and the store holds exactly the objects the database references.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, execFileSync, spawnSync } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,15 +17,18 @@ import { createDataSource } from "../../src/db/data-source.ts";
 import { freePort, startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { createObjectStore } from "../../src/storage/index.ts";
 import {
+  completeUpload,
   gql,
+  launchJob,
   makeDatasets,
+  npyPairParts,
+  putUpload,
   python,
-  readPart,
-  sha256,
   subscribe,
   uploadNpyPair,
   waitFor,
 } from "../helpers/app.ts";
+import { startTrapdoor, stopChild } from "../helpers/process.ts";
 import { startS3rver } from "../storage/helpers.ts";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
@@ -58,36 +61,24 @@ describe("a cluster on one machine: 2 × serve, 2 × worker, PostgreSQL, s3rver"
   const apis: string[] = [];
   let key: string;
 
-  function start(
+  async function start(
     name: string,
     args: string[],
     extra: NodeJS.ProcessEnv,
     ready: RegExp,
   ): Promise<ChildProcess> {
-    const child = spawn(process.execPath, ["bin/trapdoor.js", ...args], {
-      cwd: app,
-      env: { ...env, TRAPDOOR_DATA_DIR: join(root, name), ...extra },
-    });
+    const child = await startTrapdoor(
+      app,
+      args,
+      { ...env, TRAPDOOR_DATA_DIR: join(root, name), ...extra },
+      ready,
+    );
     processes.set(name, child);
-    let output = "";
-    return new Promise((resolve, reject) => {
-      const onData = (chunk: Buffer) => {
-        output += chunk;
-        if (ready.test(output)) resolve(child);
-      };
-      child.stdout.on("data", onData);
-      child.stderr.on("data", onData);
-      child.on("exit", (code, signal) => reject(new Error(`${name} exited (${code ?? signal}): ${output}`)));
-    });
+    return child;
   }
 
   async function stop(name: string, signal: NodeJS.Signals): Promise<number | string | null> {
-    const child = processes.get(name) as ChildProcess;
-    const exited = new Promise<number | string | null>((resolve) =>
-      child.once("exit", (c, s) => resolve(c ?? s)),
-    );
-    child.kill(signal);
-    const how = await exited;
+    const how = await stopChild(processes.get(name) as ChildProcess, signal);
     processes.delete(name);
     return how;
   }
@@ -149,48 +140,17 @@ describe("a cluster on one machine: 2 × serve, 2 × worker, PostgreSQL, s3rver"
 
     // API 1 dies after the bytes are in the store but before the upload is completed: the client
     // completes it on API 2.
-    const parts = ["images", "labels"].map((name) => ({ name, bytes: readPart(data.test, `${name}.npy`) }));
-    const created = await gql<{
-      createDatasetUpload: {
-        dataset: { id: string };
-        uploads: { part: string; url: string; headers: Record<string, string> }[];
-      };
-    }>(
-      api1,
-      key,
-      `mutation($input: CreateDatasetUploadInput!) { createDatasetUpload(input: $input) { dataset { id } uploads { part url headers } } }`,
-      {
-        input: {
-          name: "test",
-          role: "TEST",
-          format: "NPY_PAIR",
-          parts: parts.map((p) => ({ name: p.name, sizeBytes: p.bytes.length, sha256: sha256(p.bytes) })),
-        },
-      },
-    );
-    const upload = created.data?.createDatasetUpload;
-    assert.ok(upload, JSON.stringify(created.errors));
-    for (const target of upload.uploads) {
-      const body = parts.find((p) => p.name === target.part)?.bytes as Buffer;
-      const res = await fetch(target.url, {
-        method: "PUT",
-        headers: target.headers,
-        body: new Uint8Array(body),
-      });
-      assert.ok(res.ok, await res.text());
-    }
+    const testId = await putUpload(api1, key, { name: "test", role: "TEST" }, npyPairParts(data.test));
     assert.equal(await stop("api-1", "SIGKILL"), "SIGKILL");
     await assert.rejects(fetch(`${api1}/healthz`));
-    await gql(api2, key, `mutation($id: ID!) { completeDatasetUpload(id: $id) { id } }`, {
-      id: upload.dataset.id,
-    });
+    await completeUpload(api2, key, testId);
     const test = await waitFor("the test set, completed on API 2", async () => {
       const res = await gql<{ dataset: { status: string } }>(
         api2,
         key,
         `query($id: ID!) { dataset(id: $id) { status } }`,
         {
-          id: upload.dataset.id,
+          id: testId,
         },
       );
       return ["READY", "FAILED"].includes(res.data?.dataset.status as string) ? res.data?.dataset : null;
@@ -198,24 +158,15 @@ describe("a cluster on one machine: 2 × serve, 2 × worker, PostgreSQL, s3rver"
     assert.equal(test.status, "READY");
 
     // A training job launched and watched on API 2; its worker is stopped mid-training.
-    const launched = await gql<{ launchTraining: { id: string } }>(
-      api2,
-      key,
-      `mutation($input: LaunchTrainingInput!) { launchTraining(input: $input) { id } }`,
-      {
-        input: {
-          method: "NO_DEFENSE",
-          architecture: "small-cnn",
-          trainDatasetId: ids.train,
-          holdoutDatasetId: ids.holdout,
-          testDatasetId: upload.dataset.id,
-          hyperparameters: { epochs: 8, batchSize: 16 },
-          idempotencyKey: "cluster",
-        },
-      },
-    );
-    const jobId = launched.data?.launchTraining.id as string;
-    assert.ok(jobId, JSON.stringify(launched.errors));
+    const jobId = await launchJob(api2, key, {
+      method: "NO_DEFENSE",
+      architecture: "small-cnn",
+      trainDatasetId: ids.train,
+      holdoutDatasetId: ids.holdout,
+      testDatasetId: testId,
+      hyperparameters: { epochs: 8, batchSize: 16 },
+      idempotencyKey: "cluster",
+    });
     const watch = subscribe<{ jobUpdated: { status: string; attempt: number; worker: string | null } }>(
       api2,
       key,

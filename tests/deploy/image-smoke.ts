@@ -6,12 +6,13 @@
  *   node --import tsx tests/deploy/image-smoke.ts NODE24 API_TREE WORKER_TREE
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, startEmbeddedPostgres } from "../../src/db/embedded.ts";
-import { gql, makeDatasets, python, uploadNpyPair, waitFor } from "../helpers/app.ts";
+import { gql, launchJob, makeDatasets, python, uploadNpyPair, waitFor } from "../helpers/app.ts";
+import { startTrapdoor } from "../helpers/process.ts";
 import { startS3rver } from "../storage/helpers.ts";
 
 const [node24, apiTree, workerTree] = process.argv.slice(2);
@@ -48,22 +49,15 @@ function run(tree: string, args: string[], extra: NodeJS.ProcessEnv = {}) {
   return out.stdout;
 }
 
-function start(tree: string, args: string[], extra: NodeJS.ProcessEnv, ready: RegExp): Promise<ChildProcess> {
-  const child = spawn(node24 as string, ["bin/trapdoor.js", ...args], {
-    cwd: tree,
-    env: { ...env, ...extra },
-  });
+async function start(
+  tree: string,
+  args: string[],
+  extra: NodeJS.ProcessEnv,
+  ready: RegExp,
+): Promise<ChildProcess> {
+  const child = await startTrapdoor(tree, args, { ...env, ...extra }, ready, node24);
   children.push(child);
-  let output = "";
-  return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk;
-      if (ready.test(output)) resolve(child);
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    child.on("exit", (code) => reject(new Error(`${args[0]} exited with ${code}: ${output}`)));
-  });
+  return child;
 }
 
 const started = Date.now();
@@ -93,24 +87,15 @@ try {
     holdout: await uploadNpyPair(url, key, data.holdout, "HOLDOUT"),
     test: await uploadNpyPair(url, key, data.test, "TEST"),
   };
-  const launched = await gql<{ launchTraining: { id: string } }>(
-    url,
-    key,
-    `mutation($input: LaunchTrainingInput!) { launchTraining(input: $input) { id } }`,
-    {
-      input: {
-        method: "NO_DEFENSE",
-        architecture: "small-cnn",
-        trainDatasetId: ids.train,
-        holdoutDatasetId: ids.holdout,
-        testDatasetId: ids.test,
-        hyperparameters: { epochs: 1, batchSize: 64 },
-        idempotencyKey: "smoke",
-      },
-    },
-  );
-  const id = launched.data?.launchTraining.id as string;
-  assert.ok(id, JSON.stringify(launched.errors));
+  const id = await launchJob(url, key, {
+    method: "NO_DEFENSE",
+    architecture: "small-cnn",
+    trainDatasetId: ids.train,
+    holdoutDatasetId: ids.holdout,
+    testDatasetId: ids.test,
+    hyperparameters: { epochs: 1, batchSize: 64 },
+    idempotencyKey: "smoke",
+  });
   const job = await waitFor("the smoke job", async () => {
     const res = await gql<{ job: { status: string; metrics: { ca: number } | null } }>(
       url,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, execFileSync, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,7 +7,8 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { freePort, startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { Catalog } from "../../src/trainer/catalog.ts";
-import { gql, makeDatasets, python, uploadNpyPair, waitFor } from "../helpers/app.ts";
+import { gql, launchJob, makeDatasets, python, uploadNpyPair, waitFor } from "../helpers/app.ts";
+import { startTrapdoor, stopChild } from "../helpers/process.ts";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -76,21 +77,11 @@ describe("a production install (npm ci --omit=dev) runs every command from dist/
       timeout: 60_000,
     });
 
-  /** Starts a long-running command; resolves with it once `ready` appears on its stdout. */
-  function startCommand(args: string[], ready: RegExp): Promise<ChildProcess> {
-    const child = spawn(process.execPath, ["bin/trapdoor.js", ...args], { cwd: app, env });
+  /** Starts a long-running command; resolves with it once `ready` appears in its output. */
+  async function startCommand(args: string[], ready: RegExp): Promise<ChildProcess> {
+    const child = await startTrapdoor(app, args, env, ready);
     children.push(child);
-    let output = "";
-    return new Promise((resolve, reject) => {
-      child.stdout.on("data", (chunk) => {
-        output += chunk;
-        if (ready.test(output)) resolve(child);
-      });
-      child.stderr.on("data", (chunk) => {
-        output += chunk;
-      });
-      child.on("exit", (code) => reject(new Error(`${args[0]} exited with ${code}: ${output}`)));
-    });
+    return child;
   }
 
   it("has no dev dependency installed and compiled every module", () => {
@@ -146,35 +137,23 @@ describe("a production install (npm ci --omit=dev) runs every command from dist/
       ["test", "TEST"],
     ] as const)
       ids[name] = await uploadNpyPair(url, key, data[name], role); // ingested by that worker
-    const stop = async (name: string, child: ChildProcess) => {
-      const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal)));
-      child.kill("SIGTERM");
-      assert.equal(await exited, 0, `${name} did not stop cleanly on SIGTERM`);
-    };
+    const stop = async (name: string, child: ChildProcess) =>
+      assert.equal(await stopChild(child, "SIGTERM"), 0, `${name} did not stop cleanly on SIGTERM`);
     await stop("worker", worker);
 
     // One pod per job (a KEDA ScaledJob): `worker --once` runs one job and exits, or exits idle.
     const idle = trapdoor(["worker", "--once", "--queue", "cpu"], { TRAPDOOR_ONCE_IDLE_SECONDS: "1" });
     assert.equal(idle.status, 0, idle.stderr);
     assert.match(idle.stdout, /no job came; exiting/);
-    const launched = await gql<{ launchTraining: { id: string } }>(
-      url,
-      key,
-      `mutation($input: LaunchTrainingInput!) { launchTraining(input: $input) { id } }`,
-      {
-        input: {
-          method: "NO_DEFENSE",
-          architecture: "small-cnn",
-          trainDatasetId: ids.train,
-          holdoutDatasetId: ids.holdout,
-          testDatasetId: ids.test,
-          hyperparameters: { epochs: 1, batchSize: 64 },
-          idempotencyKey: "once",
-        },
-      },
-    );
-    const jobId = launched.data?.launchTraining.id;
-    assert.ok(jobId, JSON.stringify(launched.errors));
+    const jobId = await launchJob(url, key, {
+      method: "NO_DEFENSE",
+      architecture: "small-cnn",
+      trainDatasetId: ids.train,
+      holdoutDatasetId: ids.holdout,
+      testDatasetId: ids.test,
+      hyperparameters: { epochs: 1, batchSize: 64 },
+      idempotencyKey: "once",
+    });
     const once = spawnSync(process.execPath, ["bin/trapdoor.js", "worker", "--once", "--queue", "cpu"], {
       cwd: app,
       env,

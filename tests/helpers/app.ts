@@ -151,9 +151,22 @@ export function subscribe<T = Record<string, unknown>>(
   };
 }
 
-/** Upload one canonical directory (images.npy + labels.npy) as an NPY_PAIR dataset; returns its id. */
-export async function uploadNpyPair(url: string, key: string, dir: string, role: string): Promise<string> {
-  const parts = ["images", "labels"].map((name) => ({ name, bytes: readPart(dir, `${name}.npy`) }));
+/** One part's bytes, by part name (`images`, `labels`, `archive`). */
+export interface PartBytes {
+  name: string;
+  bytes: Buffer;
+}
+
+/**
+ * Create an upload session and PUT every part to its signed URL; returns the dataset id. The
+ * upload is not completed: `completeUpload` does that (tests put things in between).
+ */
+export async function putUpload(
+  url: string,
+  key: string,
+  input: { name: string; role: string; format?: string },
+  parts: PartBytes[],
+): Promise<string> {
   const created = await gql<{
     createDatasetUpload: {
       dataset: { id: string };
@@ -165,9 +178,8 @@ export async function uploadNpyPair(url: string, key: string, dir: string, role:
     `mutation($input: CreateDatasetUploadInput!) { createDatasetUpload(input: $input) { dataset { id } uploads { part url headers } } }`,
     {
       input: {
-        name: role.toLowerCase(),
-        role,
         format: "NPY_PAIR",
+        ...input,
         parts: parts.map((p) => ({ name: p.name, sizeBytes: p.bytes.length, sha256: sha256(p.bytes) })),
       },
     },
@@ -183,20 +195,51 @@ export async function uploadNpyPair(url: string, key: string, dir: string, role:
     });
     if (!res.ok) throw new Error(`upload ${target.part}: ${res.status} ${await res.text()}`);
   }
-  await gql(url, key, `mutation($id: ID!) { completeDatasetUpload(id: $id) { id } }`, {
-    id: payload.dataset.id,
-  });
-  await waitFor(`dataset ${payload.dataset.id} READY`, async () => {
+  return payload.dataset.id;
+}
+
+export async function completeUpload(url: string, key: string, id: string): Promise<void> {
+  const res = await gql(url, key, `mutation($id: ID!) { completeDatasetUpload(id: $id) { id } }`, { id });
+  if (res.errors) throw new Error(JSON.stringify(res.errors));
+}
+
+/** Waits until a dataset is READY (throws with its reason when it FAILED). */
+export async function datasetReady(url: string, key: string, id: string): Promise<void> {
+  await waitFor(`dataset ${id} READY`, async () => {
     const res = await gql<{ dataset: { status: string; failureReason: string | null } }>(
       url,
       key,
       `query($id: ID!) { dataset(id: $id) { status failureReason } }`,
-      { id: payload.dataset.id },
+      { id },
     );
     if (res.data?.dataset.status === "FAILED") throw new Error(res.data.dataset.failureReason ?? "FAILED");
     return res.data?.dataset.status === "READY";
   });
-  return payload.dataset.id;
+}
+
+/** The images.npy + labels.npy of a canonical directory, as NPY_PAIR parts. */
+export const npyPairParts = (dir: string): PartBytes[] =>
+  ["images", "labels"].map((name) => ({ name, bytes: readPart(dir, `${name}.npy`) }));
+
+/** Upload one canonical directory (images.npy + labels.npy) as an NPY_PAIR dataset; returns its id once READY. */
+export async function uploadNpyPair(url: string, key: string, dir: string, role: string): Promise<string> {
+  const id = await putUpload(url, key, { name: role.toLowerCase(), role }, npyPairParts(dir));
+  await completeUpload(url, key, id);
+  await datasetReady(url, key, id);
+  return id;
+}
+
+/** launchTraining; returns the new job's id (throws with the errors when the launch is refused). */
+export async function launchJob(url: string, key: string, input: Record<string, unknown>): Promise<string> {
+  const res = await gql<{ launchTraining: { id: string } }>(
+    url,
+    key,
+    `mutation($input: LaunchTrainingInput!) { launchTraining(input: $input) { id } }`,
+    { input },
+  );
+  const id = res.data?.launchTraining.id;
+  if (!id) throw new Error(JSON.stringify(res.errors));
+  return id;
 }
 
 /** POST a GraphQL operation; returns the parsed body. */
