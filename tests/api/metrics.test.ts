@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { startWorker } from "../../src/worker/index.ts";
-import { gql, makeDatasets, startTestApp, uploadNpyPair, waitFor } from "../helpers/app.ts";
+import { datasetIds, gql, makeDatasets, startTestApp, uploadJobDatasets, waitFor } from "../helpers/app.ts";
 
 /** The value of one sample line (`name{labels} value`) in Prometheus text, or undefined. */
 function sample(text: string, series: string): number | undefined {
@@ -30,9 +30,7 @@ describe("/metrics for Prometheus", () => {
           input: {
             method: "NO_DEFENSE",
             architecture: "small-cnn",
-            trainDatasetId: await uploadNpyPair(url, app.key, data.train, "TRAIN"),
-            holdoutDatasetId: await uploadNpyPair(url, app.key, data.holdout, "HOLDOUT"),
-            testDatasetId: await uploadNpyPair(url, app.key, data.test, "TEST"),
+            ...datasetIds(await uploadJobDatasets(url, app.key, data)),
             hyperparameters: { epochs: 1, batchSize: 32 },
             idempotencyKey: "metrics",
           },

@@ -5,7 +5,7 @@ import { syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { gql, makeDatasets, startReplica, startTestApp, uploadNpyPair } from "../helpers/app.ts";
+import { gql, makeDatasets, startReplica, startTestApp, uploadJobDatasets } from "../helpers/app.ts";
 
 const SPAWNERS = ["spawn", "spawnSync", "exec", "execSync", "execFile", "execFileSync", "fork"] as const;
 
@@ -51,13 +51,7 @@ describe("the API process runs no Python and no other process", () => {
         nTest: 40,
       });
       const url = app.url as string;
-      const ids: Record<string, string> = {};
-      for (const [name, role] of [
-        ["train", "TRAIN"],
-        ["holdout", "HOLDOUT"],
-        ["test", "TEST"],
-      ] as const)
-        ids[name] = await uploadNpyPair(url, app.key, data[name], role);
+      const ids = await uploadJobDatasets(url, app.key, data);
       await ingester.stop();
 
       const spawning = forbidSpawning();

@@ -3,7 +3,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { gql, makeDatasets, startTestApp, uploadNpyPair } from "../helpers/app.ts";
+import { datasetIds, gql, makeDatasets, startTestApp, uploadJobDatasets } from "../helpers/app.ts";
 
 const LAUNCH = `mutation($input: LaunchTrainingInput!) { launchTraining(input: $input) { id status } }`;
 
@@ -20,9 +20,7 @@ describe("per-tenant limits and GPU pools", () => {
       });
       const input = {
         method: "NO_DEFENSE",
-        trainDatasetId: await uploadNpyPair(url, app.key, data.train, "TRAIN"),
-        holdoutDatasetId: await uploadNpyPair(url, app.key, data.holdout, "HOLDOUT"),
-        testDatasetId: await uploadNpyPair(url, app.key, data.test, "TEST"),
+        ...datasetIds(await uploadJobDatasets(url, app.key, data)),
       };
       const launch = (key: string) =>
         gql<{ launchTraining: { id: string } }>(url, app.key, LAUNCH, {
@@ -57,9 +55,7 @@ describe("per-tenant limits and GPU pools", () => {
       });
       const input = {
         method: "NO_DEFENSE",
-        trainDatasetId: await uploadNpyPair(url, app.key, data.train, "TRAIN"),
-        holdoutDatasetId: await uploadNpyPair(url, app.key, data.holdout, "HOLDOUT"),
-        testDatasetId: await uploadNpyPair(url, app.key, data.test, "TEST"),
+        ...datasetIds(await uploadJobDatasets(url, app.key, data)),
       };
       const launch = (gpus: number, key: string) =>
         gql<{ launchTraining: { id: string; resources: Record<string, unknown> } }>(

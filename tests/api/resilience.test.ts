@@ -17,24 +17,13 @@ import {
   putUpload,
   sha256,
   startTestApp,
-  uploadNpyPair,
+  uploadJobDatasets,
   waitFor,
 } from "../helpers/app.ts";
 import { startS3rver } from "../storage/helpers.ts";
 
 type TestApp = Awaited<ReturnType<typeof startTestApp>>;
 const repo = fileURLToPath(new URL("../..", import.meta.url));
-
-async function uploadAll(app: TestApp, data: Record<string, string>): Promise<Record<string, string>> {
-  const ids: Record<string, string> = {};
-  for (const [name, role] of [
-    ["train", "TRAIN"],
-    ["holdout", "HOLDOUT"],
-    ["test", "TEST"],
-  ] as const)
-    ids[name] = await uploadNpyPair(app.url as string, app.key, data[name] as string, role);
-  return ids;
-}
 
 function launch(
   app: TestApp,
@@ -117,7 +106,11 @@ describe("a worker killed mid-run", () => {
     // This process's worker ingests the uploads only; training is left to the worker below.
     const app = await startTestApp({ TRAPDOOR_WORKER_QUEUES: "ingest,poison" });
     try {
-      const ids = await uploadAll(app, makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-data-"))));
+      const ids = await uploadJobDatasets(
+        app.url as string,
+        app.key,
+        makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-data-"))),
+      );
       const id = await launch(app, ids, "killed-worker", { epochs: 6, batchSize: 16 });
       // A separate worker process on the same database and store, killed with SIGKILL (no clean-up).
       const worker = workerProcess(app, undefined, true);
@@ -173,7 +166,11 @@ describe("a worker stopped with SIGTERM (rolling update, spot node taken back)",
   it("hands its job back with the checkpoint, without spending an attempt; the next worker resumes it", async () => {
     const app = await startTestApp({ TRAPDOOR_WORKER_QUEUES: "ingest,poison" });
     try {
-      const ids = await uploadAll(app, makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-data-"))));
+      const ids = await uploadJobDatasets(
+        app.url as string,
+        app.key,
+        makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-data-"))),
+      );
       const id = await launch(app, ids, "preempted-worker", { epochs: 6, batchSize: 16 });
       const worker = workerProcess(app, "cpu", false);
       const exited = new Promise<number | string | null>((resolve) =>
@@ -305,7 +302,11 @@ describe("the S3 object store path (s3rver)", () => {
     });
     try {
       assert.equal(app.store.kind, "s3");
-      const ids = await uploadAll(app, makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-data-"))));
+      const ids = await uploadJobDatasets(
+        app.url as string,
+        app.key,
+        makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-data-"))),
+      );
       const id = await launch(app, ids, "s3-flow", { epochs: 1, batchSize: 64 });
       const job = await waitFor("job", async () => {
         const res = await gql<{

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, startEmbeddedPostgres } from "../../src/db/embedded.ts";
-import { gql, launchJob, makeDatasets, python, uploadNpyPair, waitFor } from "../helpers/app.ts";
+import { gql, launchJob, makeDatasets, python, uploadJobDatasets, waitFor } from "../helpers/app.ts";
 import { startTrapdoor } from "../helpers/process.ts";
 import { startS3rver } from "../storage/helpers.ts";
 
@@ -82,11 +82,7 @@ try {
     /serving queues/,
   );
   const data = makeDatasets(join(scratch, "data"), { nTrain: 300, nHoldout: 60, nTest: 60 });
-  const ids = {
-    train: await uploadNpyPair(url, key, data.train, "TRAIN"),
-    holdout: await uploadNpyPair(url, key, data.holdout, "HOLDOUT"),
-    test: await uploadNpyPair(url, key, data.test, "TEST"),
-  };
+  const ids = await uploadJobDatasets(url, key, data);
   const id = await launchJob(url, key, {
     method: "NO_DEFENSE",
     architecture: "small-cnn",

@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { freePort, startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { Catalog } from "../../src/trainer/catalog.ts";
-import { gql, launchJob, makeDatasets, python, uploadNpyPair, waitFor } from "../helpers/app.ts";
+import { gql, launchJob, makeDatasets, python, uploadJobDatasets, waitFor } from "../helpers/app.ts";
 import { startTrapdoor, stopChild } from "../helpers/process.ts";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
@@ -130,13 +130,7 @@ describe("a production install (npm ci --omit=dev) runs every command from dist/
 
     const worker = await startCommand(["worker"], /serving queues: cpu/);
     const data = makeDatasets(join(root, "data"), { nTrain: 200, nHoldout: 40, nTest: 40 });
-    const ids: Record<string, string> = {};
-    for (const [name, role] of [
-      ["train", "TRAIN"],
-      ["holdout", "HOLDOUT"],
-      ["test", "TEST"],
-    ] as const)
-      ids[name] = await uploadNpyPair(url, key, data[name], role); // ingested by that worker
+    const ids = await uploadJobDatasets(url, key, data); // ingested by that worker
     const stop = async (name: string, child: ChildProcess) =>
       assert.equal(await stopChild(child, "SIGTERM"), 0, `${name} did not stop cleanly on SIGTERM`);
     await stop("worker", worker);

@@ -229,6 +229,26 @@ export async function uploadNpyPair(url: string, key: string, dir: string, role:
   return id;
 }
 
+/** The TRAIN, HOLDOUT and TEST sets of `makeDatasets`, uploaded and READY; their ids by name. */
+export async function uploadJobDatasets(
+  url: string,
+  key: string,
+  data: Record<"train" | "holdout" | "test", string>,
+): Promise<Record<"train" | "holdout" | "test", string>> {
+  return {
+    train: await uploadNpyPair(url, key, data.train, "TRAIN"),
+    holdout: await uploadNpyPair(url, key, data.holdout, "HOLDOUT"),
+    test: await uploadNpyPair(url, key, data.test, "TEST"),
+  };
+}
+
+/** The launch input's dataset fields for the ids of `uploadJobDatasets`. */
+export const datasetIds = (ids: Record<"train" | "holdout" | "test", string>) => ({
+  trainDatasetId: ids.train,
+  holdoutDatasetId: ids.holdout,
+  testDatasetId: ids.test,
+});
+
 /** launchTraining; returns the new job's id (throws with the errors when the launch is refused). */
 export async function launchJob(url: string, key: string, input: Record<string, unknown>): Promise<string> {
   const res = await gql<{ launchTraining: { id: string } }>(
