@@ -1,17 +1,14 @@
 import { createHash } from "node:crypto";
 import type { DataSource } from "typeorm";
-import { gpuQueue, type TrainingQueue } from "../config.ts";
 import { type DatasetRow, getDataset } from "../db/datasets.ts";
 import { isLive, type JobStatus } from "../db/job-lifecycle.ts";
 import { type ArtifactRow, artifactsOf, metricHistory } from "../db/job-outputs.ts";
+import { jobCounts, liveJobCount, queueDepths } from "../db/job-stats.ts";
 import {
   getJob,
   insertJob,
   type JobRow,
-  jobCounts,
   listJobs,
-  liveJobCount,
-  queueDepths,
   RETRIED_BY_USER,
   transition,
   transitionsOf,
@@ -20,12 +17,10 @@ import { badInput, conflict, notFound, precondition, quotaExceeded } from "../er
 import type { JobQueue } from "../queue/job-queue.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
 import { type Catalog, trainerCatalog } from "../trainer/catalog.ts";
+import { jobResources, type ResourcesInput } from "./resources.ts";
 import { type JobUpdateSource, watchJob } from "./watch.ts";
 
 export type { ArtifactRow, JobRow, JobStatus, JobUpdateSource };
-
-/** The longest runtime cap a job may ask for: 30 days. */
-const MAX_RUNTIME_CAP = 30 * 24 * 3600;
 
 export interface LaunchInput {
   method: string;
@@ -38,13 +33,7 @@ export interface LaunchInput {
   target?: number | null;
   hyperparameters?: Record<string, unknown> | null;
   seed?: number | null;
-  resources?: {
-    /** Deprecated: accelerator GPU. */
-    gpu?: boolean | null;
-    accelerator?: "CPU" | "GPU" | null;
-    gpus?: number | null;
-    maxRuntimeSeconds?: number | null;
-  } | null;
+  resources?: ResourcesInput | null;
   idempotencyKey: string;
 }
 
@@ -243,41 +232,8 @@ export class JobService {
       target,
       seed,
       hyperparameters,
-      ...this.resources(input.resources),
+      ...jobResources(input.resources, this.gpuCounts),
     };
-  }
-
-  /** The queue, GPU count and runtime cap a launch asks for; BAD_USER_INPUT names the field. */
-  private resources(given: LaunchInput["resources"]) {
-    const legacy = given?.gpu;
-    const accelerator = given?.accelerator ?? (legacy ? "GPU" : "CPU");
-    if (legacy != null && given?.accelerator != null && legacy !== (given.accelerator === "GPU"))
-      throw badInput(
-        "resources.gpu (deprecated) contradicts resources.accelerator; give accelerator only",
-        "resources.gpu",
-      );
-    let gpus: number | null = null;
-    if (accelerator === "GPU") {
-      gpus = given?.gpus ?? 1;
-      if (!this.gpuCounts.includes(gpus))
-        throw badInput(
-          `resources.gpus must be one of ${this.gpuCounts.join(", ")} (the GPU counts offered)`,
-          "resources.gpus",
-        );
-    } else if (given?.gpus != null) {
-      throw badInput("resources.gpus needs accelerator: GPU", "resources.gpus");
-    }
-    const maxRuntimeSeconds = given?.maxRuntimeSeconds ?? null;
-    if (
-      maxRuntimeSeconds !== null &&
-      (!Number.isInteger(maxRuntimeSeconds) || maxRuntimeSeconds < 1 || maxRuntimeSeconds > MAX_RUNTIME_CAP)
-    )
-      throw badInput(
-        `resources.maxRuntimeSeconds must be an integer from 1 to ${MAX_RUNTIME_CAP}`,
-        "resources.maxRuntimeSeconds",
-      );
-    const queue: TrainingQueue = gpus === null ? "cpu" : gpuQueue(gpus);
-    return { queue, gpus, maxRuntimeSeconds };
   }
 
   async cancel(tenantId: string, id: string): Promise<JobRow> {
