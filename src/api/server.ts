@@ -6,6 +6,7 @@ import type { Config } from "../config.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { buildContext, type Context, type Services } from "./context.ts";
 import { publicError } from "./errors.ts";
+import { jsonErrors, notFoundJson } from "./http-errors.ts";
 import { depthAndCostLimit } from "./limits.ts";
 import { apiMetrics } from "./metrics.ts";
 import { requestIds } from "./request-log.ts";
@@ -72,6 +73,8 @@ export async function createApi(
       context: async ({ req }) => buildContext(services, req.headers.authorization),
     }),
   );
+  app.use(notFoundJson);
+  app.use(jsonErrors(log));
   let server: Server | undefined;
   let subscriptions: Subscriptions | undefined;
   return {

@@ -1,5 +1,7 @@
 import type { DataSource } from "typeorm";
+import { isUuid } from "../db/datasets.ts";
 import { createApiKey, createTenant, revokeApiKey, type Tenant, tenantForKey } from "../db/tenants.ts";
+import { notFound } from "../errors.ts";
 
 export type { Tenant };
 
@@ -20,7 +22,9 @@ export class TenantService {
     return createApiKey(this.db, tenantId, name);
   }
 
+  /** Revokes one of the tenant's keys; NOT_FOUND for an id no key can have (not a UUID). */
   revokeApiKey(tenantId: string, id: string): Promise<boolean> {
+    if (!isUuid(id)) throw notFound("API key", id);
     return revokeApiKey(this.db, tenantId, id);
   }
 }
