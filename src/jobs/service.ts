@@ -203,6 +203,11 @@ export class JobService {
           "datasets",
         );
     }
+    if (input.target != null && input.attack && input.attack.target !== input.target)
+      throw badInput(
+        `target (${input.target}) disagrees with attack.target (${input.attack.target}); give one, or the same`,
+        "target",
+      );
     const target = input.target ?? input.attack?.target ?? null;
     if (input.asrTestDatasetId && target == null)
       throw badInput("target is required with an ASR test set", "target");

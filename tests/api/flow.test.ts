@@ -270,6 +270,7 @@ describe("the service end to end (embedded Postgres, local store, in-process wor
         { ...base, target: 0, attack: { name: "blend", target: 0, params: { alpha: 2 } } },
         "attack.params.alpha",
       ],
+      [{ ...base, target: 1, attack: { name: "blend", target: 0 } }, "target"],
       [{ ...base, resources: { gpus: 1 } }, "resources.gpus"],
       [{ ...base, resources: { accelerator: "GPU", gpus: 3 } }, "resources.gpus"],
       [{ ...base, resources: { accelerator: "CPU", gpu: true } }, "resources.gpu"],
