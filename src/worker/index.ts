@@ -57,6 +57,7 @@ export async function startWorker(
   const metricsServer =
     config.worker.metricsPort === undefined ? undefined : await metrics.serve(config.worker.metricsPort);
   const runner = new JobRunner({
+    device,
     onClaimed: () => {
       clearTimeout(idle);
       metrics.jobStarted();

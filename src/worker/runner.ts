@@ -10,12 +10,14 @@ import { join } from "node:path";
 import type { JobExecution, JobRow } from "../jobs/execution.ts";
 import type { Logger } from "../log.ts";
 import type { QueueMessage } from "../queue/job-queue.ts";
-import { describeDevice, type WorkerDevice } from "../trainer/device.ts";
+import type { WorkerDevice } from "../trainer/device.ts";
 import type { TrainerEvent } from "../trainer/protocol.ts";
 import { startTrainerRun, type TrainerOutcome, trainerWorkdir } from "../trainer/run.ts";
 
 export interface RunnerOptions {
   execution: JobExecution;
+  /** What this worker runs on (asked of the trainer once, when the worker starts). */
+  device: WorkerDevice;
   scratchDir: string;
   heartbeatSeconds: number;
   python?: string;
@@ -34,7 +36,6 @@ const PROGRESS_INTERVAL_MS = 1000;
 
 export class JobRunner {
   readonly name: string;
-  private device: WorkerDevice | undefined;
   private shuttingDown = false;
   private readonly handling = new Set<Promise<void>>();
   private readonly trainers = new Set<{ stop(): void }>();
@@ -68,8 +69,7 @@ export class JobRunner {
       if (job) await execution.resend(job.queue, message);
       return;
     }
-    this.device ??= await describeDevice(this.opts.python);
-    const job = await execution.claim(message, this.name, this.device);
+    const job = await execution.claim(message, this.name, this.opts.device);
     if (!job) return;
     this.opts.onClaimed?.();
     const log = (msg: string, fields: Record<string, unknown> = {}) =>
