@@ -5,6 +5,16 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { datasetIds, gql, makeDatasets, startTestApp, uploadJobDatasets } from "../helpers/app.ts";
 
+/** Small READY datasets (ingested by the app's worker) as a NO_DEFENSE launch input. */
+async function noDefenseInput(app: Awaited<ReturnType<typeof startTestApp>>) {
+  const data = makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-limits-")), {
+    nTrain: 100,
+    nHoldout: 20,
+    nTest: 20,
+  });
+  return { method: "NO_DEFENSE", ...datasetIds(await uploadJobDatasets(app.url as string, app.key, data)) };
+}
+
 const LAUNCH = `mutation($input: LaunchTrainingInput!) { launchTraining(input: $input) { id status } }`;
 
 describe("per-tenant limits and GPU pools", () => {
@@ -13,15 +23,7 @@ describe("per-tenant limits and GPU pools", () => {
     const app = await startTestApp({ TRAPDOOR_MAX_LIVE_JOBS: "2", TRAPDOOR_WORKER_QUEUES: "ingest" });
     try {
       const url = app.url as string;
-      const data = makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-quota-")), {
-        nTrain: 100,
-        nHoldout: 20,
-        nTest: 20,
-      });
-      const input = {
-        method: "NO_DEFENSE",
-        ...datasetIds(await uploadJobDatasets(url, app.key, data)),
-      };
+      const input = await noDefenseInput(app);
       const launch = (key: string) =>
         gql<{ launchTraining: { id: string } }>(url, app.key, LAUNCH, {
           input: { ...input, idempotencyKey: key },
@@ -48,15 +50,7 @@ describe("per-tenant limits and GPU pools", () => {
     const app = await startTestApp({ TRAPDOOR_GPU_COUNTS: "1,4", TRAPDOOR_WORKER_QUEUES: "ingest" });
     try {
       const url = app.url as string;
-      const data = makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-gpus-")), {
-        nTrain: 100,
-        nHoldout: 20,
-        nTest: 20,
-      });
-      const input = {
-        method: "NO_DEFENSE",
-        ...datasetIds(await uploadJobDatasets(url, app.key, data)),
-      };
+      const input = await noDefenseInput(app);
       const launch = (gpus: number, key: string) =>
         gql<{ launchTraining: { id: string; resources: Record<string, unknown> } }>(
           url,

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import type { QueueName } from "../../src/config.ts";
 import { createDataSource, MIGRATIONS, migrate, migrationsPending } from "../../src/db/data-source.ts";
 import { startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { startWorker } from "../../src/worker/index.ts";
@@ -40,6 +41,16 @@ function launch(
     hyperparameters,
     idempotencyKey: key,
   });
+}
+
+/** A worker in this process on `app`'s services, serving `queue` only, named `name`. */
+function inProcessWorker(app: TestApp, queue: QueueName, name: string) {
+  return startWorker(
+    { ...app.config, worker: { ...app.config.worker, queues: [queue] } },
+    { execution: app.execution, datasets: app.datasetProcessor },
+    app.queue,
+    name,
+  );
 }
 
 /**
@@ -123,12 +134,7 @@ describe("a worker killed mid-run", () => {
       });
       assert.equal(running.attempt, 1);
       process.kill(-(worker.pid as number), "SIGKILL"); // the worker and its trainer
-      const second = await startWorker(
-        { ...app.config, worker: { ...app.config.worker, queues: ["cpu"] } },
-        { execution: app.execution, datasets: app.datasetProcessor },
-        app.queue,
-        "rescuer",
-      );
+      const second = await inProcessWorker(app, "cpu", "rescuer");
       try {
         const job = await waitFor(
           "the retried job to finish",
@@ -190,12 +196,7 @@ describe("a worker stopped with SIGTERM (rolling update, spot node taken back)",
       assert.equal(handedBack.status, "QUEUED");
       assert.equal(handedBack.attempt, 0, "the hand-back spent no attempt");
       assert.ok(handedBack.checkpoint_key);
-      const second = await startWorker(
-        { ...app.config, worker: { ...app.config.worker, queues: ["cpu"] } },
-        { execution: app.execution, datasets: app.datasetProcessor },
-        app.queue,
-        "next",
-      );
+      const second = await inProcessWorker(app, "cpu", "next");
       try {
         const job = await waitFor(
           "the handed-back job to finish",
@@ -258,12 +259,7 @@ describe("a worker killed mid-ingest", () => {
       );
       process.kill(-(worker.pid as number), "SIGKILL");
       assert.equal(claimed.status, "VALIDATING", "the ingest finished before the worker could be killed");
-      const rescuer = await startWorker(
-        { ...app.config, worker: { ...app.config.worker, queues: ["ingest"] } },
-        { execution: app.execution, datasets: app.datasetProcessor },
-        app.queue,
-        "rescuer",
-      );
+      const rescuer = await inProcessWorker(app, "ingest", "rescuer");
       try {
         const done = await waitFor(
           "the dataset to settle",

@@ -7,8 +7,8 @@
  * dataset and job is final and the store holds exactly the objects the database references.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawnSync } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { type ChildProcess, spawnSync } from "node:child_process";
+import { cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -28,22 +28,14 @@ import {
   uploadNpyPair,
   waitFor,
 } from "../helpers/app.ts";
-import { startTrapdoor, stopChild } from "../helpers/process.ts";
+import { compiledApp, startTrapdoor, stopChild } from "../helpers/process.ts";
 import { startS3rver } from "../storage/helpers.ts";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 
 /** The built app: dist/ compiled from this checkout, beside the files it reads at run time. */
 function builtApp(root: string): string {
-  const app = join(root, "app");
-  mkdirSync(app);
-  execFileSync(
-    join(repo, "node_modules/.bin/tsc"),
-    ["-p", "tsconfig.build.json", "--outDir", join(app, "dist")],
-    {
-      cwd: repo,
-    },
-  );
+  const app = compiledApp(root);
   cpSync(join(repo, "package.json"), join(app, "package.json"));
   cpSync(join(repo, "bin"), join(app, "bin"), { recursive: true });
   for (const shared of ["schema", "trainer", "node_modules"])

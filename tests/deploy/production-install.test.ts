@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { freePort, startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { Catalog } from "../../src/trainer/catalog.ts";
 import { gql, launchJob, makeDatasets, python, uploadJobDatasets, waitFor } from "../helpers/app.ts";
-import { startTrapdoor, stopChild } from "../helpers/process.ts";
+import { compiledApp, startTrapdoor, stopChild } from "../helpers/process.ts";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -18,15 +18,7 @@ const repo = fileURLToPath(new URL("../..", import.meta.url));
  * the way `npm ci --omit=dev` would have installed them).
  */
 function productionTree(root: string): string {
-  const app = join(root, "app");
-  mkdirSync(app);
-  execFileSync(
-    join(repo, "node_modules/.bin/tsc"),
-    ["-p", "tsconfig.build.json", "--outDir", join(app, "dist")],
-    {
-      cwd: repo,
-    },
-  );
+  const app = compiledApp(root);
   for (const entry of ["package.json", "package-lock.json", "bin", "schema", "trainer/trapdoor_trainer"])
     cpSync(join(repo, entry), join(app, entry), { recursive: true });
   try {

@@ -1,4 +1,23 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const repo = fileURLToPath(new URL("../..", import.meta.url));
+
+/** `<root>/app` with `dist/` compiled from this checkout by `npm run build`'s tsconfig; returns it. */
+export function compiledApp(root: string): string {
+  const app = join(root, "app");
+  mkdirSync(app);
+  execFileSync(
+    join(repo, "node_modules/.bin/tsc"),
+    ["-p", "tsconfig.build.json", "--outDir", join(app, "dist")],
+    {
+      cwd: repo,
+    },
+  );
+  return app;
+}
 
 /**
  * `node bin/trapdoor.js ARGS` in `cwd` as a child process; resolves once `ready` matches its
