@@ -1,7 +1,7 @@
 /**
  * The control plane's layers (README, "Architecture"); `make lint` fails on any import that breaks
  * them, type-only imports included. Lowest first:
- *   core      config.ts, errors.ts, log.ts, paths.ts      imports nothing of ours
+ *   core      config, errors, input-limits, log, paths    imports only core
  *   infra     db/, storage/, queue/, trainer/ (client)    core and its own folder only
  *   services  datasets/, jobs/, tenants/                  core, infra, other services
  *   api       api/                                        core, services
@@ -9,7 +9,7 @@
  *   client    client/                                     its own folder only (talks HTTP to the API)
  *   entry     cli/, main.ts                               anything: they compose the rest
  */
-const CORE = "^src/(config|errors|log|paths)[.]ts$";
+const CORE = "^src/(config|errors|input-limits|log|paths)[.]ts$";
 const INFRA = "^src/(db|storage|queue|trainer)/";
 const SERVICES = "^src/(datasets|jobs|tenants)/";
 const ENTRY = "^src/(cli/|main[.]ts$)";

@@ -73,7 +73,25 @@ export interface Config {
     queryCost: number;
     /** Live jobs one tenant may have at once (TRAPDOOR_MAX_LIVE_JOBS): one tenant cannot start 40 GPU pods. */
     maxLiveJobsPerTenant: number;
+    /** Per-tenant defaults (a tenant's own quota overrides them): bytes stored and datasets kept. */
+    tenantMaxBytes: number;
+    tenantMaxDatasets: number;
+    /** Decoded size of one dataset (count × H × W × C), checked before any canonical byte is written. */
+    maxDecodedBytes: number;
+    /** Requests per tenant per window, shared by every API replica (0: no limit). */
+    rateLimitRequests: number;
+    rateLimitWindowSeconds: number;
   };
+  /**
+   * Queues an autoscaler serves (TRAPDOOR_AUTOSCALED_QUEUES, e.g. "gpu"): a launch there waits for a
+   * worker to appear (up to queueTimeoutSeconds) where elsewhere it is refused at once.
+   */
+  autoscaledQueues: string[];
+  queueTimeoutSeconds: number;
+  /** Finished jobs' artifacts are deleted this many days after the job ended (0: kept forever). */
+  artifactRetentionDays: number;
+  /** How often the sweeper runs (temporaries, scratch, deleted datasets' objects, expired artifacts). */
+  sweepIntervalSeconds: number;
   /** GPU counts a job may ask for (TRAPDOOR_GPU_COUNTS, e.g. "1,4"): the GPU worker pools offered. */
   gpuCounts: number[];
 }
@@ -179,6 +197,28 @@ export function loadConfig(
       queryDepth: 10,
       queryCost: 5000,
       maxLiveJobsPerTenant: intFrom(env.TRAPDOOR_MAX_LIVE_JOBS, 20, "TRAPDOOR_MAX_LIVE_JOBS"),
+      tenantMaxBytes: intFrom(env.TRAPDOOR_TENANT_MAX_BYTES, 200 * 1024 ** 3, "TRAPDOOR_TENANT_MAX_BYTES"),
+      tenantMaxDatasets: intFrom(env.TRAPDOOR_TENANT_MAX_DATASETS, 1000, "TRAPDOOR_TENANT_MAX_DATASETS"),
+      maxDecodedBytes: intFrom(env.TRAPDOOR_MAX_DECODED_BYTES, 8 * 1024 ** 3, "TRAPDOOR_MAX_DECODED_BYTES"),
+      rateLimitRequests: intFrom(env.TRAPDOOR_RATE_LIMIT, 6000, "TRAPDOOR_RATE_LIMIT"),
+      rateLimitWindowSeconds: Math.max(
+        1,
+        intFrom(env.TRAPDOOR_RATE_LIMIT_WINDOW_SECONDS, 60, "TRAPDOOR_RATE_LIMIT_WINDOW_SECONDS"),
+      ),
     },
+    autoscaledQueues: (env.TRAPDOOR_AUTOSCALED_QUEUES ?? "")
+      .split(",")
+      .map((q) => q.trim())
+      .filter(Boolean),
+    queueTimeoutSeconds: intFrom(env.TRAPDOOR_QUEUE_TIMEOUT_SECONDS, 3600, "TRAPDOOR_QUEUE_TIMEOUT_SECONDS"),
+    artifactRetentionDays: intFrom(
+      env.TRAPDOOR_ARTIFACT_RETENTION_DAYS,
+      30,
+      "TRAPDOOR_ARTIFACT_RETENTION_DAYS",
+    ),
+    sweepIntervalSeconds: Math.max(
+      1,
+      intFrom(env.TRAPDOOR_SWEEP_INTERVAL_SECONDS, 600, "TRAPDOOR_SWEEP_INTERVAL_SECONDS"),
+    ),
   };
 }

@@ -27,8 +27,11 @@ export class ServiceError extends Error {
 
 export const badInput = (message: string, field?: string) =>
   new ServiceError("BAD_USER_INPUT", message, field ? { field } : {});
-export const notFound = (what: string, id: string) =>
-  new ServiceError("NOT_FOUND", `${what} ${id} does not exist`, { id });
+/** NOT_FOUND; an id longer than any real one is cut short, so the error stays small. */
+export const notFound = (what: string, id: string) => {
+  const shown = id.length <= 64 ? id : `${id.slice(0, 61)}...`;
+  return new ServiceError("NOT_FOUND", `${what} ${shown} does not exist`, { id: shown });
+};
 export const conflict = (message: string) => new ServiceError("CONFLICT", message);
 export const precondition = (message: string) => new ServiceError("FAILED_PRECONDITION", message);
 /** A tenant's limit is reached (`limit` says which, `max` its value); nothing was created. */

@@ -17,6 +17,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { JobQueue } from "./queue/job-queue.ts";
 import { createObjectStore, LocalStore, localStoreRouter } from "./storage/index.ts";
 import type { ObjectStore } from "./storage/object-store.ts";
+import { QuotaService } from "./tenants/quota.ts";
 import { TenantService } from "./tenants/service.ts";
 import { type RunningWorker, startWorker } from "./worker/index.ts";
 
@@ -79,8 +80,13 @@ async function assemble(
   const queue = new JobQueue(databaseUrl, config.gpuCounts);
   await queue.start();
   stops.unshift(() => queue.stop());
-  const datasets = new DatasetService(db, store, queue, config.limits.maxUploadBytes);
-  const jobs = new JobService(db, queue, store, config.gpuCounts, config.limits.maxLiveJobsPerTenant);
+  const quotas = new QuotaService(db, {
+    bytes: config.limits.tenantMaxBytes,
+    datasets: config.limits.tenantMaxDatasets,
+    liveJobs: config.limits.maxLiveJobsPerTenant,
+  });
+  const datasets = new DatasetService(db, store, queue, config.limits.maxUploadBytes, quotas);
+  const jobs = new JobService(db, queue, store, quotas, config.gpuCounts);
   const tenants = new TenantService(db);
   const execution = new JobExecution(db, store, queue);
   const processing = {
@@ -88,6 +94,8 @@ async function assemble(
     store,
     scratchDir: join(config.dataDir, "scratch"),
     maxUploadBytes: config.limits.maxUploadBytes,
+    maxDecodedBytes: config.limits.maxDecodedBytes,
+    quotaBytesLeft: (tenantId: string) => quotas.bytesLeft(tenantId),
     python: config.python,
   };
   const datasetProcessor = new DatasetProcessor(processing, queue, config.worker.heartbeatSeconds);
@@ -117,7 +125,7 @@ async function assemble(
     const routes: Record<string, RequestHandler> =
       store instanceof LocalStore ? { "/objects": localStoreRouter(store) } : {};
     const ready = () => readiness(db, store);
-    const api = await createApi(config, { tenants, datasets, jobs, jobUpdates, ready }, routes, log);
+    const api = await createApi(config, { tenants, datasets, jobs, quotas, jobUpdates, ready }, routes, log);
     stops.unshift(() => api.stop());
     const server = await api.listen(config.port, config.host);
     const address = server.address();

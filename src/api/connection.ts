@@ -1,4 +1,5 @@
 import { badInput } from "../errors.ts";
+import { INPUT_LIMITS, isUuid } from "../input-limits.ts";
 
 /** Relay cursors: opaque base64 of (created_at, id), the keyset the lists are ordered by. */
 export function encodeCursor(row: { created_at: Date; id: string }): string {
@@ -10,8 +11,10 @@ export function decodeCursor(
 ): { createdAt: string; id: string } | undefined {
   if (!cursor) return undefined;
   try {
+    if (cursor.length > INPUT_LIMITS.cursorChars) throw new Error();
     const [createdAt, id] = JSON.parse(Buffer.from(cursor, "base64url").toString()) as [string, string];
-    if (typeof createdAt !== "string" || typeof id !== "string") throw new Error();
+    if (typeof createdAt !== "string" || !isUuid(id) || Number.isNaN(Date.parse(createdAt)))
+      throw new Error();
     return { createdAt, id };
   } catch {
     throw badInput("after is not a cursor this API returned", "after");

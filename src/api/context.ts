@@ -1,6 +1,7 @@
 import { GraphQLError } from "graphql";
 import type { DatasetService } from "../datasets/service.ts";
 import type { JobService, JobUpdateSource } from "../jobs/service.ts";
+import type { QuotaService } from "../tenants/quota.ts";
 import type { Tenant, TenantService } from "../tenants/service.ts";
 
 /** What the API serves from: services only (resolvers never reach the database or the store). */
@@ -8,6 +9,7 @@ export interface Services {
   tenants: TenantService;
   datasets: DatasetService;
   jobs: JobService;
+  quotas: QuotaService;
   /** This process's LISTEN connection for job updates (subscriptions wait on it). */
   jobUpdates: JobUpdateSource;
   /** The readiness of what the API needs (database, object store): "ok" or why not, by name. */

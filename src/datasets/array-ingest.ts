@@ -132,7 +132,7 @@ export async function ingestArrays(
         `${images.what}: one image takes ${imageBytes} bytes; the limit is ${MAX_IMAGE_BYTES} (resize the images)`,
       );
     }
-    writer = await CanonicalWriter.open(outDir, layout, classOptions);
+    writer = await CanonicalWriter.open(outDir, layout, classOptions, limits);
     await copyLabels(labels, writer);
     await copyImages(images, layout, writer);
     return await writer.finish({ sourceFormat: reader.name });

@@ -14,6 +14,7 @@ import { createHash, type Hash } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
 import { type FileHandle, lstat, mkdir, mkdtemp, open, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { decodedBytes } from "../input-limits.ts";
 import {
   type CanonicalManifest,
   type CanonicalShape,
@@ -24,7 +25,7 @@ import {
 } from "./canonical.ts";
 import { IngestError } from "./ingest-error.ts";
 import { npyHeader } from "./npy-write.ts";
-import type { DatasetFormat } from "./types.ts";
+import type { DatasetFormat, FormatLimits } from "./types.ts";
 
 export interface CanonicalWriterOptions {
   /** When given, every label must be below it; otherwise numClasses = classNames.length or max(label) + 1. */
@@ -67,6 +68,28 @@ export function checkClassOptions(options: CanonicalWriterOptions, count?: numbe
       );
     }
   }
+}
+
+/**
+ * The whole decoded dataset against the deployment's cap and the tenant's room, before anything
+ * is written: a small archive that decodes (or resizes) into gigabytes stops here.
+ */
+export function checkDecodedSize(
+  shape: CanonicalShape,
+  limits: Pick<FormatLimits, "maxDecodedBytes" | "quotaBytesLeft">,
+): void {
+  const bytes = decodedBytes(shape);
+  const what = `decoded, the dataset takes ${bytes} bytes (${shape.count} images of ${shape.height}x${shape.width}x${shape.channels})`;
+  if (limits.maxDecodedBytes !== undefined && bytes > limits.maxDecodedBytes)
+    throw new IngestError(
+      "TOO_LARGE",
+      `${what}; the limit is ${limits.maxDecodedBytes} (resize the images or split the dataset)`,
+    );
+  if (limits.quotaBytesLeft !== undefined && bytes > limits.quotaBytesLeft)
+    throw new IngestError(
+      "QUOTA_EXCEEDED",
+      `${what}; your quota has ${limits.quotaBytesLeft} bytes left (delete datasets or jobs you no longer need)`,
+    );
 }
 
 /**
@@ -127,6 +150,7 @@ export class CanonicalWriter {
     outDir: string,
     shape: CanonicalShape,
     options: CanonicalWriterOptions = {},
+    limits: Pick<FormatLimits, "maxDecodedBytes" | "quotaBytesLeft"> = {},
   ): Promise<CanonicalWriter> {
     if (shape.count === 0) throw new IngestError("EMPTY", "the dataset has no images");
     checkDimension("count", shape.count);
@@ -139,6 +163,7 @@ export class CanonicalWriter {
       throw new IngestError("TOO_LARGE", "the dataset is too large to index");
     }
     checkClassOptions(options, shape.count);
+    checkDecodedSize(shape, limits);
     const exists = await lstat(outDir).then(
       () => true,
       (e: NodeJS.ErrnoException) => {

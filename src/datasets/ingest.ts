@@ -42,6 +42,9 @@ export interface IngestInput {
   maxCompressionRatio?: number;
   /** Archive formats' options (options.ts), as given by the user; checked here. */
   options?: unknown;
+  /** Caps on the decoded dataset, checked before a byte of it is written (FormatLimits). */
+  maxDecodedBytes?: number;
+  quotaBytesLeft?: number;
 }
 
 export const DEFAULT_MAX_BYTES = 8 * 1024 ** 3;
@@ -111,6 +114,8 @@ export async function ingest(input: IngestInput, outDir: string): Promise<Canoni
       input.maxCompressionRatio,
       DEFAULT_MAX_COMPRESSION_RATIO,
     ),
+    maxDecodedBytes: input.maxDecodedBytes,
+    quotaBytesLeft: input.quotaBytesLeft,
   };
   const classOptions = { numClasses: input.numClasses, classNames: input.classNames };
   checkClassOptions(classOptions);
@@ -152,5 +157,6 @@ async function ingestRecords(
     classOptions,
     sourceFormat: reader.name,
     maxImageBytes: MAX_IMAGE_BYTES,
+    limits,
   });
 }

@@ -10,7 +10,7 @@ import type { CanonicalManifest } from "./canonical.ts";
 import { CanonicalWriter, type CanonicalWriterOptions } from "./canonical-writer.ts";
 import type { ImageRecord } from "./formats/index.ts";
 import { IngestError } from "./ingest-error.ts";
-import type { DatasetFormat } from "./types.ts";
+import type { DatasetFormat, FormatLimits } from "./types.ts";
 
 const CHUNK_BYTES = 8 << 20;
 
@@ -21,6 +21,8 @@ export interface RecordSinkOptions {
   sourceFormat: DatasetFormat;
   /** Largest single image accepted, in bytes (H×W×C). */
   maxImageBytes: number;
+  /** Caps on the whole decoded dataset (checked when the first image gives its shape). */
+  limits?: Pick<FormatLimits, "maxDecodedBytes" | "quotaBytesLeft">;
 }
 
 function shapeOf(record: ImageRecord): string {
@@ -61,6 +63,7 @@ export async function writeRecords(
           outDir,
           { count: options.count, height: record.height, width: record.width, channels: record.channels },
           options.classOptions,
+          options.limits,
         );
         const perChunk = Math.max(1, Math.min(options.count, Math.floor(CHUNK_BYTES / imageBytes)));
         chunk = Buffer.alloc(perChunk * imageBytes);

@@ -13,9 +13,18 @@ import {
 import { liveJobsUsing } from "../db/jobs.ts";
 import { transaction } from "../db/sql.ts";
 import { badInput, conflict, notFound, precondition } from "../errors.ts";
+import {
+  checkJsonSize,
+  checkOptionalString,
+  checkString,
+  checkStringList,
+  decodedBytes,
+  INPUT_LIMITS,
+} from "../input-limits.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
 import { keys } from "../storage/keys.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
+import type { QuotaService } from "../tenants/quota.ts";
 import { trainerCatalog } from "../trainer/catalog.ts";
 import { checkIngestOptions, type DatasetFormat, FORMAT_PARTS, IngestError } from "./ingest.ts";
 import type { IngestOptions } from "./options.ts";
@@ -44,6 +53,14 @@ function uploadOptions(format: DatasetFormat, raw: unknown): IngestOptions {
   }
 }
 
+const decodedSize = (d: DatasetRow) =>
+  decodedBytes({
+    count: d.count ?? 0,
+    height: d.height ?? 0,
+    width: d.width ?? 0,
+    channels: d.channels ?? 0,
+  });
+
 const UPLOAD_URL_SECONDS = 3600;
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -59,6 +76,7 @@ export class DatasetService {
     private readonly store: ObjectStore,
     private readonly queue: JobQueue,
     private readonly maxUploadBytes: number,
+    private readonly quotas: QuotaService,
   ) {}
 
   get(tenantId: string, id: string): Promise<DatasetRow | null> {
@@ -74,8 +92,8 @@ export class DatasetService {
   }
 
   async createUpload(tenantId: string, input: CreateUploadInput) {
-    if (!input.name.trim() || input.name.length > 200)
-      throw badInput("name must be 1 to 200 characters", "name");
+    checkString(input.name, "name", INPUT_LIMITS.datasetNameChars);
+    checkStringList(input.classNames, "classNames", INPUT_LIMITS.classNames, INPUT_LIMITS.classNameChars);
     const expected = FORMAT_PARTS[input.format];
     if (!expected) throw badInput(`unknown format ${input.format}`, "format");
     const declared =
@@ -108,17 +126,22 @@ export class DatasetService {
       sha256: p.sha256.toLowerCase(),
       key: keys.datasetRaw(tenantId, id, p.name),
     }));
-    const dataset = await insertDataset(this.db, {
-      id,
-      tenantId,
-      name: input.name,
-      role: input.role,
-      format: input.format,
-      status: "AWAITING_UPLOAD",
-      parts,
-      sizeBytes: parts.reduce((s, p) => s + p.sizeBytes, 0),
-      classNames: input.classNames ?? null,
-      ingestOptions: Object.keys(options).length > 0 ? { ...options } : null,
+    const sizeBytes = parts.reduce((s, p) => s + p.sizeBytes, 0);
+    // The declared size is reserved now: a tenant out of room learns it before sending a byte.
+    const dataset = await transaction(this.db, async (tx) => {
+      await this.quotas.reserve(tx, tenantId, { bytes: sizeBytes, datasets: 1 });
+      return insertDataset(tx, {
+        id,
+        tenantId,
+        name: input.name,
+        role: input.role,
+        format: input.format,
+        status: "AWAITING_UPLOAD",
+        parts,
+        sizeBytes,
+        classNames: input.classNames ?? null,
+        ingestOptions: Object.keys(options).length > 0 ? { ...options } : null,
+      });
     });
     const uploads = [];
     for (const part of parts) {
@@ -189,6 +212,9 @@ export class DatasetService {
       };
     },
   ) {
+    checkOptionalString(input.name, "name", INPUT_LIMITS.datasetNameChars);
+    checkString(input.attack.name, "attack.name", INPUT_LIMITS.identifierChars);
+    checkJsonSize(input.attack.params, "attack.params");
     const source = await getDataset(this.db, tenantId, input.sourceId);
     if (!source) throw notFound("dataset", input.sourceId);
     if (source.status !== "READY")
@@ -212,6 +238,11 @@ export class DatasetService {
     };
     // The ASR_TEST set first: the TRAIN set names it, and the run that builds one builds both.
     const [poisoned, asr] = await transaction(this.db, async (tx) => {
+      // A poisoned copy (and its ASR set) is the size of its source once written.
+      await this.quotas.reserve(tx, tenantId, {
+        datasets: test ? 2 : 1,
+        bytes: decodedSize(source) + (test ? decodedSize(test) : 0),
+      });
       const asrRow = test
         ? await insertDataset(tx, {
             id: randomUUID(),

@@ -11,4 +11,8 @@ export interface FormatLimits {
   maxBytes: number;
   /** Cap on uncompressed/compressed size for compressed archive members (zip bombs). */
   maxCompressionRatio: number;
+  /** Cap on the canonical dataset's decoded bytes, count × H × W × C (TOO_LARGE above it). */
+  maxDecodedBytes?: number;
+  /** What the tenant may still store (QUOTA_EXCEEDED above it). */
+  quotaBytesLeft?: number;
 }

@@ -17,6 +17,10 @@ export interface DatasetProcessing {
   store: ObjectStore;
   scratchDir: string;
   maxUploadBytes: number;
+  /** Cap on one dataset's decoded size (TOO_LARGE). */
+  maxDecodedBytes: number;
+  /** Bytes the tenant may still store (QUOTA_EXCEEDED when the decoded dataset would not fit). */
+  quotaBytesLeft(tenantId: string): Promise<number>;
   python?: string;
 }
 
@@ -51,6 +55,8 @@ export async function ingestUpload(deps: DatasetProcessing, dataset: DatasetRow)
         numClasses: dataset.class_names?.length,
         options: dataset.ingest_options ?? undefined,
         maxBytes: deps.maxUploadBytes * 4,
+        maxDecodedBytes: deps.maxDecodedBytes,
+        quotaBytesLeft: await deps.quotaBytesLeft(dataset.tenant_id),
       },
       out,
     );

@@ -3,6 +3,7 @@ import { Initial1764150000000 } from "../../migrations/1764150000000-initial.ts"
 import { DatasetIngestOptions1764160000000 } from "../../migrations/1764160000000-dataset-ingest-options.ts";
 import { DatasetProcessing1764170000000 } from "../../migrations/1764170000000-dataset-processing.ts";
 import { JobResources1764180000000 } from "../../migrations/1764180000000-job-resources.ts";
+import { Hardening1764190000000 } from "../../migrations/1764190000000-hardening.ts";
 
 /** All migrations, in order. The schema changes only through these (never `synchronize`). */
 export const MIGRATIONS = [
@@ -10,6 +11,7 @@ export const MIGRATIONS = [
   DatasetIngestOptions1764160000000,
   DatasetProcessing1764170000000,
   JobResources1764180000000,
+  Hardening1764190000000,
 ];
 
 export function createDataSource(databaseUrl: string): DataSource {

@@ -1,3 +1,4 @@
+import { isUuid } from "../input-limits.ts";
 import { type Queryable, sql } from "./sql.ts";
 
 /** SQL for the datasets table. Every statement is scoped by tenant. */
@@ -225,8 +226,4 @@ export async function softDeleteDataset(db: Queryable, tenantId: string, id: str
     [id, tenantId],
   );
   return rows.length > 0;
-}
-
-export function isUuid(id: string): boolean {
-  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id);
 }

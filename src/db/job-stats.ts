@@ -29,13 +29,3 @@ export async function queueDepths(db: Queryable): Promise<Record<string, number>
   for (const row of rows) depths[row.queue] = Number(row.n);
   return depths;
 }
-
-/** A tenant's live jobs (queued, starting, running, uploading or being cancelled). */
-export async function liveJobCount(db: Queryable, tenantId: string): Promise<number> {
-  const rows = await sql<{ n: string }>(
-    db,
-    `SELECT count(*) AS n FROM training_jobs WHERE tenant_id = $1 AND status IN ('VALIDATING','QUEUED','STARTING','RUNNING','UPLOADING','CANCELLING')`,
-    [tenantId],
-  );
-  return Number(rows[0]?.n ?? 0);
-}

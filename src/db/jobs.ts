@@ -1,6 +1,7 @@
 import type { TrainingQueue } from "../config.ts";
+import { isUuid } from "../input-limits.ts";
 import type { JobStatus } from "./job-lifecycle.ts";
-import { sourcesOf } from "./job-lifecycle.ts";
+import { isLive, sourcesOf } from "./job-lifecycle.ts";
 import { atomically, type Queryable, sql } from "./sql.ts";
 
 /** SQL for training jobs and their transitions (metrics and artifacts: job-outputs.ts). Tenant-scoped reads. */
@@ -48,6 +49,10 @@ export interface JobRow {
   heartbeat_at: Date | null;
   created_at: Date;
   updated_at: Date;
+  /** When it last reached SUCCEEDED, FAILED or CANCELLED (null while live). */
+  finished_at: Date | null;
+  /** When the retention sweep deleted its artifacts (null while they are kept). */
+  artifacts_expired_at: Date | null;
 }
 
 export interface NewJob {
@@ -109,7 +114,7 @@ export async function insertJob(db: Queryable, job: NewJob): Promise<[JobRow, bo
 }
 
 export async function getJob(db: Queryable, tenantId: string | null, id: string): Promise<JobRow | null> {
-  if (!/^[0-9a-f-]{36}$/i.test(id)) return null;
+  if (!isUuid(id)) return null;
   const rows = tenantId
     ? await sql<JobRow>(db, "SELECT * FROM training_jobs WHERE id = $1 AND tenant_id = $2", [id, tenantId])
     : await sql<JobRow>(db, "SELECT * FROM training_jobs WHERE id = $1", [id]);
@@ -158,7 +163,8 @@ export async function transition(
   onlyFrom?: JobStatus[],
 ): Promise<JobRow | null> {
   const from = onlyFrom ?? sourcesOf(to);
-  const sets = ["status = $2", "updated_at = now()"];
+  // finished_at starts the artifact retention clock; a retry clears it.
+  const sets = ["status = $2", "updated_at = now()", `finished_at = ${isLive(to) ? "NULL" : "now()"}`];
   const params: unknown[] = [id, to, from];
   for (const [column, value] of Object.entries(patch)) {
     params.push(

@@ -3,7 +3,7 @@ import type { DataSource } from "typeorm";
 import { type DatasetRow, getDataset } from "../db/datasets.ts";
 import { isLive, type JobStatus } from "../db/job-lifecycle.ts";
 import { type ArtifactRow, artifactsOf, metricHistory } from "../db/job-outputs.ts";
-import { jobCounts, liveJobCount, queueDepths } from "../db/job-stats.ts";
+import { jobCounts, queueDepths } from "../db/job-stats.ts";
 import {
   getJob,
   insertJob,
@@ -13,9 +13,12 @@ import {
   transition,
   transitionsOf,
 } from "../db/jobs.ts";
-import { badInput, conflict, notFound, precondition, quotaExceeded } from "../errors.ts";
+import { transaction } from "../db/sql.ts";
+import { badInput, conflict, notFound, precondition } from "../errors.ts";
+import { checkJsonSize, checkOptionalString, checkString, INPUT_LIMITS } from "../input-limits.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
+import type { QuotaService } from "../tenants/quota.ts";
 import { type Catalog, trainerCatalog } from "../trainer/catalog.ts";
 import { jobResources, type ResourcesInput } from "./resources.ts";
 import { type JobUpdateSource, watchJob } from "./watch.ts";
@@ -55,8 +58,8 @@ export class JobService {
     private readonly db: DataSource,
     private readonly queue: JobQueue,
     private readonly store: ObjectStore,
+    private readonly quotas: QuotaService,
     private readonly gpuCounts: number[] = [1],
-    private readonly maxLiveJobs = 20,
     private readonly catalog: Catalog = trainerCatalog(),
   ) {}
 
@@ -122,22 +125,22 @@ export class JobService {
   }
 
   async launch(tenantId: string, input: LaunchInput): Promise<JobRow> {
-    if (!input.idempotencyKey || input.idempotencyKey.length > 200)
-      throw badInput("idempotencyKey must be 1 to 200 characters", "idempotencyKey");
+    checkString(input.idempotencyKey, "idempotencyKey", INPUT_LIMITS.idempotencyKeyChars);
+    checkString(input.method, "method", INPUT_LIMITS.identifierChars);
+    checkOptionalString(input.architecture, "architecture", INPUT_LIMITS.identifierChars);
+    if (input.attack) checkString(input.attack.name, "attack.name", INPUT_LIMITS.identifierChars);
+    checkJsonSize(input.hyperparameters, "hyperparameters");
+    checkJsonSize(input.attack?.params, "attack.params");
     const { idempotencyKey, ...rest } = input;
     const inputHash = createHash("sha256").update(canonicalJson(rest)).digest("hex");
     const existing = await this.byKey(tenantId, idempotencyKey);
     if (existing) return this.sameOrConflict(existing, inputHash);
 
     const validated = await this.validate(tenantId, input);
-    const live = await liveJobCount(this.db, tenantId);
-    if (live >= this.maxLiveJobs)
-      throw quotaExceeded(
-        `${live} of your jobs are live; the limit is ${this.maxLiveJobs}: wait for one to finish or cancel one`,
-        "liveJobs",
-        this.maxLiveJobs,
-      );
-    const [job, created] = await insertJob(this.db, { tenantId, idempotencyKey, inputHash, ...validated });
+    const [job, created] = await transaction(this.db, async (tx) => {
+      await this.quotas.reserve(tx, tenantId, { liveJobs: 1 });
+      return insertJob(tx, { tenantId, idempotencyKey, inputHash, ...validated });
+    });
     if (!created) return this.sameOrConflict(job, inputHash);
     const queued = await transition(this.db, job.id, "QUEUED", "inputs validated");
     await this.queue.enqueue(job.queue, { jobId: job.id, attempt: 1 });

@@ -1,7 +1,6 @@
 import type { DataSource } from "typeorm";
-import { isUuid } from "../db/datasets.ts";
 import { createApiKey, createTenant, revokeApiKey, type Tenant, tenantForKey } from "../db/tenants.ts";
-import { notFound } from "../errors.ts";
+import { checkString, INPUT_LIMITS, parseId } from "../input-limits.ts";
 
 export type { Tenant };
 
@@ -15,16 +14,15 @@ export class TenantService {
   }
 
   createTenant(name: string): Promise<Tenant> {
-    return createTenant(this.db, name);
+    return createTenant(this.db, checkString(name, "name", INPUT_LIMITS.tenantNameChars));
   }
 
   createApiKey(tenantId: string, name: string) {
-    return createApiKey(this.db, tenantId, name);
+    return createApiKey(this.db, tenantId, checkString(name, "name", INPUT_LIMITS.apiKeyNameChars));
   }
 
   /** Revokes one of the tenant's keys; NOT_FOUND for an id no key can have (not a UUID). */
   revokeApiKey(tenantId: string, id: string): Promise<boolean> {
-    if (!isUuid(id)) throw notFound("API key", id);
-    return revokeApiKey(this.db, tenantId, id);
+    return revokeApiKey(this.db, tenantId, parseId("API key", id));
   }
 }

@@ -114,6 +114,10 @@ export const resolvers = {
     createApiKey: (_p, a: { name: string }, ctx) => ctx.tenants.createApiKey(ctx.tenant.id, a.name),
     revokeApiKey: (_p, a: { id: string }, ctx) => ctx.tenants.revokeApiKey(ctx.tenant.id, a.id),
   }),
+  Tenant: guarded({
+    usage: (t: { id: string }, _a, ctx) => ctx.quotas.usage(t.id),
+    quota: (t: { id: string }, _a, ctx) => ctx.quotas.quota(t.id),
+  }),
   Dataset: {
     role: (d: DatasetRow) => d.role,
     failureCode: (d: DatasetRow) => failureCode(d.failure_reason),
