@@ -18,6 +18,7 @@ import { JobQueue } from "./queue/job-queue.ts";
 import { createObjectStore, LocalStore, localStoreRouter } from "./storage/index.ts";
 import type { ObjectStore } from "./storage/object-store.ts";
 import { QuotaService } from "./tenants/quota.ts";
+import { RateLimiter } from "./tenants/rate-limiter.ts";
 import { TenantService } from "./tenants/service.ts";
 import { type RunningWorker, startWorker } from "./worker/index.ts";
 
@@ -29,6 +30,7 @@ export interface App {
   queue: JobQueue;
   datasets: DatasetService;
   jobs: JobService;
+  tenants: TenantService;
   /** What workers use to run jobs (claim, record, finish, reap). */
   execution: JobExecution;
   /** What workers use to ingest and poison datasets. */
@@ -108,6 +110,7 @@ async function assemble(
     queue,
     datasets,
     jobs,
+    tenants,
     execution,
     datasetProcessor,
     databaseUrl,
@@ -125,7 +128,21 @@ async function assemble(
     const routes: Record<string, RequestHandler> =
       store instanceof LocalStore ? { "/objects": localStoreRouter(store) } : {};
     const ready = () => readiness(db, store);
-    const api = await createApi(config, { tenants, datasets, jobs, quotas, jobUpdates, ready }, routes, log);
+    const rateLimiter = new RateLimiter(
+      db,
+      config.limits.rateLimitRequests,
+      config.limits.rateLimitWindowSeconds,
+    );
+    rateLimiter.start();
+    stops.unshift(() => rateLimiter.stop());
+    tenants.startKeyUseFlush();
+    stops.unshift(() => tenants.stop());
+    const api = await createApi(
+      config,
+      { tenants, datasets, jobs, quotas, rateLimiter, jobUpdates, ready },
+      routes,
+      log,
+    );
     stops.unshift(() => api.stop());
     const server = await api.listen(config.port, config.host);
     const address = server.address();

@@ -1,7 +1,10 @@
+import { HeaderMap } from "@apollo/server";
+import DataLoader from "dataloader";
 import { GraphQLError } from "graphql";
-import type { DatasetService } from "../datasets/service.ts";
-import type { JobService, JobUpdateSource } from "../jobs/service.ts";
+import type { DatasetRow, DatasetService } from "../datasets/service.ts";
+import type { JobRow, JobService, JobUpdateSource } from "../jobs/service.ts";
 import type { QuotaService } from "../tenants/quota.ts";
+import type { RateLimiter } from "../tenants/rate-limiter.ts";
 import type { Tenant, TenantService } from "../tenants/service.ts";
 
 /** What the API serves from: services only (resolvers never reach the database or the store). */
@@ -10,6 +13,8 @@ export interface Services {
   datasets: DatasetService;
   jobs: JobService;
   quotas: QuotaService;
+  /** Per-tenant request limit shared by the replicas (429 RATE_LIMITED past it). */
+  rateLimiter: RateLimiter;
   /** This process's LISTEN connection for job updates (subscriptions wait on it). */
   jobUpdates: JobUpdateSource;
   /** The readiness of what the API needs (database, object store): "ok" or why not, by name. */
@@ -19,6 +24,20 @@ export interface Services {
 /** What every resolver gets: the caller's tenant (every query is scoped by it) and the services. */
 export interface Context extends Services {
   tenant: Tenant;
+  /** Request-scoped batching: N `job(id:)` fields in one operation are one query. */
+  loaders: Loaders;
+}
+
+export interface Loaders {
+  job: DataLoader<string, JobRow | null>;
+  dataset: DataLoader<string, DatasetRow | null>;
+}
+
+function loadersFor(services: Services, tenantId: string): Loaders {
+  return {
+    job: new DataLoader((ids) => services.jobs.getMany(tenantId, ids)),
+    dataset: new DataLoader((ids) => services.datasets.getMany(tenantId, ids)),
+  };
 }
 
 const unauthenticated = (message: string) =>
@@ -33,6 +52,24 @@ export async function authenticate(tenants: TenantService, authorization: unknow
   return tenant;
 }
 
-export async function buildContext(services: Services, authorization: string | undefined): Promise<Context> {
-  return { ...services, tenant: await authenticate(services.tenants, authorization) };
+/** 429 with Retry-After; `retryAfterSeconds` tells GraphQL clients the same. */
+function rateLimited(retryAfterSeconds: number, limit: number): GraphQLError {
+  return new GraphQLError(
+    `rate limit of ${limit} requests per window reached; retry in ${retryAfterSeconds} s`,
+    {
+      extensions: {
+        code: "RATE_LIMITED",
+        retryAfterSeconds,
+        http: { status: 429, headers: new HeaderMap([["retry-after", String(retryAfterSeconds)]]) },
+      },
+    },
+  );
+}
+
+/** Authenticates the caller and counts the request against its tenant's rate limit. */
+export async function buildContext(services: Services, authorization: unknown): Promise<Context> {
+  const tenant = await authenticate(services.tenants, authorization);
+  const verdict = services.rateLimiter.consume(tenant.id);
+  if (!verdict.ok) throw rateLimited(verdict.retryAfterSeconds, verdict.limit);
+  return { ...services, tenant, loaders: loadersFor(services, tenant.id) };
 }

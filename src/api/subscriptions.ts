@@ -12,7 +12,7 @@ import {
 } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
-import { authenticate, type Context, type Services } from "./context.ts";
+import { buildContext, type Context, type Services } from "./context.ts";
 import { publicError, toGraphQLError } from "./errors.ts";
 import { depthAndCostLimit } from "./limits.ts";
 
@@ -57,7 +57,7 @@ export function attachSubscriptions(
             ctx.connectionParams?.authorization ??
             ctx.connectionParams?.Authorization ??
             ctx.extra.request.headers.authorization;
-          contextValue = { ...services, tenant: await authenticate(services.tenants, authorization) };
+          contextValue = await buildContext(services, authorization);
         } catch (error) {
           return [toGraphQLError(error)];
         }

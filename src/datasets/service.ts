@@ -4,6 +4,7 @@ import {
   type DatasetRole,
   type DatasetRow,
   getDataset,
+  getDatasets,
   insertDataset,
   listDatasets,
   setDatasetStatus,
@@ -81,6 +82,12 @@ export class DatasetService {
 
   get(tenantId: string, id: string): Promise<DatasetRow | null> {
     return getDataset(this.db, tenantId, id);
+  }
+
+  /** Several datasets in one query, in the order asked (null where the tenant has none by that id). */
+  async getMany(tenantId: string, ids: readonly string[]): Promise<(DatasetRow | null)[]> {
+    const byId = new Map((await getDatasets(this.db, tenantId, ids)).map((d) => [d.id, d]));
+    return ids.map((id) => byId.get(id.toLowerCase()) ?? null);
   }
 
   /** One page (newest first; `first` + 1 rows, so the caller can tell whether more follow). */

@@ -101,6 +101,21 @@ export async function getDataset(db: Queryable, tenantId: string, id: string): P
   return rows[0] ?? null;
 }
 
+/** Several of a tenant's datasets in one query (deleted ones and ids that are not UUIDs are absent). */
+export async function getDatasets(
+  db: Queryable,
+  tenantId: string,
+  ids: readonly string[],
+): Promise<DatasetRow[]> {
+  const valid = ids.filter(isUuid);
+  if (valid.length === 0) return [];
+  return sql<DatasetRow>(
+    db,
+    `SELECT ${COLUMNS} FROM datasets WHERE id = ANY($1::uuid[]) AND tenant_id = $2 AND deleted_at IS NULL`,
+    [valid, tenantId],
+  );
+}
+
 export async function listDatasets(
   db: Queryable,
   tenantId: string,

@@ -121,6 +121,16 @@ export async function getJob(db: Queryable, tenantId: string | null, id: string)
   return rows[0] ?? null;
 }
 
+/** Several of a tenant's jobs in one query (ids that are not UUIDs, or not the tenant's, are absent). */
+export async function getJobs(db: Queryable, tenantId: string, ids: readonly string[]): Promise<JobRow[]> {
+  const valid = ids.filter(isUuid);
+  if (valid.length === 0) return [];
+  return sql<JobRow>(db, "SELECT * FROM training_jobs WHERE id = ANY($1::uuid[]) AND tenant_id = $2", [
+    valid,
+    tenantId,
+  ]);
+}
+
 export async function listJobs(
   db: Queryable,
   tenantId: string,

@@ -6,6 +6,7 @@ import { type ArtifactRow, artifactsOf, metricHistory } from "../db/job-outputs.
 import { jobCounts, queueDepths } from "../db/job-stats.ts";
 import {
   getJob,
+  getJobs,
   insertJob,
   type JobRow,
   listJobs,
@@ -85,6 +86,12 @@ export class JobService {
 
   get(tenantId: string, id: string): Promise<JobRow | null> {
     return getJob(this.db, tenantId, id);
+  }
+
+  /** Several jobs in one query, in the order asked (null where the tenant has none by that id). */
+  async getMany(tenantId: string, ids: readonly string[]): Promise<(JobRow | null)[]> {
+    const byId = new Map((await getJobs(this.db, tenantId, ids)).map((j) => [j.id, j]));
+    return ids.map((id) => byId.get(id.toLowerCase()) ?? null);
   }
 
   /** One page (newest first; `first` + 1 rows, so the caller can tell whether more follow). */

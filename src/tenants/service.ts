@@ -1,24 +1,72 @@
 import type { DataSource } from "typeorm";
-import { createApiKey, createTenant, revokeApiKey, type Tenant, tenantForKey } from "../db/tenants.ts";
+import {
+  type ApiKeyRow,
+  apiKeysOf,
+  createApiKey,
+  createTenant,
+  revokeApiKey,
+  type Tenant,
+  tenantForKey,
+  touchApiKeys,
+} from "../db/tenants.ts";
+import { badInput } from "../errors.ts";
 import { checkString, INPUT_LIMITS, parseId } from "../input-limits.ts";
 
-export type { Tenant };
+export type { ApiKeyRow, Tenant };
 
 /** Tenants and their API keys: who a key belongs to, and keys made or revoked by their tenant. */
 export class TenantService {
+  /** Keys used since the last flush: lastUsedAt is written in batches, never once per request. */
+  private readonly used = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+
   constructor(private readonly db: DataSource) {}
 
-  /** The tenant of a live (not revoked) key, or null. */
-  forKey(key: string): Promise<Tenant | null> {
-    return tenantForKey(this.db, key);
+  /** The tenant of a live (not revoked, not expired) key, or null. */
+  async forKey(key: string): Promise<Tenant | null> {
+    const found = await tenantForKey(this.db, key);
+    if (!found) return null;
+    this.used.add(found.keyId);
+    return { id: found.id, name: found.name };
+  }
+
+  /** Writes the keys' last use every `seconds` (lastUsedAt is as fresh as that). */
+  startKeyUseFlush(seconds = 5): void {
+    this.timer ??= setInterval(() => {
+      this.flushKeyUse().catch(() => {});
+    }, seconds * 1000);
+    this.timer.unref();
+  }
+
+  async flushKeyUse(): Promise<void> {
+    const ids = [...this.used];
+    this.used.clear();
+    await touchApiKeys(this.db, ids);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.flushKeyUse().catch(() => {});
+  }
+
+  apiKeys(tenantId: string): Promise<ApiKeyRow[]> {
+    return apiKeysOf(this.db, tenantId);
   }
 
   createTenant(name: string): Promise<Tenant> {
     return createTenant(this.db, checkString(name, "name", INPUT_LIMITS.tenantNameChars));
   }
 
-  createApiKey(tenantId: string, name: string) {
-    return createApiKey(this.db, tenantId, checkString(name, "name", INPUT_LIMITS.apiKeyNameChars));
+  createApiKey(tenantId: string, name: string, expiresAt?: Date | null) {
+    if (expiresAt != null && !(expiresAt.getTime() > Date.now()))
+      throw badInput("expiresAt must be a time in the future", "expiresAt");
+    return createApiKey(
+      this.db,
+      tenantId,
+      checkString(name, "name", INPUT_LIMITS.apiKeyNameChars),
+      expiresAt,
+    );
   }
 
   /** Revokes one of the tenant's keys; NOT_FOUND for an id no key can have (not a UUID). */

@@ -2,6 +2,7 @@ import { GraphQLScalarType, Kind, type ValueNode } from "graphql";
 import type { DatasetRole, DatasetRow } from "../../datasets/service.ts";
 import { badInput } from "../../errors.ts";
 import type { ArtifactRow, JobRow, JobStatus } from "../../jobs/service.ts";
+import type { ApiKeyRow } from "../../tenants/service.ts";
 import { connection, decodeCursor, pageSize } from "../connection.ts";
 import type { Context } from "../context.ts";
 import { toGraphQLError } from "../errors.ts";
@@ -52,7 +53,11 @@ const JSONScalar = new GraphQLScalarType({
 const DateTimeScalar = new GraphQLScalarType({
   name: "DateTime",
   serialize: (v) => (v instanceof Date ? v.toISOString() : new Date(String(v)).toISOString()),
-  parseValue: (v) => new Date(String(v)),
+  parseValue: (v) => {
+    const date = new Date(String(v));
+    if (Number.isNaN(date.getTime())) throw new TypeError("DateTime must be an ISO 8601 date-time");
+    return date;
+  },
 });
 
 const num = (v: unknown) => (v == null ? null : Number(v));
@@ -62,7 +67,7 @@ export const resolvers = {
   DateTime: DateTimeScalar,
   Query: guarded({
     viewer: (_p, _a, ctx) => ctx.tenant,
-    dataset: (_p, a: { id: string }, ctx) => ctx.datasets.get(ctx.tenant.id, a.id),
+    dataset: (_p, a: { id: string }, ctx) => ctx.loaders.dataset.load(a.id),
     datasets: async (_p, a: { first?: number; after?: string; role?: DatasetRole }, ctx) => {
       const first = pageSize(a.first);
       return connection(
@@ -70,7 +75,7 @@ export const resolvers = {
         first,
       );
     },
-    job: (_p, a: { id: string }, ctx) => ctx.jobs.get(ctx.tenant.id, a.id),
+    job: (_p, a: { id: string }, ctx) => ctx.loaders.job.load(a.id),
     jobs: async (_p, a: { first?: number; after?: string; status?: JobStatus; method?: string }, ctx) => {
       const first = pageSize(a.first);
       return connection(
@@ -111,13 +116,21 @@ export const resolvers = {
       ctx.jobs.launch(ctx.tenant.id, a.input),
     cancelJob: (_p, a: { id: string }, ctx) => ctx.jobs.cancel(ctx.tenant.id, a.id),
     retryJob: (_p, a: { id: string }, ctx) => ctx.jobs.retry(ctx.tenant.id, a.id),
-    createApiKey: (_p, a: { name: string }, ctx) => ctx.tenants.createApiKey(ctx.tenant.id, a.name),
+    createApiKey: (_p, a: { name: string; expiresAt?: Date | null }, ctx) =>
+      ctx.tenants.createApiKey(ctx.tenant.id, a.name, a.expiresAt),
     revokeApiKey: (_p, a: { id: string }, ctx) => ctx.tenants.revokeApiKey(ctx.tenant.id, a.id),
   }),
   Tenant: guarded({
     usage: (t: { id: string }, _a, ctx) => ctx.quotas.usage(t.id),
     quota: (t: { id: string }, _a, ctx) => ctx.quotas.quota(t.id),
+    apiKeys: (t: { id: string }, _a, ctx) => ctx.tenants.apiKeys(t.id),
   }),
+  ApiKey: {
+    createdAt: (k: ApiKeyRow) => k.created_at,
+    lastUsedAt: (k: ApiKeyRow) => k.last_used_at,
+    expiresAt: (k: ApiKeyRow) => k.expires_at,
+    revokedAt: (k: ApiKeyRow) => k.revoked_at,
+  },
   Dataset: {
     role: (d: DatasetRow) => d.role,
     failureCode: (d: DatasetRow) => failureCode(d.failure_reason),
