@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { RequestHandler } from "express";
 import type { DataSource } from "typeorm";
 import { createApi } from "./api/server.ts";
-import type { Config } from "./config.ts";
+import { type Config, queuesFor } from "./config.ts";
 import { DatasetProcessor } from "./datasets/processing.ts";
 import { DatasetService } from "./datasets/service.ts";
 import { createDataSource, migrate, migrationsPending } from "./db/data-source.ts";
@@ -13,7 +13,9 @@ import { sql } from "./db/sql.ts";
 import { createApiKey, createTenant } from "./db/tenants.ts";
 import { JobExecution } from "./jobs/execution.ts";
 import { JobService } from "./jobs/service.ts";
+import { WorkerRegistry } from "./jobs/workers.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { Sweeper } from "./maintenance/sweeper.ts";
 import { JobQueue } from "./queue/job-queue.ts";
 import { createObjectStore, LocalStore, localStoreRouter } from "./storage/index.ts";
 import type { ObjectStore } from "./storage/object-store.ts";
@@ -31,6 +33,8 @@ export interface App {
   datasets: DatasetService;
   jobs: JobService;
   tenants: TenantService;
+  workers: WorkerRegistry;
+  sweeper: Sweeper;
   /** What workers use to run jobs (claim, record, finish, reap). */
   execution: JobExecution;
   /** What workers use to ingest and poison datasets. */
@@ -88,7 +92,21 @@ async function assemble(
     liveJobs: config.limits.maxLiveJobsPerTenant,
   });
   const datasets = new DatasetService(db, store, queue, config.limits.maxUploadBytes, quotas);
-  const jobs = new JobService(db, queue, store, quotas, config.gpuCounts);
+  const workers = new WorkerRegistry(
+    db,
+    config.worker.staleAfterSeconds,
+    config.autoscaledQueues,
+    config.queueTimeoutSeconds,
+  );
+  const jobs = new JobService(
+    db,
+    queue,
+    store,
+    quotas,
+    workers,
+    config.gpuCounts,
+    config.artifactRetentionDays,
+  );
   const tenants = new TenantService(db);
   const execution = new JobExecution(db, store, queue);
   const processing = {
@@ -102,6 +120,16 @@ async function assemble(
   };
   const datasetProcessor = new DatasetProcessor(processing, queue, config.worker.heartbeatSeconds);
   const log = createLogger(config.logFormat);
+  const sweeper = new Sweeper({
+    db,
+    store,
+    workers,
+    scratchDir: processing.scratchDir,
+    trainingQueues: queuesFor(config.gpuCounts).filter((q) => q !== "ingest" && q !== "poison"),
+    artifactRetentionDays: config.artifactRetentionDays,
+  });
+  sweeper.start(config.sweepIntervalSeconds, (error) => log.error(`sweep failed: ${String(error)}`));
+  stops.unshift(() => sweeper.stop());
   const app: App = {
     config,
     log,
@@ -111,6 +139,8 @@ async function assemble(
     datasets,
     jobs,
     tenants,
+    workers,
+    sweeper,
     execution,
     datasetProcessor,
     databaseUrl,
@@ -126,7 +156,9 @@ async function assemble(
     app.jobUpdates = jobUpdates;
     stops.unshift(() => jobUpdates.stop());
     const routes: Record<string, RequestHandler> =
-      store instanceof LocalStore ? { "/objects": localStoreRouter(store) } : {};
+      store instanceof LocalStore
+        ? { "/objects": localStoreRouter(store, (key) => datasets.acceptsUpload(key)) }
+        : {};
     const ready = () => readiness(db, store);
     const rateLimiter = new RateLimiter(
       db,
@@ -150,7 +182,13 @@ async function assemble(
     app.url = `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${port}`;
   }
   if (roles.worker) {
-    app.worker = await startWorker(config, { execution, datasets: datasetProcessor }, queue, undefined, log);
+    app.worker = await startWorker(
+      config,
+      { execution, datasets: datasetProcessor, workers },
+      queue,
+      undefined,
+      log,
+    );
     stops.unshift(() => (app.worker as RunningWorker).stop());
   }
   return app;

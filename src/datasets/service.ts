@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { DataSource } from "typeorm";
 import {
+  awaitingUpload,
   type DatasetRole,
   type DatasetRow,
   getDataset,
@@ -23,7 +24,7 @@ import {
   INPUT_LIMITS,
 } from "../input-limits.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
-import { keys } from "../storage/keys.ts";
+import { keys, rawUploadOwner } from "../storage/keys.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
 import type { QuotaService } from "../tenants/quota.ts";
 import { trainerCatalog } from "../trainer/catalog.ts";
@@ -62,7 +63,11 @@ const decodedSize = (d: DatasetRow) =>
     channels: d.channels ?? 0,
   });
 
-const UPLOAD_URL_SECONDS = 3600;
+/**
+ * Upload URLs live 15 minutes: an S3 presigned PUT cannot be revoked, so a deleted dataset's
+ * prefix is purged once its URLs have expired (sweep.ts).
+ */
+export const UPLOAD_URL_SECONDS = 900;
 const SHA256 = /^[0-9a-f]{64}$/;
 
 /**
@@ -82,6 +87,15 @@ export class DatasetService {
 
   get(tenantId: string, id: string): Promise<DatasetRow | null> {
     return getDataset(this.db, tenantId, id);
+  }
+
+  /**
+   * Whether the object store may still take bytes for `key`: only a raw part of a dataset that
+   * exists and awaits its upload (a deleted dataset's signed URLs stop working).
+   */
+  async acceptsUpload(key: string): Promise<boolean> {
+    const owner = rawUploadOwner(key);
+    return owner !== null && awaitingUpload(this.db, owner.tenantId, owner.datasetId);
   }
 
   /** Several datasets in one query, in the order asked (null where the tenant has none by that id). */

@@ -82,5 +82,7 @@ export async function storeCanonical(
   for (const file of await readdir(dir)) {
     await deps.store.putFile(keys.datasetCanonical(dataset.tenant_id, dataset.id, file), join(dir, file));
   }
-  await markDatasetReady(deps.db, dataset.id, manifest);
+  // Deleted meanwhile: what was just stored goes too (deletion already removed the rest).
+  if (!(await markDatasetReady(deps.db, dataset.id, manifest)))
+    await deps.store.deletePrefix(keys.datasetPrefix(dataset.tenant_id, dataset.id));
 }

@@ -101,6 +101,34 @@ export async function getDataset(db: Queryable, tenantId: string, id: string): P
   return rows[0] ?? null;
 }
 
+/** Whether a dataset may still receive its upload: it exists, is not deleted and awaits its bytes. */
+export async function awaitingUpload(db: Queryable, tenantId: string, id: string): Promise<boolean> {
+  if (!isUuid(id) || !isUuid(tenantId)) return false;
+  const rows = await sql(
+    db,
+    "SELECT 1 FROM datasets WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL AND status = 'AWAITING_UPLOAD'",
+    [id, tenantId],
+  );
+  return rows.length > 0;
+}
+
+/** Deleted datasets whose objects were not yet purged, deleted more than `seconds` ago. */
+export async function deletedUnpurged(
+  db: Queryable,
+  seconds: number,
+): Promise<{ id: string; tenant_id: string }[]> {
+  return sql(
+    db,
+    `SELECT id, tenant_id FROM datasets WHERE deleted_at IS NOT NULL AND purged_at IS NULL
+       AND deleted_at < now() - make_interval(secs => $1) LIMIT 1000`,
+    [seconds],
+  );
+}
+
+export async function markPurged(db: Queryable, id: string): Promise<void> {
+  await sql(db, "UPDATE datasets SET purged_at = now() WHERE id = $1", [id]);
+}
+
 /** Several of a tenant's datasets in one query (deleted ones and ids that are not UUIDs are absent). */
 export async function getDatasets(
   db: Queryable,
@@ -166,11 +194,12 @@ export async function markDatasetReady(
     classNames: string[];
     classHistogram: number[];
   },
-): Promise<void> {
-  await sql(
+): Promise<boolean> {
+  // A dataset deleted while it was being processed stays deleted (false: the caller removes what it stored).
+  const rows = await sql(
     db,
     `UPDATE datasets SET status = 'READY', failure_reason = NULL, count = $2, height = $3, width = $4, channels = $5, num_classes = $6,
-       class_names = $7, class_histogram = $8, manifest = $9, updated_at = now() WHERE id = $1`,
+       class_names = $7, class_histogram = $8, manifest = $9, updated_at = now() WHERE id = $1 AND deleted_at IS NULL RETURNING id`,
     [
       id,
       manifest.count,
@@ -183,6 +212,7 @@ export async function markDatasetReady(
       JSON.stringify(manifest),
     ],
   );
+  return rows.length > 0;
 }
 
 /** A dataset by id, whatever its tenant (workers; never for a tenant's request). */

@@ -76,3 +76,26 @@ export async function artifactsOf(db: Queryable, tenantId: string, jobId: string
     [jobId, tenantId],
   );
 }
+
+/** Finished jobs whose artifacts are older than the retention (`days` after the job ended). */
+export async function jobsPastRetention(
+  db: Queryable,
+  days: number,
+): Promise<{ id: string; tenant_id: string }[]> {
+  return sql(
+    db,
+    `SELECT id, tenant_id FROM training_jobs WHERE finished_at < now() - make_interval(days => $1)
+       AND artifacts_expired_at IS NULL AND status IN ('SUCCEEDED','FAILED','CANCELLED') LIMIT 1000`,
+    [days],
+  );
+}
+
+/** Forgets a finished job's artifacts and checkpoint (their objects were deleted). */
+export async function markArtifactsExpired(db: Queryable, jobId: string): Promise<void> {
+  await sql(db, "DELETE FROM artifacts WHERE job_id = $1", [jobId]);
+  await sql(
+    db,
+    "UPDATE training_jobs SET artifacts_expired_at = now(), checkpoint_key = NULL WHERE id = $1 AND status IN ('SUCCEEDED','FAILED','CANCELLED')",
+    [jobId],
+  );
+}

@@ -281,6 +281,27 @@ export async function staleJobs(db: Queryable, staleAfterSeconds: number): Promi
   );
 }
 
+/** Deletes a finished job's row (transitions, metrics and artifact rows go with it); false when not final. */
+export async function deleteFinishedJob(db: Queryable, tenantId: string, id: string): Promise<boolean> {
+  const rows = await sql(
+    db,
+    `DELETE FROM training_jobs WHERE id = $1 AND tenant_id = $2 AND status IN ('SUCCEEDED','FAILED','CANCELLED') RETURNING id`,
+    [id, tenantId],
+  );
+  return rows.length > 0;
+}
+
+/** Jobs QUEUED for longer than `seconds` on one of `queues`. */
+export async function queuedLongerThan(db: Queryable, queues: string[], seconds: number): Promise<JobRow[]> {
+  if (queues.length === 0) return [];
+  return sql<JobRow>(
+    db,
+    `SELECT * FROM training_jobs WHERE status = 'QUEUED' AND queue = ANY($1::text[])
+       AND updated_at < now() - make_interval(secs => $2)`,
+    [queues, seconds],
+  );
+}
+
 /** Live jobs that use a dataset (deleting it then is refused). */
 export async function liveJobsUsing(db: Queryable, tenantId: string, datasetId: string): Promise<number> {
   const rows = await sql<{ n: string }>(

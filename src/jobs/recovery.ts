@@ -6,7 +6,7 @@
  */
 import type { DataSource } from "typeorm";
 import type { JobStatus } from "../db/job-lifecycle.ts";
-import { getJob, type JobRow, staleJobs, transition } from "../db/jobs.ts";
+import { getJob, type JobRow, queuedLongerThan, staleJobs, transition } from "../db/jobs.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
 
 /** States a worker owns; a failure in any of them may re-queue the job. */
@@ -84,4 +84,32 @@ async function reap(db: DataSource, queue: JobQueue, job: JobRow): Promise<boole
   );
   if (requeued) await queue.enqueue(job.queue, { jobId: job.id, attempt: job.attempt + 1 });
   return requeued !== null;
+}
+
+/**
+ * Jobs QUEUED longer than `timeoutSeconds` on a queue that no live worker serves fail with
+ * QUEUE_TIMEOUT (an autoscaler that never started a worker, a GPU pool that is gone). A queue with
+ * workers keeps its jobs however long they wait: they are only behind others.
+ */
+export async function failUnservedQueued(
+  db: DataSource,
+  liveByQueue: Map<string, number>,
+  queues: string[],
+  timeoutSeconds: number,
+): Promise<number> {
+  const unserved = queues.filter((q) => (liveByQueue.get(q) ?? 0) === 0);
+  let failed = 0;
+  for (const job of await queuedLongerThan(db, unserved, timeoutSeconds)) {
+    const message = `no worker served the ${job.queue} queue within ${timeoutSeconds} s`;
+    const done = await transition(
+      db,
+      job.id,
+      "FAILED",
+      message,
+      { error: { code: "QUEUE_TIMEOUT", message } },
+      ["QUEUED"],
+    );
+    if (done) failed++;
+  }
+  return failed;
 }

@@ -5,6 +5,7 @@ import { isLive, type JobStatus } from "../db/job-lifecycle.ts";
 import { type ArtifactRow, artifactsOf, metricHistory } from "../db/job-outputs.ts";
 import { jobCounts, queueDepths } from "../db/job-stats.ts";
 import {
+  deleteFinishedJob,
   getJob,
   getJobs,
   insertJob,
@@ -18,11 +19,13 @@ import { transaction } from "../db/sql.ts";
 import { badInput, conflict, notFound, precondition } from "../errors.ts";
 import { checkJsonSize, checkOptionalString, checkString, INPUT_LIMITS } from "../input-limits.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
+import { keys } from "../storage/keys.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
 import type { QuotaService } from "../tenants/quota.ts";
 import { type Catalog, trainerCatalog } from "../trainer/catalog.ts";
 import { jobResources, type ResourcesInput } from "./resources.ts";
 import { type JobUpdateSource, watchJob } from "./watch.ts";
+import type { WorkerRegistry } from "./workers.ts";
 
 export type { ArtifactRow, JobRow, JobStatus, JobUpdateSource };
 
@@ -60,7 +63,9 @@ export class JobService {
     private readonly queue: JobQueue,
     private readonly store: ObjectStore,
     private readonly quotas: QuotaService,
+    private readonly workers: WorkerRegistry,
     private readonly gpuCounts: number[] = [1],
+    private readonly artifactRetentionDays = 0,
     private readonly catalog: Catalog = trainerCatalog(),
   ) {}
 
@@ -144,6 +149,11 @@ export class JobService {
     if (existing) return this.sameOrConflict(existing, inputHash);
 
     const validated = await this.validate(tenantId, input);
+    const availability = await this.workers.availability(validated.queue);
+    if (!availability.served && !availability.autoscaled)
+      throw precondition(
+        `no live worker serves the ${validated.queue} queue on this deployment${validated.queue === "cpu" ? "" : " (it runs no GPU workers of that size)"}; launch on another accelerator or ask the operator to start one`,
+      );
     const [job, created] = await transaction(this.db, async (tx) => {
       await this.quotas.reserve(tx, tenantId, { liveJobs: 1 });
       return insertJob(tx, { tenantId, idempotencyKey, inputHash, ...validated });
@@ -251,6 +261,23 @@ export class JobService {
     };
   }
 
+  /** When retention deletes a finished job's artifacts (null: live, already expired, or kept forever). */
+  artifactsExpireAt(job: JobRow): Date | null {
+    if (!job.finished_at || job.artifacts_expired_at || this.artifactRetentionDays <= 0) return null;
+    return new Date(new Date(job.finished_at).getTime() + this.artifactRetentionDays * 86_400_000);
+  }
+
+  /** Why a QUEUED job waits (null in other states). */
+  async waitingReason(job: JobRow): Promise<string | null> {
+    if (job.status !== "QUEUED") return null;
+    const availability = await this.workers.availability(job.queue);
+    if (availability.served) return `waiting for a free worker on the ${job.queue} queue`;
+    const timeout = `it fails with QUEUE_TIMEOUT if none starts within ${this.workers.queueTimeoutSeconds} s of queueing`;
+    return availability.autoscaled
+      ? `no worker serves the ${job.queue} queue yet; the autoscaler starts one for queued work (${timeout})`
+      : `no live worker serves the ${job.queue} queue; ${timeout}`;
+  }
+
   async cancel(tenantId: string, id: string): Promise<JobRow> {
     const job = await getJob(this.db, tenantId, id);
     if (!job) throw notFound("job", id);
@@ -266,6 +293,18 @@ export class JobService {
       );
     }
     return cancelling;
+  }
+
+  /**
+   * Deletes a finished job with its artifacts and checkpoint (objects first: a crash in between
+   * leaves a row whose downloads fail, never objects nobody references). Live jobs: cancel first.
+   */
+  async delete(tenantId: string, id: string): Promise<boolean> {
+    const job = await getJob(this.db, tenantId, id);
+    if (!job) throw notFound("job", id);
+    if (isLive(job.status)) throw conflict(`job is ${job.status}; cancel it and wait until it is CANCELLED`);
+    await this.store.deletePrefix(keys.jobPrefix(tenantId, job.id));
+    return deleteFinishedJob(this.db, tenantId, job.id);
   }
 
   async retry(tenantId: string, id: string): Promise<JobRow> {

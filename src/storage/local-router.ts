@@ -1,7 +1,7 @@
 /**
  * Serves the LocalStore's signed URLs over HTTP (the URL format: local-signing.ts): PUT stores
  * a signed upload of exactly the signed size, GET and HEAD download an object as an attachment.
- * Refusals are JSON `{error}` responses (400, 403, 404, 405, 409, 413).
+ * Refusals are JSON `{error}` responses (400, 403, 404, 405, 409, 410, 413).
  */
 import type { ReadStream } from "node:fs";
 import { finished, PassThrough } from "node:stream";
@@ -36,7 +36,11 @@ function fail(res: Response, status: number, message: string): void {
  * Serves the LocalStore's signed URLs. Mount it before any body parser:
  * `app.use("/objects", localStoreRouter(store))`.
  */
-export function localStoreRouter(store: LocalStore): Router {
+export function localStoreRouter(
+  store: LocalStore,
+  /** Whether a signed upload may still be stored (false → 410: e.g. its dataset was deleted). */
+  uploadAllowed: (key: string) => Promise<boolean> = async () => true,
+): Router {
   const router = Router();
 
   router.use(async (req, res) => {
@@ -65,6 +69,16 @@ export function localStoreRouter(store: LocalStore): Router {
       }
       if (now > expires) {
         fail(res, 403, "upload URL has expired");
+        return;
+      }
+      // A signature cannot be revoked; whether its owner still wants the bytes can be asked.
+      if (!(await uploadAllowed(key))) {
+        req.resume();
+        fail(
+          res,
+          410,
+          "this upload URL is no longer accepted: its dataset was deleted or no longer awaits an upload",
+        );
         return;
       }
       if (size > store.maxUploadBytes) {

@@ -11,7 +11,18 @@
  * attachments.
  */
 import { createReadStream, type Dir } from "node:fs";
-import { type FileHandle, mkdir, open, opendir, rmdir, stat, unlink } from "node:fs/promises";
+import {
+  type FileHandle,
+  lstat,
+  mkdir,
+  open,
+  opendir,
+  readdir,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+} from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { signedGetUrl, signedPutUrl, verifySignature } from "./local-signing.ts";
 import { ABSENT, errno, nextStamp, saveStream, type WriteOptions, writeObjectFile } from "./local-write.ts";
@@ -216,6 +227,25 @@ export class LocalStore implements ObjectStore {
     // Deepest first, so parents empty out before their turn.
     for (const dir of [...dirs].sort((a, b) => b.length - a.length)) await this.prune(dir);
     return deleted;
+  }
+
+  /**
+   * Removes partial uploads not written to for `olderThanSeconds` (a live upload keeps touching its
+   * file): what a crash mid-upload leaves in tmp/. Returns how many went.
+   */
+  async sweepTemporaries(olderThanSeconds: number): Promise<number> {
+    let removed = 0;
+    const cutoff = Date.now() - olderThanSeconds * 1000;
+    const names = await readdir(this.tmpDir).catch(() => [] as string[]);
+    for (const name of names) {
+      const path = join(this.tmpDir, name);
+      const st = await lstat(path).catch(() => null);
+      if (st && st.mtimeMs < cutoff) {
+        await rm(path, { recursive: true, force: true });
+        removed++;
+      }
+    }
+    return removed;
   }
 
   async list(prefix: string): Promise<string[]> {

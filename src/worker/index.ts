@@ -2,6 +2,7 @@ import type { AddressInfo } from "node:net";
 import { type Config, isGpuQueue, type QueueName } from "../config.ts";
 import type { DatasetProcessor } from "../datasets/processing.ts";
 import type { JobExecution } from "../jobs/execution.ts";
+import type { WorkerRegistry } from "../jobs/workers.ts";
 import { createLogger, type Logger } from "../log.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
 import { describeDevice } from "../trainer/device.ts";
@@ -22,6 +23,8 @@ export interface RunningWorker {
 export interface WorkerServices {
   execution: JobExecution;
   datasets: DatasetProcessor;
+  /** Where the worker says which queues it serves (a launch nobody can serve is refused). */
+  workers: WorkerRegistry;
 }
 
 /**
@@ -80,8 +83,11 @@ export async function startWorker(
     if (q === "ingest" || q === "poison") await queue.work(q, every, (m) => datasets.handle(m, runner.name));
     else await queue.work(q, every, (m) => runner.handle(m));
   }
+  // Registered once it takes work; the registry's heartbeat rides on the reaper's timer.
+  await services.workers.register(runner.name, queues);
   const reapEvery = Math.max(1, Math.floor(config.worker.staleAfterSeconds / 2)) * 1000;
   const reaper = setInterval(() => {
+    services.workers.heartbeat(runner.name).catch(() => {});
     execution.reapStale(config.worker.staleAfterSeconds).catch(() => {});
     datasets.reapStale(config.worker.staleAfterSeconds).catch(() => {});
   }, reapEvery);
@@ -97,6 +103,7 @@ export async function startWorker(
       metricsServer?.close();
       for (const q of queues) await queue.stopWorking(q).catch(() => {});
       await runner.shutdown();
+      await services.workers.unregister(runner.name).catch(() => {});
     },
   };
 }

@@ -14,7 +14,7 @@ function sample(text: string, series: string): number | undefined {
 
 describe("/metrics for Prometheus", () => {
   it("the API reports request latency, jobs by state and queue depth; a worker its jobs and throughput", async () => {
-    const app = await startTestApp({ TRAPDOOR_WORKER_QUEUES: "ingest" });
+    const app = await startTestApp({ TRAPDOOR_WORKER_QUEUES: "ingest", TRAPDOOR_AUTOSCALED_QUEUES: "cpu" });
     try {
       const url = app.url as string;
       const data = makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-metrics-")), {
@@ -51,7 +51,7 @@ describe("/metrics for Prometheus", () => {
 
       const worker = await startWorker(
         { ...app.config, worker: { ...app.config.worker, queues: ["cpu"], metricsPort: 0 } },
-        { execution: app.execution, datasets: app.datasetProcessor },
+        { execution: app.execution, datasets: app.datasetProcessor, workers: app.workers },
         app.queue,
         "measured",
       );

@@ -37,7 +37,7 @@ const CREATE = `mutation($input: CreateDatasetUploadInput!) { createDatasetUploa
 
 describe("the API process runs no Python and no other process", () => {
   it("serves methods, attacks, uploads, poisoning and launches without spawning anything", async () => {
-    const app = await startTestApp({}, { api: true, worker: false });
+    const app = await startTestApp({ TRAPDOOR_AUTOSCALED_QUEUES: "cpu" }, { api: true, worker: false });
     try {
       // Ingest is a worker's job: one runs beside the API until the datasets are READY.
       const ingester = await startReplica(

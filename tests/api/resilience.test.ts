@@ -47,7 +47,7 @@ function launch(
 function inProcessWorker(app: TestApp, queue: QueueName, name: string) {
   return startWorker(
     { ...app.config, worker: { ...app.config.worker, queues: [queue] } },
-    { execution: app.execution, datasets: app.datasetProcessor },
+    { execution: app.execution, datasets: app.datasetProcessor, workers: app.workers },
     app.queue,
     name,
   );
@@ -115,7 +115,7 @@ describe("migrations", () => {
 describe("a worker killed mid-run", () => {
   it("is noticed by its missing heartbeat; the job is retried, resumes from the checkpoint and succeeds as attempt 2", async () => {
     // This process's worker ingests the uploads only; training is left to the worker below.
-    const app = await startTestApp({ TRAPDOOR_WORKER_QUEUES: "ingest,poison" });
+    const app = await startTestApp({ TRAPDOOR_WORKER_QUEUES: "ingest,poison", TRAPDOOR_AUTOSCALED_QUEUES: "cpu" });
     try {
       const ids = await uploadJobDatasets(
         app.url as string,
@@ -170,7 +170,7 @@ describe("a worker killed mid-run", () => {
 
 describe("a worker stopped with SIGTERM (rolling update, spot node taken back)", () => {
   it("hands its job back with the checkpoint, without spending an attempt; the next worker resumes it", async () => {
-    const app = await startTestApp({ TRAPDOOR_WORKER_QUEUES: "ingest,poison" });
+    const app = await startTestApp({ TRAPDOOR_WORKER_QUEUES: "ingest,poison", TRAPDOOR_AUTOSCALED_QUEUES: "cpu" });
     try {
       const ids = await uploadJobDatasets(
         app.url as string,
@@ -231,7 +231,7 @@ describe("a worker stopped with SIGTERM (rolling update, spot node taken back)",
 
 describe("a worker killed mid-ingest", () => {
   it("leaves the dataset to the next attempt on another worker, which makes it READY", async () => {
-    const app = await startTestApp({}, { api: true, worker: false });
+    const app = await startTestApp({ TRAPDOOR_AUTOSCALED_QUEUES: "cpu" }, { api: true, worker: false });
     try {
       // Big enough that ingest (sha256, conversion, storing) takes a while after the claim.
       const count = 50_000;

@@ -116,6 +116,7 @@ export const resolvers = {
       ctx.jobs.launch(ctx.tenant.id, a.input),
     cancelJob: (_p, a: { id: string }, ctx) => ctx.jobs.cancel(ctx.tenant.id, a.id),
     retryJob: (_p, a: { id: string }, ctx) => ctx.jobs.retry(ctx.tenant.id, a.id),
+    deleteJob: (_p, a: { id: string }, ctx) => ctx.jobs.delete(ctx.tenant.id, a.id),
     createApiKey: (_p, a: { name: string; expiresAt?: Date | null }, ctx) =>
       ctx.tenants.createApiKey(ctx.tenant.id, a.name, a.expiresAt),
     revokeApiKey: (_p, a: { id: string }, ctx) => ctx.tenants.revokeApiKey(ctx.tenant.id, a.id),
@@ -179,6 +180,9 @@ export const resolvers = {
       maxRuntimeSeconds: j.max_runtime_seconds,
     }),
     logTail: (j: JobRow) => j.log_tail,
+    waitingReason: (j: JobRow, _a, ctx) => ctx.jobs.waitingReason(j),
+    artifactsExpireAt: (j: JobRow, _a, ctx) => ctx.jobs.artifactsExpireAt(j),
+    artifactsExpiredAt: (j: JobRow) => j.artifacts_expired_at,
     artifacts: (j: JobRow, _a, ctx) => ctx.jobs.artifacts(j),
     createdAt: (j: JobRow) => j.created_at,
     updatedAt: (j: JobRow) => j.updated_at,
