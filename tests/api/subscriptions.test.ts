@@ -58,8 +58,8 @@ describe("jobUpdated subscription across API replicas (LISTEN/NOTIFY)", () => {
   };
 
   before(async () => {
-    a = await startTestApp();
-    b = await startReplica(a);
+    a = await startTestApp({ TRAPDOOR_AUTOSCALED_QUEUES: "gpu" });
+    b = await startReplica(a, { api: true, worker: false }, { TRAPDOOR_AUTOSCALED_QUEUES: "gpu" });
     const data = makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-data-")), {
       nTrain: 300,
       nHoldout: 80,
