@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import pg from "pg";
@@ -9,6 +9,7 @@ import { ownDir, type Placement, placeCluster } from "./embedded-placement.ts";
 /** A real PostgreSQL under `dataDir`, for `trapdoor start` and the tests when DATABASE_URL is unset. */
 export interface EmbeddedDatabase {
   url: string;
+  /** Stops the server if this call started it; one already running is left to whoever started it. */
   stop(): Promise<void>;
 }
 
@@ -38,6 +39,10 @@ export async function startEmbeddedPostgres(
   const place = await placeCluster(dataDir);
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   if (place.relocated) log(`embedded PostgreSQL for ${dataDir} lives in ${place.clusterDir}`);
+  // Another trapdoor (`start` while `tenant` runs) already serves this cluster: a second server
+  // would not start, so connect to the first and leave it running.
+  const running = runningPort(place.clusterDir);
+  if (running) return { url: urlFor(running), stop: async () => {} };
   if (!existsSync(join(place.clusterDir, "PG_VERSION"))) await initdb(place);
   const port = options.port ?? (await freePort());
   const stop = await startServer(place, port);
@@ -48,6 +53,25 @@ export async function startEmbeddedPostgres(
     throw error;
   }
   return { url: urlFor(port), stop };
+}
+
+/** The port in postmaster.pid (line 4) while its pid (line 1) is alive. */
+function runningPort(clusterDir: string): number | undefined {
+  let lines: string[];
+  try {
+    lines = readFileSync(join(clusterDir, "postmaster.pid"), "utf8").split("\n");
+  } catch {
+    return undefined;
+  }
+  const [pid, port] = [Number(lines[0]), Number(lines[3])];
+  if (!(pid > 0 && port > 0)) return undefined;
+  try {
+    process.kill(pid, 0);
+    return port;
+  } catch (error) {
+    // EPERM: alive, but another user's (the postgres user's, as root runs it).
+    return (error as NodeJS.ErrnoException).code === "EPERM" ? port : undefined;
+  }
 }
 
 async function initdb({ clusterDir, binDir, account }: Placement): Promise<void> {
