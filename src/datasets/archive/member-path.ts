@@ -22,6 +22,16 @@ export function memberParts(name: string, label: string): string[] {
   return parts;
 }
 
+/** UNSAFE_PATH for a file whose name has no components ("", "."): only a folder may name the root. */
+export function checkFileParts(parts: readonly string[], name: string, label: string): void {
+  if (parts.length === 0) {
+    throw new IngestError(
+      "UNSAFE_PATH",
+      `${label}: member ${JSON.stringify(name)} is a file without a name; archives must hold plain relative member names`,
+    );
+  }
+}
+
 /**
  * Files that archivers and desktops add by themselves (macOS resource forks and .DS_Store,
  * Windows thumbnails, any hidden file): skipped silently, never treated as data.

@@ -16,7 +16,7 @@ import tar from "tar-stream";
 import { IngestError } from "../ingest-error.ts";
 import type { FormatLimits } from "../types.ts";
 import { type ArchiveMember, checkMemberSize, expansionError } from "./member.ts";
-import { memberParts } from "./member-path.ts";
+import { checkFileParts, memberParts } from "./member-path.ts";
 
 const BLOCK = 512;
 const READ_CHUNK = 1 << 20;
@@ -105,6 +105,15 @@ export async function* tarMembers(
           `${label}: member ${JSON.stringify(header.name)} is a ${header.type ?? "special entry"}${header.linkname ? ` to ${JSON.stringify(header.linkname)}` : ""}; archives may hold only regular files and folders`,
         );
       }
+      const isDirectory = header.type === "directory";
+      if (!isDirectory) checkFileParts(parts, header.name, label);
+      if (isDirectory && header.size !== 0) {
+        // tar-stream never delivers (nor ends) a folder's data, and would read it as headers.
+        throw new IngestError(
+          "BAD_ARCHIVE",
+          `${label}: the folder ${JSON.stringify(header.name)} declares ${header.size} bytes of data; folders hold none`,
+        );
+      }
       let consumed = false;
       const what = `${label}: ${parts.join("/")}`;
       const chunks = async function* (): AsyncGenerator<Buffer> {
@@ -126,7 +135,7 @@ export async function* tarMembers(
       const member: ArchiveMember = {
         parts,
         path: parts.join("/"),
-        isDirectory: header.type === "directory",
+        isDirectory,
         size: header.size,
         async read(maxBytes: number) {
           checkMemberSize(header.size, maxBytes, what);

@@ -17,7 +17,7 @@ import yauzl, { type Entry, type ZipFile } from "yauzl";
 import { IngestError } from "../ingest-error.ts";
 import type { FormatLimits } from "../types.ts";
 import { type ArchiveMember, checkMemberSize, expansionError } from "./member.ts";
-import { memberParts } from "./member-path.ts";
+import { checkFileParts, memberParts } from "./member-path.ts";
 
 const crc32: ((data: Uint8Array, value?: number) => number) | undefined = (
   zlib as { crc32?: (data: Uint8Array, value?: number) => number }
@@ -121,6 +121,8 @@ export async function* zipMembers(
         false,
       );
       const parts = memberParts(name, label);
+      const isDirectory = name.endsWith("/");
+      if (!isDirectory) checkFileParts(parts, name, label);
       checkEntry(entry, name, label);
       declared += entry.uncompressedSize;
       const tooMuch = expansionError(declared, onDisk, limits, label);
@@ -153,7 +155,7 @@ export async function* zipMembers(
       const member: ArchiveMember = {
         parts,
         path: parts.join("/"),
-        isDirectory: name.endsWith("/"),
+        isDirectory,
         size: entry.uncompressedSize,
         async read(maxBytes: number) {
           checkMemberSize(entry.uncompressedSize, maxBytes, what);
