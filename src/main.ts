@@ -19,6 +19,7 @@ import { Sweeper } from "./maintenance/sweeper.ts";
 import { JobQueue } from "./queue/job-queue.ts";
 import { createObjectStore, LocalStore, localStoreRouter } from "./storage/index.ts";
 import type { ObjectStore } from "./storage/object-store.ts";
+import { AuditLog } from "./tenants/audit.ts";
 import { QuotaService } from "./tenants/quota.ts";
 import { RateLimiter } from "./tenants/rate-limiter.ts";
 import { TenantService } from "./tenants/service.ts";
@@ -171,7 +172,7 @@ async function assemble(
     stops.unshift(() => tenants.stop());
     const api = await createApi(
       config,
-      { tenants, datasets, jobs, quotas, rateLimiter, jobUpdates, ready },
+      { tenants, datasets, jobs, quotas, audit: new AuditLog(db), rateLimiter, jobUpdates, ready },
       routes,
       log,
     );

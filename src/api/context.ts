@@ -3,6 +3,7 @@ import DataLoader from "dataloader";
 import { GraphQLError } from "graphql";
 import type { DatasetRow, DatasetService } from "../datasets/service.ts";
 import type { JobRow, JobService, JobUpdateSource } from "../jobs/service.ts";
+import type { AuditLog } from "../tenants/audit.ts";
 import type { QuotaService } from "../tenants/quota.ts";
 import type { RateLimiter } from "../tenants/rate-limiter.ts";
 import type { Tenant, TenantService } from "../tenants/service.ts";
@@ -13,6 +14,7 @@ export interface Services {
   datasets: DatasetService;
   jobs: JobService;
   quotas: QuotaService;
+  audit: AuditLog;
   /** Per-tenant request limit shared by the replicas (429 RATE_LIMITED past it). */
   rateLimiter: RateLimiter;
   /** This process's LISTEN connection for job updates (subscriptions wait on it). */

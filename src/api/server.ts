@@ -18,6 +18,17 @@ export { loadTypeDefs, SCHEMA_PATH } from "./schema.ts";
 
 export const GRAPHQL_PATH = "/graphql";
 
+/**
+ * Every response is data, never a page to render: nothing may load, run or frame it, and its
+ * type is not to be guessed. (A console served here would get its own, looser policy.)
+ */
+const securityHeaders: RequestHandler = (_req, res, next) => {
+  res.setHeader("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+  res.setHeader("X-Content-Type-Options", "nosniff");
+  res.setHeader("Referrer-Policy", "no-referrer");
+  next();
+};
+
 export interface Api {
   app: express.Express;
   apollo: ApolloServer<Context>;
@@ -52,6 +63,7 @@ export async function createApi(
   await apollo.start();
   const app = express();
   app.disable("x-powered-by");
+  app.use(securityHeaders);
   const metrics = apiMetrics(services);
   app.use(requestIds(log));
   app.use(metrics.timing);

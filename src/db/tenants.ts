@@ -6,6 +6,8 @@ import { type Queryable, sql } from "./sql.ts";
 export interface Tenant {
   id: string;
   name: string;
+  /** The API key this request authenticated with (absent outside requests). */
+  keyId?: string;
 }
 
 export function hashKey(key: string): string {

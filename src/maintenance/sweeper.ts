@@ -76,7 +76,7 @@ export class Sweeper {
     const { db, store, workers } = this.opts;
     const minAge = this.opts.minAgeSeconds ?? 3600;
     const temporaries = store instanceof LocalStore ? await store.sweepTemporaries(minAge) : 0;
-    const scratchDirs = await this.sweepScratch(Math.min(minAge, 60));
+    const scratchDirs = await this.sweepScratch(Math.min(minAge, 10));
     let purgedDatasets = 0;
     // A minute past the URLs' lifetime: an upload that started just before expiry has landed.
     for (const d of await deletedUnpurged(db, UPLOAD_URL_SECONDS + 60)) {

@@ -22,12 +22,12 @@ export class TenantService {
 
   constructor(private readonly db: DataSource) {}
 
-  /** The tenant of a live (not revoked, not expired) key, or null. */
+  /** The tenant of a live (not revoked, not expired) key, with the key's id (the audit log's actor), or null. */
   async forKey(key: string): Promise<Tenant | null> {
     const found = await tenantForKey(this.db, key);
     if (!found) return null;
     this.used.add(found.keyId);
-    return { id: found.id, name: found.name };
+    return { id: found.id, name: found.name, keyId: found.keyId };
   }
 
   /** Writes the keys' last use every `seconds` (lastUsedAt is as fresh as that). */

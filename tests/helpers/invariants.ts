@@ -48,19 +48,6 @@ export interface Violation {
   detail: string;
 }
 
-/**
- * Leaks today's code is known to produce (see `classify`). Each one named here is reported under
- * `known` instead of `violations`, so a test or a soak run can tolerate it while still showing it.
- */
-export type KnownLeak =
-  /** Objects under a soft-deleted dataset's prefix: written after deleteDataset removed the prefix
-   * (an ingest or poisoning run that was VALIDATING at the delete stores its canonical files, or a
-   * client PUTs a part to a still-valid upload URL). */
-  | "deleted-dataset-late-writes"
-  /** Scratch directories (`<dataDir>/scratch/<jobId>-<attempt>`, `ingest-…`, `poison-…`) of a
-   * worker that was killed: only the attempt's own `finally` removes them. */
-  | "killed-worker-scratch";
-
 export interface InvariantOptions {
   /** Poll up to this long for every dataset and job to reach a final state (0: check once). */
   settleTimeoutMs?: number;
@@ -69,13 +56,10 @@ export interface InvariantOptions {
   awaitingUploadIsFinal?: boolean;
   /** Where scratch lives is `<dataDir>/scratch`; without a data directory (c) is skipped. */
   dataDir?: string;
-  knownLeaks?: KnownLeak[];
 }
 
 export interface InvariantReport {
   violations: Violation[];
-  /** Violations that match a leak listed in `knownLeaks`. */
-  known: (Violation & { leak: KnownLeak })[];
   counts: { datasets: number; jobs: number; objects: number; referenced: number };
 }
 
@@ -209,16 +193,8 @@ export async function checkInvariants(
   if (dataDir)
     for (const entry of await scratchEntries(dataDir))
       violations.push({ kind: "scratch-leftover", subject: entry, detail: join(dataDir, "scratch", entry) });
-  const known: InvariantReport["known"] = [];
-  const rest: Violation[] = [];
-  for (const v of violations) {
-    const leak = classify(v, opts.knownLeaks ?? []);
-    if (leak) known.push({ ...v, leak });
-    else rest.push(v);
-  }
   return {
-    violations: rest,
-    known,
+    violations,
     counts: {
       datasets: refs.datasets,
       jobs: refs.jobs,
@@ -226,18 +202,6 @@ export async function checkInvariants(
       referenced: refs.required.size,
     },
   };
-}
-
-function classify(v: Violation, allowed: KnownLeak[]): KnownLeak | null {
-  if (
-    allowed.includes("deleted-dataset-late-writes") &&
-    v.kind === "orphan-object" &&
-    v.detail === "under a deleted dataset's prefix"
-  )
-    return "deleted-dataset-late-writes";
-  if (allowed.includes("killed-worker-scratch") && v.kind === "scratch-leftover")
-    return "killed-worker-scratch";
-  return null;
 }
 
 export function formatViolations(violations: Violation[]): string {

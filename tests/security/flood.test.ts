@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { createApiKey, createTenant } from "../../src/db/tenants.ts";
 import { gql, startReplica, startTestApp, waitFor } from "../helpers/app.ts";
+import { assertInvariants } from "../helpers/invariants.ts";
 
 type TestApp = Awaited<ReturnType<typeof startTestApp>>;
 
@@ -37,7 +38,10 @@ describe("abuse: alias floods and request rates (case 4)", () => {
       },
     );
   });
-  after(() => app.cleanup());
+  after(async () => {
+    await assertInvariants(app);
+    await app.cleanup();
+  });
 
   it("1,600 aliased root fields are refused before any resolver runs; 50 are one query", async () => {
     const url = app.url as string;
@@ -108,7 +112,10 @@ describe("API keys: listing, last use, expiry", () => {
   before(async () => {
     app = await startTestApp({}, { api: true, worker: false });
   });
-  after(() => app.cleanup());
+  after(async () => {
+    await assertInvariants(app);
+    await app.cleanup();
+  });
 
   it("a key with expiresAt works until then and is 401 after; keys are listed with lastUsedAt", async () => {
     const url = app.url as string;

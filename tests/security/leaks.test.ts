@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomUUID } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -25,6 +25,7 @@ import {
   uploadJobDatasets,
   waitFor,
 } from "../helpers/app.ts";
+import { assertInvariants } from "../helpers/invariants.ts";
 
 type TestApp = Awaited<ReturnType<typeof startTestApp>>;
 
@@ -42,7 +43,10 @@ describe("abuse: storage leaks (case 6)", () => {
       nTest: 20,
     });
   });
-  after(() => app.cleanup());
+  after(async () => {
+    await assertInvariants(app);
+    await app.cleanup();
+  });
 
   it("a deleted dataset's upload URL answers 410 and stores nothing", async () => {
     const parts = npyPairParts(data.test);
@@ -149,6 +153,7 @@ describe("abuse: storage leaks (case 6)", () => {
     assert.ok(existsSync(join(scratch, "not-ours")), "a directory the sweeper does not know stays");
     assert.ok(report.purgedDatasets >= 1);
     assert.deepEqual(await app.store.list(`tenants/${tenant}/datasets/${id}/`), []);
+    rmSync(join(scratch, "not-ours"), { recursive: true });
     const again = await app.sweeper.sweep();
     assert.equal(again.purgedDatasets, 0, "a purged dataset is not purged twice");
   });
@@ -167,7 +172,10 @@ describe("abuse: a job nobody can serve (case 7), deleteJob and artifact retenti
     });
     ids = await uploadJobDatasets(app.url as string, app.key, data);
   });
-  after(() => app.cleanup());
+  after(async () => {
+    await assertInvariants(app);
+    await app.cleanup();
+  });
 
   const launch = (url: string, accelerator: string, key: string) =>
     gql<{ launchTraining: { id: string; status: string; waitingReason: string | null } }>(

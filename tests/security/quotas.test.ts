@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { archiveOf, pngBytes } from "../datasets/archives.ts";
 import { completeUpload, gql, startTestApp, waitFor } from "../helpers/app.ts";
+import { assertInvariants } from "../helpers/invariants.ts";
 
 type TestApp = Awaited<ReturnType<typeof startTestApp>>;
 
@@ -83,7 +84,10 @@ describe("abuse: disk fill and quotas (case 3)", () => {
       TRAPDOOR_TENANT_MAX_DATASETS: "6",
     });
   });
-  after(() => app.cleanup());
+  after(async () => {
+    await assertInvariants(app);
+    await app.cleanup();
+  });
 
   it("a 2 KB archive resized to 4096x4096 fails TOO_LARGE before a byte of it is decoded to disk", async () => {
     const { code, reason } = await failedWith(app, 4096);
@@ -156,7 +160,10 @@ describe("abuse: unbounded names (case 10)", () => {
   before(async () => {
     app = await startTestApp({}, { api: true, worker: false });
   });
-  after(() => app.cleanup());
+  after(async () => {
+    await assertInvariants(app);
+    await app.cleanup();
+  });
 
   const refused = async (query: string, variables: Record<string, unknown>, field: string) => {
     const res = await gql(app.url as string, app.key, query, variables);

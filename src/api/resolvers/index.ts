@@ -2,7 +2,9 @@ import { GraphQLScalarType, Kind, type ValueNode } from "graphql";
 import type { DatasetRole, DatasetRow } from "../../datasets/service.ts";
 import { badInput } from "../../errors.ts";
 import type { ArtifactRow, JobRow, JobStatus } from "../../jobs/service.ts";
+import type { AuditRow } from "../../tenants/audit.ts";
 import type { ApiKeyRow } from "../../tenants/service.ts";
+import { recordMutation } from "../audit.ts";
 import { connection, decodeCursor, pageSize } from "../connection.ts";
 import type { Context } from "../context.ts";
 import { toGraphQLError } from "../errors.ts";
@@ -10,13 +12,18 @@ import { toGraphQLError } from "../errors.ts";
 // `never` parameters: any resolver, whatever parent and argument types it declares, fits.
 type Resolver = (parent: never, args: never, ctx: Context) => unknown;
 
-/** Resolvers only translate between GraphQL and services; errors become GraphQLErrors with codes. */
-function guarded<T extends Record<string, Resolver>>(resolvers: T): T {
+/**
+ * Resolvers only translate between GraphQL and services; errors become GraphQLErrors with codes.
+ * With `audit`, each resolver that succeeds is recorded in the tenant's audit log (audit.ts).
+ */
+function guarded<T extends Record<string, Resolver>>(resolvers: T, audit = false): T {
   const out: Record<string, Resolver> = {};
   for (const [name, fn] of Object.entries(resolvers)) {
     out[name] = async (parent: never, args: never, ctx: Context) => {
       try {
-        return await fn(parent, args, ctx);
+        const result = await fn(parent, args, ctx);
+        if (audit) await recordMutation(ctx, name, args as Record<string, unknown>, result);
+        return result;
       } catch (error) {
         throw toGraphQLError(error);
       }
@@ -99,33 +106,49 @@ export const resolvers = {
       })),
     attacks: (_p, _a, ctx) => ctx.jobs.attacks(),
   }),
-  Mutation: guarded({
-    createDatasetUpload: async (
-      _p,
-      a: { input: Parameters<Context["datasets"]["createUpload"]>[1] },
-      ctx,
-    ) => {
-      const { dataset, uploads } = await ctx.datasets.createUpload(ctx.tenant.id, a.input);
-      return { dataset, uploads, uploadUrl: uploads[0]?.url };
+  Mutation: guarded(
+    {
+      createDatasetUpload: async (
+        _p,
+        a: { input: Parameters<Context["datasets"]["createUpload"]>[1] },
+        ctx,
+      ) => {
+        const { dataset, uploads } = await ctx.datasets.createUpload(ctx.tenant.id, a.input);
+        return { dataset, uploads, uploadUrl: uploads[0]?.url };
+      },
+      completeDatasetUpload: (_p, a: { id: string }, ctx) => ctx.datasets.complete(ctx.tenant.id, a.id),
+      deleteDataset: (_p, a: { id: string }, ctx) => ctx.datasets.delete(ctx.tenant.id, a.id),
+      poisonDataset: (_p, a: { input: Parameters<Context["datasets"]["poison"]>[1] }, ctx) =>
+        ctx.datasets.poison(ctx.tenant.id, a.input),
+      launchTraining: (_p, a: { input: Parameters<Context["jobs"]["launch"]>[1] }, ctx) =>
+        ctx.jobs.launch(ctx.tenant.id, a.input),
+      cancelJob: (_p, a: { id: string }, ctx) => ctx.jobs.cancel(ctx.tenant.id, a.id),
+      retryJob: (_p, a: { id: string }, ctx) => ctx.jobs.retry(ctx.tenant.id, a.id),
+      deleteJob: (_p, a: { id: string }, ctx) => ctx.jobs.delete(ctx.tenant.id, a.id),
+      createApiKey: (_p, a: { name: string; expiresAt?: Date | null }, ctx) =>
+        ctx.tenants.createApiKey(ctx.tenant.id, a.name, a.expiresAt),
+      revokeApiKey: (_p, a: { id: string }, ctx) => ctx.tenants.revokeApiKey(ctx.tenant.id, a.id),
     },
-    completeDatasetUpload: (_p, a: { id: string }, ctx) => ctx.datasets.complete(ctx.tenant.id, a.id),
-    deleteDataset: (_p, a: { id: string }, ctx) => ctx.datasets.delete(ctx.tenant.id, a.id),
-    poisonDataset: (_p, a: { input: Parameters<Context["datasets"]["poison"]>[1] }, ctx) =>
-      ctx.datasets.poison(ctx.tenant.id, a.input),
-    launchTraining: (_p, a: { input: Parameters<Context["jobs"]["launch"]>[1] }, ctx) =>
-      ctx.jobs.launch(ctx.tenant.id, a.input),
-    cancelJob: (_p, a: { id: string }, ctx) => ctx.jobs.cancel(ctx.tenant.id, a.id),
-    retryJob: (_p, a: { id: string }, ctx) => ctx.jobs.retry(ctx.tenant.id, a.id),
-    deleteJob: (_p, a: { id: string }, ctx) => ctx.jobs.delete(ctx.tenant.id, a.id),
-    createApiKey: (_p, a: { name: string; expiresAt?: Date | null }, ctx) =>
-      ctx.tenants.createApiKey(ctx.tenant.id, a.name, a.expiresAt),
-    revokeApiKey: (_p, a: { id: string }, ctx) => ctx.tenants.revokeApiKey(ctx.tenant.id, a.id),
-  }),
+    true,
+  ),
   Tenant: guarded({
     usage: (t: { id: string }, _a, ctx) => ctx.quotas.usage(t.id),
     quota: (t: { id: string }, _a, ctx) => ctx.quotas.quota(t.id),
     apiKeys: (t: { id: string }, _a, ctx) => ctx.tenants.apiKeys(t.id),
+    auditLog: async (t: { id: string }, a: { first?: number; after?: string }, ctx) => {
+      const first = pageSize(a.first);
+      const rows = await ctx.audit.page(t.id, first, a.after);
+      const page = rows.slice(0, first);
+      return {
+        edges: page.map((node) => ({ cursor: node.id, node })),
+        pageInfo: { hasNextPage: rows.length > first, endCursor: page.at(-1)?.id ?? null },
+      };
+    },
   }),
+  AuditEvent: {
+    targetType: (e: AuditRow) => e.target_type,
+    targetId: (e: AuditRow) => e.target_id,
+  },
   ApiKey: {
     createdAt: (k: ApiKeyRow) => k.created_at,
     lastUsedAt: (k: ApiKeyRow) => k.last_used_at,
