@@ -37,7 +37,10 @@ const { values: args } = parseArgs({
     minutes: { type: "string", default: "10" },
     "kill-every": { type: "string", default: "2" },
     out: { type: "string" },
-    "flood-aliases": { type: "string", default: "2000" },
+    // 50: the most root fields an operation may have (api/limits.ts); more is refused unread.
+    "flood-aliases": { type: "string", default: "50" },
+    // Per tenant per 60 s window: the tenants' own polling fits, the flood does not.
+    "rate-limit": { type: "string", default: "1200" },
     "flood-seconds": { type: "string", default: "10" },
     "settle-seconds": { type: "string", default: "180" },
     keep: { type: "boolean", default: false },
@@ -722,6 +725,7 @@ async function main(): Promise<number> {
       TRAPDOOR_STALE_AFTER_SECONDS: "10",
       // Scratch left by a killed worker goes at the next sweep; sweep often enough to see it gone.
       TRAPDOOR_SWEEP_INTERVAL_SECONDS: String(SWEEP_SECONDS),
+      TRAPDOOR_RATE_LIMIT: args["rate-limit"],
     };
     const trapdoor = (...a: string[]) => ["bin/trapdoor.js", ...a];
     await startProcess("api", trapdoor("serve", "--port", String(port)), env, /trapdoor API on/, logDir);
@@ -841,9 +845,7 @@ async function main(): Promise<number> {
     }
     clearInterval(sampler);
     sampleRss(postmasterPid);
-    event(
-      `invariants: ${invariants.violations.length} violation(s)`,
-    );
+    event(`invariants: ${invariants.violations.length} violation(s)`);
 
     const result = summarize({ tenants, kills, flood, invariants });
     writeFileSync(OUT, `${JSON.stringify(result, null, 2)}\n`);

@@ -20,7 +20,11 @@ const LAUNCH = `mutation($input: LaunchTrainingInput!) { launchTraining(input: $
 describe("per-tenant limits and GPU pools", () => {
   it("a tenant with TRAPDOOR_MAX_LIVE_JOBS live jobs gets QUOTA_EXCEEDED, and room again once one ends", async () => {
     // The worker ingests only: training jobs stay QUEUED (live).
-    const app = await startTestApp({ TRAPDOOR_MAX_LIVE_JOBS: "2", TRAPDOOR_WORKER_QUEUES: "ingest", TRAPDOOR_AUTOSCALED_QUEUES: "cpu,gpu,gpu-4" });
+    const app = await startTestApp({
+      TRAPDOOR_MAX_LIVE_JOBS: "2",
+      TRAPDOOR_WORKER_QUEUES: "ingest",
+      TRAPDOOR_AUTOSCALED_QUEUES: "cpu,gpu,gpu-4",
+    });
     try {
       const url = app.url as string;
       const input = await noDefenseInput(app);
@@ -47,7 +51,11 @@ describe("per-tenant limits and GPU pools", () => {
   });
 
   it("a job asking for 4 GPUs goes to the gpu-4 queue when the deployment offers 4; other counts are refused", async () => {
-    const app = await startTestApp({ TRAPDOOR_GPU_COUNTS: "1,4", TRAPDOOR_WORKER_QUEUES: "ingest", TRAPDOOR_AUTOSCALED_QUEUES: "cpu,gpu,gpu-4" });
+    const app = await startTestApp({
+      TRAPDOOR_GPU_COUNTS: "1,4",
+      TRAPDOOR_WORKER_QUEUES: "ingest",
+      TRAPDOOR_AUTOSCALED_QUEUES: "cpu,gpu,gpu-4",
+    });
     try {
       const url = app.url as string;
       const input = await noDefenseInput(app);

@@ -116,7 +116,10 @@ describe("migrations", () => {
 describe("a worker killed mid-run", () => {
   it("is noticed by its missing heartbeat; the job is retried, resumes from the checkpoint and succeeds as attempt 2", async () => {
     // This process's worker ingests the uploads only; training is left to the worker below.
-    const app = await startTestApp({ TRAPDOOR_WORKER_QUEUES: "ingest,poison", TRAPDOOR_AUTOSCALED_QUEUES: "cpu" });
+    const app = await startTestApp({
+      TRAPDOOR_WORKER_QUEUES: "ingest,poison",
+      TRAPDOOR_AUTOSCALED_QUEUES: "cpu",
+    });
     try {
       const ids = await uploadJobDatasets(
         app.url as string,
@@ -171,7 +174,10 @@ describe("a worker killed mid-run", () => {
 
 describe("a worker stopped with SIGTERM (rolling update, spot node taken back)", () => {
   it("hands its job back with the checkpoint, without spending an attempt; the next worker resumes it", async () => {
-    const app = await startTestApp({ TRAPDOOR_WORKER_QUEUES: "ingest,poison", TRAPDOOR_AUTOSCALED_QUEUES: "cpu" });
+    const app = await startTestApp({
+      TRAPDOOR_WORKER_QUEUES: "ingest,poison",
+      TRAPDOOR_AUTOSCALED_QUEUES: "cpu",
+    });
     try {
       const ids = await uploadJobDatasets(
         app.url as string,
