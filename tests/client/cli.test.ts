@@ -95,6 +95,8 @@ describe("the trapdoor client CLI against a running service", () => {
     app = await startTestApp({
       PORT: String(port),
       TRAPDOOR_PUBLIC_URL: `http://127.0.0.1:${forwarderPort}`,
+      // GPU jobs wait QUEUED (this machine has no GPU worker) for the watch and cancel tests.
+      TRAPDOOR_AUTOSCALED_QUEUES: "gpu",
     });
     forwarder = await startForwarder(app.url as string, forwarderPort);
     config = mkdtempSync(join(tmpdir(), "trapdoor-cli-config-"));

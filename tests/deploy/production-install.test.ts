@@ -50,6 +50,8 @@ describe("a production install (npm ci --omit=dev) runs every command from dist/
       TRAPDOOR_PYTHON: python,
       TRAPDOOR_AUTO_MIGRATE: "false", // as every deployment overlay sets it: `migrate` runs once
       TRAPDOOR_LOG_FORMAT: "json",
+      // Jobs are launched with no worker up, then run by `worker --once` (as KEDA starts one per job).
+      TRAPDOOR_AUTOSCALED_QUEUES: "cpu",
       PORT: String(port),
       TRAPDOOR_PUBLIC_URL: `http://127.0.0.1:${port}`,
     };

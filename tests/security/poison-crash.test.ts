@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readdirSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -93,7 +93,10 @@ describe("abuse: a worker killed mid-poisoning (case 2)", () => {
         for (const row of rows) assert.equal(row.status, "READY", row.failure_reason);
         const train = rows.find((r: { id: string }) => r.id === poisoned.dataset.id);
         assert.equal(train.processing_attempt, 2, "the rescuer ran the second attempt");
-        // The killed attempt's scratch directory goes at the next sweep (every 10 minutes).
+        // The killed attempt's scratch directory goes at the next sweep (every 10 minutes) once it
+        // has been left untouched a while (a fresh directory is never swept): age it, then sweep.
+        const scratch = join(app.dir, "scratch");
+        for (const name of readdirSync(scratch)) utimesSync(join(scratch, name), new Date(0), new Date(0));
         await app.sweeper.sweep();
         await assertInvariants(app);
       } finally {
