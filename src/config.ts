@@ -81,6 +81,10 @@ export interface Config {
     /** Requests per tenant per window, shared by every API replica (0: no limit). */
     rateLimitRequests: number;
     rateLimitWindowSeconds: number;
+    /** Requests of one tenant in flight at once on one API process (0: no limit). */
+    maxConcurrentRequests: number;
+    /** How long an API process answers a known key from memory (revocations are heard at once). */
+    keyCacheSeconds: number;
   };
   /**
    * Queues an autoscaler serves (TRAPDOOR_AUTOSCALED_QUEUES, e.g. "gpu"): a launch there waits for a
@@ -205,6 +209,12 @@ export function loadConfig(
         1,
         intFrom(env.TRAPDOOR_RATE_LIMIT_WINDOW_SECONDS, 60, "TRAPDOOR_RATE_LIMIT_WINDOW_SECONDS"),
       ),
+      maxConcurrentRequests: intFrom(
+        env.TRAPDOOR_MAX_CONCURRENT_REQUESTS,
+        8,
+        "TRAPDOOR_MAX_CONCURRENT_REQUESTS",
+      ),
+      keyCacheSeconds: intFrom(env.TRAPDOOR_KEY_CACHE_SECONDS, 30, "TRAPDOOR_KEY_CACHE_SECONDS"),
     },
     autoscaledQueues: (env.TRAPDOOR_AUTOSCALED_QUEUES ?? "")
       .split(",")

@@ -10,7 +10,7 @@ import { createDataSource, migrate, migrationsPending } from "./db/data-source.t
 import { JOB_UPDATED_CHANNEL } from "./db/jobs.ts";
 import { ChannelListener } from "./db/listener.ts";
 import { sql } from "./db/sql.ts";
-import { createApiKey, createTenant } from "./db/tenants.ts";
+import { API_KEY_REVOKED_CHANNEL, createApiKey, createTenant } from "./db/tenants.ts";
 import { JobExecution } from "./jobs/execution.ts";
 import { JobService } from "./jobs/service.ts";
 import { WorkerRegistry } from "./jobs/workers.ts";
@@ -20,6 +20,7 @@ import { JobQueue } from "./queue/job-queue.ts";
 import { createObjectStore, LocalStore, localStoreRouter } from "./storage/index.ts";
 import type { ObjectStore } from "./storage/object-store.ts";
 import { AuditLog } from "./tenants/audit.ts";
+import { ConcurrencyLimiter } from "./tenants/concurrency.ts";
 import { QuotaService } from "./tenants/quota.ts";
 import { RateLimiter } from "./tenants/rate-limiter.ts";
 import { TenantService } from "./tenants/service.ts";
@@ -170,9 +171,26 @@ async function assemble(
     stops.unshift(() => rateLimiter.stop());
     tenants.startKeyUseFlush();
     stops.unshift(() => tenants.stop());
+    // Revoked keys are forgotten by every replica's key cache as soon as they are revoked.
+    const keyRevocations = new ChannelListener(databaseUrl, API_KEY_REVOKED_CHANNEL, {
+      applicationName: "trapdoor-key-revocations",
+    });
+    await keyRevocations.start();
+    stops.unshift(() => keyRevocations.stop());
+    tenants.cacheKeys(config.limits.keyCacheSeconds, keyRevocations);
     const api = await createApi(
       config,
-      { tenants, datasets, jobs, quotas, audit: new AuditLog(db), rateLimiter, jobUpdates, ready },
+      {
+        tenants,
+        datasets,
+        jobs,
+        quotas,
+        audit: new AuditLog(db),
+        rateLimiter,
+        concurrency: new ConcurrencyLimiter(config.limits.maxConcurrentRequests),
+        jobUpdates,
+        ready,
+      },
       routes,
       log,
     );

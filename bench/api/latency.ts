@@ -9,7 +9,7 @@
  *
  * Prints a markdown table: p50 / p99 latency, requests/s, and the API's ratio to the reference.
  *
- *   node --import tsx bench/api/latency.ts [--connections 32] [--duration 10] [--jobs 200]
+ *   node --import tsx bench/api/latency.ts [--connections 32] [--duration 10] [--jobs 200] [--rate-limit N]
  *
  * Not part of `make test`. The load generator runs in a worker thread of this process, so on a
  * small machine it shares the CPUs with both servers and Postgres, equally for both sides.
@@ -36,6 +36,9 @@ const { values: args } = parseArgs({
     duration: { type: "string", default: "10" },
     jobs: { type: "string", default: "200" },
     warmup: { type: "string", default: "2" },
+    // Requests per tenant per minute (TRAPDOOR_RATE_LIMIT; 0 turns the limiter off). The default
+    // never refuses here, so the limiter's cost is in the figures without its refusals.
+    "rate-limit": { type: "string", default: "1000000000" },
   },
 });
 const CONNECTIONS = Number(args.connections);
@@ -51,8 +54,8 @@ const JOBS_QUERY = `query { jobs(first: ${PAGE}) { edges { cursor node { ${JOB_F
 
 /** The statements src/db/tenants.ts (tenantForKey) and src/db/jobs.ts (getJob, listJobs) run. */
 const SQL = {
-  tenantForKey: `SELECT t.id, t.name FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-     WHERE k.key_hash = $1 AND k.revoked_at IS NULL`,
+  tenantForKey: `SELECT t.id, t.name, k.id AS "keyId" FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+     WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())`,
   job: "SELECT * FROM training_jobs WHERE id = $1 AND tenant_id = $2",
   jobs: "SELECT * FROM training_jobs WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
 };
@@ -259,7 +262,12 @@ async function main(): Promise<void> {
   const port = await freePort();
   const app = await startApp(
     loadConfig(
-      { ...process.env, PORT: String(port), TRAPDOOR_PUBLIC_URL: `http://127.0.0.1:${port}` },
+      {
+        ...process.env,
+        PORT: String(port),
+        TRAPDOOR_PUBLIC_URL: `http://127.0.0.1:${port}`,
+        TRAPDOOR_RATE_LIMIT: args["rate-limit"],
+      },
       { dataDir: dir },
     ),
     { api: true, worker: false },

@@ -4,6 +4,7 @@ import { GraphQLError } from "graphql";
 import type { DatasetRow, DatasetService } from "../datasets/service.ts";
 import type { JobRow, JobService, JobUpdateSource } from "../jobs/service.ts";
 import type { AuditLog } from "../tenants/audit.ts";
+import type { ConcurrencyLimiter } from "../tenants/concurrency.ts";
 import type { QuotaService } from "../tenants/quota.ts";
 import type { RateLimiter } from "../tenants/rate-limiter.ts";
 import type { Tenant, TenantService } from "../tenants/service.ts";
@@ -17,6 +18,8 @@ export interface Services {
   audit: AuditLog;
   /** Per-tenant request limit shared by the replicas (429 RATE_LIMITED past it). */
   rateLimiter: RateLimiter;
+  /** Per-tenant requests in flight on this replica (429 RATE_LIMITED past it). */
+  concurrency: ConcurrencyLimiter;
   /** This process's LISTEN connection for job updates (subscriptions wait on it). */
   jobUpdates: JobUpdateSource;
   /** The readiness of what the API needs (database, object store): "ok" or why not, by name. */
@@ -55,23 +58,41 @@ export async function authenticate(tenants: TenantService, authorization: unknow
 }
 
 /** 429 with Retry-After; `retryAfterSeconds` tells GraphQL clients the same. */
-function rateLimited(retryAfterSeconds: number, limit: number): GraphQLError {
-  return new GraphQLError(
-    `rate limit of ${limit} requests per window reached; retry in ${retryAfterSeconds} s`,
-    {
-      extensions: {
-        code: "RATE_LIMITED",
-        retryAfterSeconds,
-        http: { status: 429, headers: new HeaderMap([["retry-after", String(retryAfterSeconds)]]) },
-      },
+function rateLimited(message: string, retryAfterSeconds: number): GraphQLError {
+  return new GraphQLError(message, {
+    extensions: {
+      code: "RATE_LIMITED",
+      retryAfterSeconds,
+      http: { status: 429, headers: new HeaderMap([["retry-after", String(retryAfterSeconds)]]) },
     },
-  );
+  });
 }
 
-/** Authenticates the caller and counts the request against its tenant's rate limit. */
-export async function buildContext(services: Services, authorization: unknown): Promise<Context> {
+/**
+ * Authenticates the caller and counts the request against its tenant's rate limit. With `whenDone`
+ * (HTTP requests; it registers a callback for the response's end) the request also holds one of
+ * the tenant's in-flight slots until then.
+ */
+export async function buildContext(
+  services: Services,
+  authorization: unknown,
+  whenDone?: (release: () => void) => void,
+): Promise<Context> {
   const tenant = await authenticate(services.tenants, authorization);
   const verdict = services.rateLimiter.consume(tenant.id);
-  if (!verdict.ok) throw rateLimited(verdict.retryAfterSeconds, verdict.limit);
+  if (!verdict.ok)
+    throw rateLimited(
+      `rate limit of ${verdict.limit} requests per window reached; retry in ${verdict.retryAfterSeconds} s`,
+      verdict.retryAfterSeconds,
+    );
+  if (whenDone) {
+    const release = services.concurrency.enter(tenant.id);
+    if (!release)
+      throw rateLimited(
+        `${services.concurrency.maxInFlight} requests of this tenant are already in flight; retry when one ends`,
+        1,
+      );
+    whenDone(release);
+  }
   return { ...services, tenant, loaders: loadersFor(services, tenant.id) };
 }

@@ -82,7 +82,8 @@ export async function createApi(
     GRAPHQL_PATH,
     express.json({ limit: "1mb" }),
     expressMiddleware(apollo, {
-      context: async ({ req }) => buildContext(services, req.headers.authorization),
+      context: async ({ req, res }) =>
+        buildContext(services, req.headers.authorization, (release) => res.once("close", release)),
     }),
   );
   app.use(notFoundJson);

@@ -45,11 +45,17 @@ export async function createApiKey(
   return { id: row.id, name: row.name, key, expiresAt };
 }
 
-/** The tenant of a live key (not revoked, not expired), with the key's id. */
-export async function tenantForKey(db: Queryable, key: string): Promise<(Tenant & { keyId: string }) | null> {
-  const rows = await sql<Tenant & { keyId: string }>(
+/** Every replica LISTENs here: the payload is the id of a key just revoked (caches drop it). */
+export const API_KEY_REVOKED_CHANNEL = "trapdoor_api_key_revoked";
+
+/** The tenant of a live key (not revoked, not expired), with the key's id and expiry. */
+export async function tenantForKey(
+  db: Queryable,
+  key: string,
+): Promise<(Tenant & { keyId: string; expiresAt: Date | null }) | null> {
+  const rows = await sql<Tenant & { keyId: string; expiresAt: Date | null }>(
     db,
-    `SELECT t.id, t.name, k.id AS "keyId" FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+    `SELECT t.id, t.name, k.id AS "keyId", k.expires_at AS "expiresAt" FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
      WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())`,
     [hashKey(key)],
   );
@@ -72,11 +78,14 @@ export async function touchApiKeys(db: Queryable, ids: string[]): Promise<void> 
     await sql(db, "UPDATE api_keys SET last_used_at = now() WHERE id = ANY($1::uuid[])", [ids]);
 }
 
+/** Revokes a key and tells every replica (NOTIFY, in the same statement) to forget it. */
 export async function revokeApiKey(db: Queryable, tenantId: string, id: string): Promise<boolean> {
   const rows = await sql(
     db,
-    "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL RETURNING id",
-    [id, tenantId],
+    `WITH revoked AS (
+       UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL RETURNING id)
+     SELECT pg_notify($3, id::text) FROM revoked`,
+    [id, tenantId, API_KEY_REVOKED_CHANNEL],
   );
   return rows.length > 0;
 }

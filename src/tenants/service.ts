@@ -4,6 +4,7 @@ import {
   apiKeysOf,
   createApiKey,
   createTenant,
+  hashKey,
   revokeApiKey,
   type Tenant,
   tenantForKey,
@@ -11,6 +12,7 @@ import {
 } from "../db/tenants.ts";
 import { badInput } from "../errors.ts";
 import { checkString, INPUT_LIMITS, parseId } from "../input-limits.ts";
+import { KeyCache, type KeyRevocations } from "./key-cache.ts";
 
 export type { ApiKeyRow, Tenant };
 
@@ -19,15 +21,30 @@ export class TenantService {
   /** Keys used since the last flush: lastUsedAt is written in batches, never once per request. */
   private readonly used = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  private cache: KeyCache | undefined;
 
   constructor(private readonly db: DataSource) {}
 
+  /**
+   * Answers known keys from memory for `ttlSeconds` (API processes), forgetting a key as soon as
+   * `revocations` says it was revoked anywhere.
+   */
+  cacheKeys(ttlSeconds: number, revocations: KeyRevocations): void {
+    this.cache = ttlSeconds > 0 ? new KeyCache(ttlSeconds, revocations) : undefined;
+  }
+
   /** The tenant of a live (not revoked, not expired) key, with the key's id (the audit log's actor), or null. */
   async forKey(key: string): Promise<Tenant | null> {
-    const found = await tenantForKey(this.db, key);
-    if (!found) return null;
-    this.used.add(found.keyId);
-    return { id: found.id, name: found.name, keyId: found.keyId };
+    const hash = hashKey(key);
+    let tenant = this.cache?.get(hash);
+    if (!tenant) {
+      const found = await tenantForKey(this.db, key);
+      if (!found) return null;
+      tenant = { id: found.id, name: found.name, keyId: found.keyId };
+      this.cache?.set(hash, tenant, found.expiresAt);
+    }
+    this.used.add(tenant.keyId);
+    return tenant;
   }
 
   /** Writes the keys' last use every `seconds` (lastUsedAt is as fresh as that). */
@@ -70,7 +87,9 @@ export class TenantService {
   }
 
   /** Revokes one of the tenant's keys; NOT_FOUND for an id no key can have (not a UUID). */
-  revokeApiKey(tenantId: string, id: string): Promise<boolean> {
-    return revokeApiKey(this.db, tenantId, parseId("API key", id));
+  async revokeApiKey(tenantId: string, id: string): Promise<boolean> {
+    const revoked = await revokeApiKey(this.db, tenantId, parseId("API key", id));
+    this.cache?.forgetKey(id.toLowerCase());
+    return revoked;
   }
 }

@@ -107,6 +107,56 @@ describe("abuse: alias floods and request rates (case 4)", () => {
   });
 });
 
+describe("one tenant's parallel burst, and cached keys", () => {
+  let app: TestApp;
+  before(async () => {
+    app = await startTestApp({ TRAPDOOR_MAX_CONCURRENT_REQUESTS: "1" }, { api: true, worker: false });
+  });
+  after(async () => {
+    await assertInvariants(app);
+    await app.cleanup();
+  });
+
+  it("past its in-flight cap a tenant gets 429 at once; slots come back when requests end", async () => {
+    const url = app.url as string;
+    const query =
+      "{ jobs(first: 100) { edges { node { id } } } datasets(first: 100) { edges { node { id } } } }";
+    const burst = await Promise.all(Array.from({ length: 50 }, () => post(url, app.key, query)));
+    const statuses = burst.map((r) => r.status);
+    assert.ok(statuses.includes(200) && statuses.includes(429), `statuses ${statuses.join(",")}`);
+    const refused = burst.find((r) => r.status === 429);
+    assert.equal(refused?.body.errors?.[0]?.extensions?.code, "RATE_LIMITED");
+    assert.equal(refused?.retryAfter, "1");
+    // Sequential requests never overlap: each gets the one slot back.
+    for (let i = 0; i < 5; i++) assert.equal((await post(url, app.key, query)).status, 200);
+  });
+
+  it("a key revoked on one replica is refused by another at once, though that one had it cached", async () => {
+    const url = app.url as string;
+    const made = await gql<{ createApiKey: { id: string; key: string } }>(
+      url,
+      app.key,
+      `mutation { createApiKey(name: "soon revoked") { id key } }`,
+    );
+    const key = made.data?.createApiKey;
+    assert.ok(key);
+    // Replica B caches keys for 10 minutes: only the revocation message can make it forget.
+    const b = await startReplica(app, { api: true, worker: false }, { TRAPDOOR_KEY_CACHE_SECONDS: "600" });
+    try {
+      assert.equal((await post(b.url as string, key.key, "{ viewer { id } }")).status, 200);
+      const revoked = await gql(url, app.key, `mutation($id: ID!) { revokeApiKey(id: $id) }`, { id: key.id });
+      assert.ifError(revoked.errors?.[0]);
+      await waitFor(
+        "replica B to refuse the revoked key",
+        async () => (await post(b.url as string, key.key, "{ viewer { id } }")).status === 401,
+        3000,
+      );
+    } finally {
+      await b.stop();
+    }
+  });
+});
+
 describe("API keys: listing, last use, expiry", () => {
   let app: TestApp;
   before(async () => {
