@@ -69,15 +69,15 @@ function rateLimited(message: string, retryAfterSeconds: number): GraphQLError {
 }
 
 /**
- * Authenticates the caller and counts the request against its tenant's rate limit. With `whenDone`
- * (HTTP requests; it registers a callback for the response's end) the request also holds one of
- * the tenant's in-flight slots until then.
+ * Admission: authenticates the caller and counts the request against its tenant's rate limit.
+ * With `whenDone` (HTTP requests; it registers a callback for the response's end) the request
+ * also holds one of the tenant's in-flight slots until then. Throws GraphQLErrors (401, 429).
  */
-export async function buildContext(
+export async function admit(
   services: Services,
   authorization: unknown,
   whenDone?: (release: () => void) => void,
-): Promise<Context> {
+): Promise<Tenant> {
   const tenant = await authenticate(services.tenants, authorization);
   const verdict = services.rateLimiter.consume(tenant.id);
   if (!verdict.ok)
@@ -94,5 +94,15 @@ export async function buildContext(
       );
     whenDone(release);
   }
+  return tenant;
+}
+
+/** What the resolvers of one request (or one subscription) get. */
+export function contextFor(services: Services, tenant: Tenant): Context {
   return { ...services, tenant, loaders: loadersFor(services, tenant.id) };
+}
+
+/** Admission and context in one (subscriptions: admitted once per operation). */
+export async function buildContext(services: Services, authorization: unknown): Promise<Context> {
+  return contextFor(services, await admit(services, authorization));
 }

@@ -4,7 +4,9 @@ import { expressMiddleware } from "@as-integrations/express5";
 import express, { type RequestHandler } from "express";
 import type { Config } from "../config.ts";
 import { createLogger, type Logger } from "../log.ts";
-import { buildContext, type Context, type Services } from "./context.ts";
+import type { Tenant } from "../tenants/service.ts";
+import { admission } from "./admission.ts";
+import { type Context, contextFor, type Services } from "./context.ts";
 import { publicError } from "./errors.ts";
 import { jsonErrors, notFoundJson } from "./http-errors.ts";
 import { depthAndCostLimit } from "./limits.ts";
@@ -80,10 +82,10 @@ export async function createApi(
   for (const [path, handler] of Object.entries(routes)) app.use(path, handler);
   app.use(
     GRAPHQL_PATH,
+    admission(services),
     express.json({ limit: "1mb" }),
     expressMiddleware(apollo, {
-      context: async ({ req, res }) =>
-        buildContext(services, req.headers.authorization, (release) => res.once("close", release)),
+      context: async ({ res }) => contextFor(services, res.locals.tenant as Tenant),
     }),
   );
   app.use(notFoundJson);
