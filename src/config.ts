@@ -81,7 +81,10 @@ export interface Config {
     /** Requests per tenant per window, shared by every API replica (0: no limit). */
     rateLimitRequests: number;
     rateLimitWindowSeconds: number;
-    /** Requests of one tenant in flight at once on one API process (0: no limit). */
+    /**
+     * Requests of one tenant in flight at once on one API process (0: no limit); 4 of the 10 pooled
+     * database connections at most, so one tenant's burst leaves the others room.
+     */
     maxConcurrentRequests: number;
     /** How long an API process answers a known key from memory (revocations are heard at once). */
     keyCacheSeconds: number;
@@ -211,7 +214,7 @@ export function loadConfig(
       ),
       maxConcurrentRequests: intFrom(
         env.TRAPDOOR_MAX_CONCURRENT_REQUESTS,
-        8,
+        4,
         "TRAPDOOR_MAX_CONCURRENT_REQUESTS",
       ),
       keyCacheSeconds: intFrom(env.TRAPDOOR_KEY_CACHE_SECONDS, 30, "TRAPDOOR_KEY_CACHE_SECONDS"),
