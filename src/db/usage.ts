@@ -17,25 +17,23 @@ export type QuotaOverrides = { [K in keyof Usage]: number | null };
  * Locks the tenant's row until the caller's transaction ends, so that two requests of one tenant
  * cannot both pass a quota check for room only one of them fits in.
  */
-export async function lockTenant(tx: Queryable, tenantId: string): Promise<QuotaOverrides> {
-  const rows = await sql<{ bytes: string | null; datasets: number | null; live_jobs: number | null }>(
-    tx,
-    `SELECT quota_bytes AS bytes, quota_datasets AS datasets, quota_live_jobs AS live_jobs
-     FROM tenants WHERE id = $1 FOR UPDATE`,
-    [tenantId],
-  );
-  const row = rows[0];
-  return {
-    bytes: row?.bytes == null ? null : Number(row.bytes),
-    datasets: row?.datasets ?? null,
-    liveJobs: row?.live_jobs ?? null,
-  };
+export function lockTenant(tx: Queryable, tenantId: string): Promise<QuotaOverrides> {
+  return readOverrides(tx, tenantId, "FOR UPDATE");
 }
 
-export async function quotaOverrides(db: Queryable, tenantId: string): Promise<QuotaOverrides> {
+export function quotaOverrides(db: Queryable, tenantId: string): Promise<QuotaOverrides> {
+  return readOverrides(db, tenantId, "");
+}
+
+async function readOverrides(
+  db: Queryable,
+  tenantId: string,
+  lock: "FOR UPDATE" | "",
+): Promise<QuotaOverrides> {
   const rows = await sql<{ bytes: string | null; datasets: number | null; live_jobs: number | null }>(
     db,
-    "SELECT quota_bytes AS bytes, quota_datasets AS datasets, quota_live_jobs AS live_jobs FROM tenants WHERE id = $1",
+    `SELECT quota_bytes AS bytes, quota_datasets AS datasets, quota_live_jobs AS live_jobs
+     FROM tenants WHERE id = $1 ${lock}`,
     [tenantId],
   );
   const row = rows[0];

@@ -168,6 +168,28 @@ export interface PartBytes {
   bytes: Buffer;
 }
 
+export interface UploadSession {
+  dataset: { id: string };
+  uploads: { part: string; url: string; headers: Record<string, string> }[];
+}
+
+/** createDatasetUpload with `input` as given; the session (throws with the errors when refused). */
+export async function createUploadSession(
+  url: string,
+  key: string,
+  input: Record<string, unknown>,
+): Promise<UploadSession> {
+  const created = await gql<{ createDatasetUpload: UploadSession }>(
+    url,
+    key,
+    `mutation($input: CreateDatasetUploadInput!) { createDatasetUpload(input: $input) { dataset { id } uploads { part url headers } } }`,
+    { input },
+  );
+  const session = created.data?.createDatasetUpload;
+  if (!session) throw new Error(JSON.stringify(created.errors));
+  return session;
+}
+
 /**
  * Create an upload session and PUT every part to its signed URL; returns the dataset id. The
  * upload is not completed: `completeUpload` does that (tests put things in between).
@@ -178,25 +200,11 @@ export async function putUpload(
   input: { name: string; role: string; format?: string },
   parts: PartBytes[],
 ): Promise<string> {
-  const created = await gql<{
-    createDatasetUpload: {
-      dataset: { id: string };
-      uploads: { part: string; url: string; headers: Record<string, string> }[];
-    };
-  }>(
-    url,
-    key,
-    `mutation($input: CreateDatasetUploadInput!) { createDatasetUpload(input: $input) { dataset { id } uploads { part url headers } } }`,
-    {
-      input: {
-        format: "NPY_PAIR",
-        ...input,
-        parts: parts.map((p) => ({ name: p.name, sizeBytes: p.bytes.length, sha256: sha256(p.bytes) })),
-      },
-    },
-  );
-  const payload = created.data?.createDatasetUpload;
-  if (!payload) throw new Error(JSON.stringify(created.errors));
+  const payload = await createUploadSession(url, key, {
+    format: "NPY_PAIR",
+    ...input,
+    parts: parts.map((p) => ({ name: p.name, sizeBytes: p.bytes.length, sha256: sha256(p.bytes) })),
+  });
   for (const target of payload.uploads) {
     const body = parts.find((p) => p.name === target.part)?.bytes as Buffer;
     const res = await fetch(target.url, {

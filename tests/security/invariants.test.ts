@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import {
+  createUploadSession,
   datasetIds,
   gql,
   launchJob,
@@ -53,23 +54,14 @@ describe("system invariants: final states, and the store holds exactly what the 
     });
     // An upload session the client abandoned after one part: final, its part allowed.
     const parts = npyPairParts(data.test);
-    const created = await gql<{
-      createDatasetUpload: { uploads: { part: string; url: string; headers: Record<string, string> }[] };
-    }>(
-      url,
-      app.key,
-      `mutation($input: CreateDatasetUploadInput!) { createDatasetUpload(input: $input) { uploads { part url headers } } }`,
-      {
-        input: {
-          name: "abandoned",
-          role: "TEST",
-          format: "NPY_PAIR",
-          parts: parts.map((p) => ({ name: p.name, sizeBytes: p.bytes.length, sha256: sha256(p.bytes) })),
-        },
-      },
-    );
-    const first = created.data?.createDatasetUpload.uploads.find((u) => u.part === "images");
-    assert.ok(first, JSON.stringify(created.errors));
+    const session = await createUploadSession(url, app.key, {
+      name: "abandoned",
+      role: "TEST",
+      format: "NPY_PAIR",
+      parts: parts.map((p) => ({ name: p.name, sizeBytes: p.bytes.length, sha256: sha256(p.bytes) })),
+    });
+    const first = session.uploads.find((u) => u.part === "images");
+    assert.ok(first);
     const put = await fetch(first.url, {
       method: "PUT",
       headers: first.headers,
@@ -166,21 +158,13 @@ describe("system invariants: final states, and the store holds exactly what the 
   it("hold after a part is PUT to a deleted upload session's URL (refused: nothing is orphaned)", async () => {
     const url = app.url as string;
     const bytes = Buffer.from("late part");
-    const created = await gql<{
-      createDatasetUpload: {
-        dataset: { id: string };
-        uploads: { part: string; url: string; headers: Record<string, string> }[];
-      };
-    }>(
-      url,
-      app.key,
-      `mutation($input: CreateDatasetUploadInput!) { createDatasetUpload(input: $input) { dataset { id } uploads { part url headers } } }`,
-      {
-        input: { name: "late", role: "TEST", format: "NPZ", sizeBytes: bytes.length, sha256: sha256(bytes) },
-      },
-    );
-    const payload = created.data?.createDatasetUpload;
-    assert.ok(payload, JSON.stringify(created.errors));
+    const payload = await createUploadSession(url, app.key, {
+      name: "late",
+      role: "TEST",
+      format: "NPZ",
+      sizeBytes: bytes.length,
+      sha256: sha256(bytes),
+    });
     await gql(url, app.key, `mutation($id: ID!) { deleteDataset(id: $id) }`, { id: payload.dataset.id });
     const [target] = payload.uploads;
     assert.ok(target);

@@ -14,6 +14,7 @@ import { ingestUpload } from "../../src/datasets/upload-ingest.ts";
 import { claimDataset, datasetById } from "../../src/db/datasets.ts";
 import {
   completeUpload,
+  createUploadSession,
   datasetIds,
   gql,
   launchJob,
@@ -50,30 +51,16 @@ describe("abuse: storage leaks (case 6)", () => {
 
   it("a deleted dataset's upload URL answers 410 and stores nothing", async () => {
     const parts = npyPairParts(data.test);
-    const created = await gql<{
-      createDatasetUpload: {
-        dataset: { id: string };
-        uploads: { url: string; headers: Record<string, string> }[];
-      };
-    }>(
-      app.url as string,
-      app.key,
-      `mutation($input: CreateDatasetUploadInput!) { createDatasetUpload(input: $input) { dataset { id } uploads { url headers } } }`,
-      {
-        input: {
-          name: "gone",
-          role: "TEST",
-          format: "NPY_PAIR",
-          parts: parts.map((p) => ({
-            name: p.name,
-            sizeBytes: p.bytes.length,
-            sha256: createHash("sha256").update(p.bytes).digest("hex"),
-          })),
-        },
-      },
-    );
-    const payload = created.data?.createDatasetUpload;
-    assert.ok(payload, JSON.stringify(created.errors));
+    const payload = await createUploadSession(app.url as string, app.key, {
+      name: "gone",
+      role: "TEST",
+      format: "NPY_PAIR",
+      parts: parts.map((p) => ({
+        name: p.name,
+        sizeBytes: p.bytes.length,
+        sha256: createHash("sha256").update(p.bytes).digest("hex"),
+      })),
+    });
     const del = await gql(app.url as string, app.key, `mutation($id: ID!) { deleteDataset(id: $id) }`, {
       id: payload.dataset.id,
     });

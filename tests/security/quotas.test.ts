@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { archiveOf, pngBytes } from "../datasets/archives.ts";
-import { completeUpload, gql, startTestApp, waitFor } from "../helpers/app.ts";
+import { completeUpload, createUploadSession, gql, startTestApp, waitFor } from "../helpers/app.ts";
 import { assertInvariants } from "../helpers/invariants.ts";
 
 type TestApp = Awaited<ReturnType<typeof startTestApp>>;
@@ -23,28 +23,14 @@ function tinyClassFolders(): Buffer {
 
 async function failedWith(app: TestApp, resize: number): Promise<{ code: string; reason: string }> {
   const zip = tinyClassFolders();
-  const created = await gql<{
-    createDatasetUpload: {
-      dataset: { id: string };
-      uploads: { url: string; headers: Record<string, string> }[];
-    };
-  }>(
-    app.url as string,
-    app.key,
-    `mutation($input: CreateDatasetUploadInput!) { createDatasetUpload(input: $input) { dataset { id } uploads { url headers } } }`,
-    {
-      input: {
-        name: "bomb",
-        role: "TRAIN",
-        format: "CLASS_FOLDERS",
-        sizeBytes: zip.length,
-        sha256: createHash("sha256").update(zip).digest("hex"),
-        options: { resize: { width: resize, height: resize }, channels: 1 },
-      },
-    },
-  );
-  const payload = created.data?.createDatasetUpload;
-  assert.ok(payload, JSON.stringify(created.errors));
+  const payload = await createUploadSession(app.url as string, app.key, {
+    name: "bomb",
+    role: "TRAIN",
+    format: "CLASS_FOLDERS",
+    sizeBytes: zip.length,
+    sha256: createHash("sha256").update(zip).digest("hex"),
+    options: { resize: { width: resize, height: resize }, channels: 1 },
+  });
   const put = await fetch(payload.uploads[0]?.url as string, {
     method: "PUT",
     headers: payload.uploads[0]?.headers,
