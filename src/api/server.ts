@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import { ApolloServer } from "@apollo/server";
+import { ApolloServerPluginCacheControlDisabled } from "@apollo/server/plugin/disabled";
 import { expressMiddleware } from "@as-integrations/express5";
 import express, { type RequestHandler } from "express";
 import type { Config } from "../config.ts";
@@ -57,6 +58,9 @@ export async function createApi(
       subscriptionsOverWebSocketOnly,
     ],
     csrfPrevention: true,
+    // Cache hints are computed for every field of every response unless disabled; nothing here
+    // serves HTTP caching (responses are per tenant and private), and jobs(first: 50) pays for it.
+    plugins: [ApolloServerPluginCacheControlDisabled()],
     // The process owns its signals: SIGTERM stops the whole app (api.stop() stops Apollo) and exits 0.
     // Apollo's own handler would re-raise the signal and kill the process before that.
     stopOnTerminationSignals: false,
