@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+import type { Pool } from "pg";
 import type { DataSource, QueryRunner } from "typeorm";
 
 /** A connection or an open transaction. */
@@ -14,6 +16,14 @@ export async function sql<T = Record<string, unknown>>(
 ): Promise<T[]> {
   if ("manager" in db && "isTransactionActive" in db) {
     return (await (db as QueryRunner).query(text, params, true)).records as T[];
+  }
+  // Outside a transaction, straight to the driver's pool as a named statement: each connection
+  // parses and plans it once, and TypeORM's per-query runner is skipped (the API's hot reads).
+  const pool = poolOf(db as DataSource);
+  if (pool) {
+    const name = statementName(text);
+    const result = await pool.query(name ? { name, text, values: params } : { text, values: params });
+    return result.rows as T[];
   }
   const runner = (db as DataSource).createQueryRunner();
   try {
@@ -55,4 +65,24 @@ export async function atomically<T>(db: Queryable, fn: (tx: Queryable) => Promis
   const runner = db as QueryRunner;
   if (runner.isTransactionActive) return fn(runner);
   return inNewTransaction(runner, fn);
+}
+
+/** The pg pool behind a DataSource (TypeORM's postgres driver keeps it as `master`). */
+function poolOf(db: DataSource): Pool | undefined {
+  const master = (db.driver as unknown as { master?: Pool }).master;
+  return master && typeof master.query === "function" ? master : undefined;
+}
+
+const statementNames = new Map<string, string>();
+/** Statements named at most: texts built with varying parts beyond this run unnamed. */
+const MAX_NAMED_STATEMENTS = 500;
+
+/** A stable name per statement text, or undefined once MAX_NAMED_STATEMENTS are named. */
+function statementName(text: string): string | undefined {
+  let name = statementNames.get(text);
+  if (!name && statementNames.size < MAX_NAMED_STATEMENTS) {
+    name = `td_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`;
+    statementNames.set(text, name);
+  }
+  return name;
 }
