@@ -9,6 +9,8 @@ server:
   migrate [--revert | --check]   apply (or revert the last) database migration; --check exits 1
                    while migrations are pending (an initContainer waits on it)
   tenant NAME      create a tenant and print its first API key
+  quota TENANT_ID [--bytes N] [--datasets N] [--live-jobs N]
+                   set a tenant's own quota (else the TRAPDOOR_TENANT_MAX_* defaults) and print it
     (--port P, --data-dir DIR)
 client (talks to a running API; \`trapdoor login\` first):
   login --endpoint URL --key KEY
@@ -37,6 +39,9 @@ async function main(argv: string[]): Promise<number> {
       check: { type: "boolean" },
       once: { type: "boolean" },
       queue: { type: "string" },
+      bytes: { type: "string" },
+      datasets: { type: "string" },
+      "live-jobs": { type: "string" },
       help: { type: "boolean" },
     },
   });
@@ -77,7 +82,7 @@ async function main(argv: string[]): Promise<number> {
     await app.stop();
     return ExitCode.OK;
   }
-  if (command === "migrate" || command === "tenant") {
+  if (command === "migrate" || command === "tenant" || command === "quota") {
     const { createDataSource, migrate, migrationsPending } = await import("../db/data-source.ts");
     const { createApiKey, createTenant } = await import("../db/tenants.ts");
     // Connects to the cluster of a `trapdoor start` running on this data directory, if any. Logs to
@@ -103,11 +108,14 @@ async function main(argv: string[]): Promise<number> {
           const applied = await migrate(db);
           console.log(applied.length ? `applied: ${applied.join(", ")}` : "database is up to date");
         }
+      } else if (command === "quota") {
+        await setTenantQuota(db, config, rest[0], values);
       } else {
+        const { checkString, INPUT_LIMITS } = await import("../input-limits.ts");
         const name = rest[0];
         if (!name) throw new Error("tenant needs a NAME");
         await migrate(db);
-        const tenant = await createTenant(db, name);
+        const tenant = await createTenant(db, checkString(name, "NAME", INPUT_LIMITS.tenantNameChars));
         const key = await createApiKey(db, tenant.id, "first key");
         console.log(`tenant ${tenant.id}\nAPI key: ${key.key}`);
       }
@@ -119,6 +127,39 @@ async function main(argv: string[]): Promise<number> {
   }
   console.error(`unknown command ${command}\n${USAGE}`);
   return ExitCode.USAGE;
+}
+
+/** `trapdoor quota TENANT_ID --bytes N --datasets N --live-jobs N`: a tenant's own quota, then the effective one. */
+async function setTenantQuota(
+  db: import("typeorm").DataSource,
+  config: import("../config.ts").Config,
+  tenantId: string | undefined,
+  values: { bytes?: string; datasets?: string; "live-jobs"?: string },
+): Promise<void> {
+  const { parseId } = await import("../input-limits.ts");
+  const { QuotaService } = await import("../tenants/quota.ts");
+  const { setQuotaOverrides } = await import("../db/usage.ts");
+  if (!tenantId) throw new Error("quota needs a TENANT_ID");
+  const id = parseId("tenant", tenantId);
+  if ((await db.query("SELECT 1 FROM tenants WHERE id = $1", [id])).length === 0)
+    throw new Error(`tenant ${id} does not exist`);
+  const count = (flag: string, value: string | undefined) => {
+    if (value === undefined) return null;
+    if (!/^\d{1,18}$/.test(value)) throw new Error(`--${flag} must be a non-negative integer, got ${value}`);
+    return Number(value);
+  };
+  await setQuotaOverrides(db, id, {
+    bytes: count("bytes", values.bytes),
+    datasets: count("datasets", values.datasets),
+    liveJobs: count("live-jobs", values["live-jobs"]),
+  });
+  const quotas = new QuotaService(db, {
+    bytes: config.limits.tenantMaxBytes,
+    datasets: config.limits.tenantMaxDatasets,
+    liveJobs: config.limits.maxLiveJobsPerTenant,
+  });
+  const [quota, usage] = await Promise.all([quotas.quota(id), quotas.usage(id)]);
+  console.log(`tenant ${id}\nquota: ${JSON.stringify(quota)}\nusage: ${JSON.stringify(usage)}`);
 }
 
 main(process.argv.slice(2)).then(
