@@ -21,7 +21,7 @@ import { createObjectStore, LocalStore, localStoreRouter } from "./storage/index
 import type { ObjectStore } from "./storage/object-store.ts";
 import { AuditLog } from "./tenants/audit.ts";
 import { ConcurrencyLimiter } from "./tenants/concurrency.ts";
-import { QuotaService } from "./tenants/quota.ts";
+import { QuotaService, quotaDefaults } from "./tenants/quota.ts";
 import { RateLimiter } from "./tenants/rate-limiter.ts";
 import { TenantService } from "./tenants/service.ts";
 import { type RunningWorker, startWorker } from "./worker/index.ts";
@@ -89,11 +89,7 @@ async function assemble(
   const queue = new JobQueue(databaseUrl, config.gpuCounts);
   await queue.start();
   stops.unshift(() => queue.stop());
-  const quotas = new QuotaService(db, {
-    bytes: config.limits.tenantMaxBytes,
-    datasets: config.limits.tenantMaxDatasets,
-    liveJobs: config.limits.maxLiveJobsPerTenant,
-  });
+  const quotas = new QuotaService(db, quotaDefaults(config.limits));
   const datasets = new DatasetService(db, store, queue, config.limits.maxUploadBytes, quotas);
   const workers = new WorkerRegistry(
     db,

@@ -137,7 +137,7 @@ async function setTenantQuota(
   values: { bytes?: string; datasets?: string; "live-jobs"?: string },
 ): Promise<void> {
   const { parseId } = await import("../input-limits.ts");
-  const { QuotaService } = await import("../tenants/quota.ts");
+  const { QuotaService, quotaDefaults } = await import("../tenants/quota.ts");
   const { setQuotaOverrides } = await import("../db/usage.ts");
   if (!tenantId) throw new Error("quota needs a TENANT_ID");
   const id = parseId("tenant", tenantId);
@@ -153,11 +153,7 @@ async function setTenantQuota(
     datasets: count("datasets", values.datasets),
     liveJobs: count("live-jobs", values["live-jobs"]),
   });
-  const quotas = new QuotaService(db, {
-    bytes: config.limits.tenantMaxBytes,
-    datasets: config.limits.tenantMaxDatasets,
-    liveJobs: config.limits.maxLiveJobsPerTenant,
-  });
+  const quotas = new QuotaService(db, quotaDefaults(config.limits));
   const [quota, usage] = await Promise.all([quotas.quota(id), quotas.usage(id)]);
   console.log(`tenant ${id}\nquota: ${JSON.stringify(quota)}\nusage: ${JSON.stringify(usage)}`);
 }

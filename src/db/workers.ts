@@ -19,14 +19,21 @@ export async function unregisterWorker(db: Queryable, name: string): Promise<voi
   await sql(db, "DELETE FROM workers WHERE name = $1", [name]);
 }
 
-/** Live workers per queue (heartbeat within `staleAfterSeconds`); a lost worker's row is dropped. */
+/** Drops the rows of workers silent for `seconds` (killed, never unregistered); returns how many. */
+export async function forgetLostWorkers(db: Queryable, seconds: number): Promise<number> {
+  const rows = await sql(
+    db,
+    "DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => $1) RETURNING name",
+    [seconds],
+  );
+  return rows.length;
+}
+
+/** Live workers per queue (heartbeat within `staleAfterSeconds`): a read, as launches and reads need. */
 export async function liveWorkersByQueue(
   db: Queryable,
   staleAfterSeconds: number,
 ): Promise<Map<string, number>> {
-  await sql(db, "DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => $1 * 10)", [
-    staleAfterSeconds,
-  ]);
   const rows = await sql<{ queue: string; n: string }>(
     db,
     `SELECT q AS queue, count(*) AS n FROM workers, unnest(queues) AS q

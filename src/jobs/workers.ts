@@ -1,5 +1,11 @@
 import type { DataSource } from "typeorm";
-import { liveWorkersByQueue, registerWorker, unregisterWorker, workerHeartbeat } from "../db/workers.ts";
+import {
+  forgetLostWorkers,
+  liveWorkersByQueue,
+  registerWorker,
+  unregisterWorker,
+  workerHeartbeat,
+} from "../db/workers.ts";
 
 /** Why a queue has no worker, or null when one serves it. */
 export type QueueAvailability = { served: true } | { served: false; autoscaled: boolean };
@@ -37,6 +43,11 @@ export class WorkerRegistry {
     const live = await liveWorkersByQueue(this.db, this.staleAfterSeconds);
     if ((live.get(queue) ?? 0) > 0) return { served: true };
     return { served: false, autoscaled: this.isAutoscaled(queue) };
+  }
+
+  /** Drops the rows of workers silent for ten times the staleness (the sweeper's job). */
+  forgetLost(): Promise<number> {
+    return forgetLostWorkers(this.db, this.staleAfterSeconds * 10);
   }
 
   /** Live workers per queue (operators' view). */

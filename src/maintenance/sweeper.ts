@@ -6,7 +6,8 @@
  * - a deleted dataset's objects, once its upload URLs have expired (an S3 presigned PUT cannot be
  *   revoked: bytes may land after the deletion);
  * - finished jobs' artifacts past the retention;
- * - jobs queued longer than the queue timeout on a queue no live worker serves (QUEUE_TIMEOUT).
+ * - jobs queued longer than the queue timeout on a queue no live worker serves (QUEUE_TIMEOUT);
+ * - the registry rows of workers long silent (killed without unregistering).
  */
 import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -91,6 +92,7 @@ export class Sweeper {
         await markArtifactsExpired(db, job.id);
         expiredJobs++;
       }
+    await workers.forgetLost();
     const timedOutJobs = await failUnservedQueued(
       db,
       await workers.liveByQueue(),

@@ -1,10 +1,18 @@
 import type { DataSource } from "typeorm";
+import type { Config } from "../config.ts";
 import type { Queryable } from "../db/sql.ts";
 import { lockTenant, type QuotaOverrides, quotaOverrides, tenantUsage, type Usage } from "../db/usage.ts";
 import { quotaExceeded } from "../errors.ts";
 
 export type { Usage };
 export type Quota = Usage;
+
+/** The deployment's per-tenant defaults, from its configured limits. */
+export const quotaDefaults = (limits: Config["limits"]): Quota => ({
+  bytes: limits.tenantMaxBytes,
+  datasets: limits.tenantMaxDatasets,
+  liveJobs: limits.maxLiveJobsPerTenant,
+});
 
 const UNITS: Record<keyof Usage, (n: number) => string> = {
   bytes: (n) => `${n} bytes`,
