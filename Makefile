@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON = $(shell scripts/find-python.sh)
 export PYTHONPATH := $(CURDIR)/trainer:$(PYTHONPATH)
 
-.PHONY: deps deps-plots build run demo test test-trainer test-ts lint typecheck catalog bench-throughput bench-fmnist bench-efficacy bench-api bench-gpu
+.PHONY: deps deps-plots deps-test build run demo test test-trainer test-ts lint typecheck catalog bench-throughput bench-fmnist bench-efficacy bench-api bench-gpu
 
 deps:
 	@scripts/ensure-deps.sh
@@ -23,7 +23,11 @@ run: deps
 demo: deps
 	TRAPDOOR_PYTHON=$(PYTHON) $(PYTHON) bench/fmnist/run.py --preset quick
 
-test: deps
+# Tests also hold ingest's resize to Pillow's (tests/datasets/resize.test.ts).
+deps-test:
+	@scripts/ensure-deps.sh python3-pil
+
+test: deps-test
 	@$(MAKE) --no-print-directory typecheck lint test-trainer test-ts
 
 test-trainer:

@@ -1,9 +1,12 @@
 /**
- * Ingest throughput and memory: a class-folder tar of PNGs and an NPY pair, each generated at
+ * Ingest throughput and memory: a class-folder tar of PNGs, a GTSRB tar of PPMs and an NPY
+ * pair, each generated at
  * --size-mb and at a quarter of it, each ingested through `ingest()` (the code path the
  * service runs in the background after completeDatasetUpload) in a fresh child process.
  * Prints MB/s (input bytes per second), images/s and the peak RSS growth over the child's
  * RSS just before ingest; equal growth at both sizes means memory is flat in the input size.
+ * The child starts its decoding threads before the clock starts, as an ingest worker does when
+ * it starts; their memory is in the "RSS before" column.
  *
  *   node --import tsx bench/api/ingest.ts [--size-mb 1024] [--image-size 64] [--dir DIR]
  *
@@ -21,6 +24,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import sharp from "sharp";
 import tar from "tar-stream";
+import { DECODE_THREADS, warmDecodePool } from "../../src/datasets/images/decode-pool.ts";
 import { type DatasetFormat, ingest } from "../../src/datasets/ingest.ts";
 import { npyHeader } from "../../src/datasets/npy-write.ts";
 import { pattern } from "../../tests/datasets/helpers.ts";
@@ -75,6 +79,48 @@ async function writeClassFolderTar(path: string, bytes: number, side: number) {
   return { bytes: (await stat(path)).size, images };
 }
 
+const GTSRB_CLASSES = 43;
+
+/**
+ * A tar in GTSRB's training layout (Final_Training/Images/<class>/*.ppm + GT-<class>.csv) of
+ * about `bytes`: P6 images from 30×30 to 79×79 (GTSRB's own are mostly 30–80 px a side), each
+ * resized to 32×32 by ingest, GTSRB's default.
+ */
+async function writeGtsrbTar(path: string, bytes: number) {
+  const sides = Array.from({ length: 50 }, (_, i) => 30 + i);
+  const bodies = sides.map((side, i) => {
+    const header = Buffer.from(`P6\n${side} ${side}\n255\n`);
+    return Buffer.concat([header, noise(side * side * 3, i + 100)]);
+  });
+  const averageEntry =
+    bodies.reduce((sum, b) => sum + 512 + Math.ceil(b.length / 512) * 512, 0) / bodies.length;
+  const count = Math.max(GTSRB_CLASSES, Math.round(bytes / averageEntry));
+  const pack = tar.pack();
+  const done = pipeline(pack as unknown as NodeJS.ReadableStream, createWriteStream(path));
+  const add = (name: string, body: Buffer) =>
+    new Promise<void>((resolve, reject) =>
+      pack.entry({ name, size: body.length }, body, (e) => (e ? reject(e) : resolve())),
+    );
+  const pad = (n: number) => String(n).padStart(5, "0");
+  let image = 0;
+  for (let c = 0; c < GTSRB_CLASSES; c++) {
+    const folder = `GTSRB/Final_Training/Images/${pad(c)}/`;
+    const rows = ["Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"];
+    const inClass = Math.floor(count / GTSRB_CLASSES) + (c < count % GTSRB_CLASSES ? 1 : 0);
+    for (let i = 0; i < inClass; i++, image++) {
+      const k = image % bodies.length;
+      const side = sides[k] as number;
+      const name = `${pad(c)}_${pad(i)}.ppm`;
+      await add(folder + name, bodies[k] as Buffer);
+      rows.push(`${name};${side};${side};5;5;${side - 6};${side - 6};${c}`);
+    }
+    await add(`${folder}GT-${pad(c)}.csv`, Buffer.from(`${rows.join("\r\n")}\r\n`));
+  }
+  pack.finalize();
+  await done;
+  return { bytes: (await stat(path)).size, images: count };
+}
+
 /** images.npy (N×side×side×3 uint8) + labels.npy (int64) totalling about `bytes`. */
 async function writeNpyPair(dir: string, bytes: number, side: number) {
   const imageBytes = side * side * 3;
@@ -100,6 +146,8 @@ async function writeNpyPair(dir: string, bytes: number, side: number) {
 
 /** Child process: ingests once, sampling RSS, and prints one JSON line. */
 async function measure(format: DatasetFormat, parts: Record<string, string>, out: string): Promise<void> {
+  // as a worker serving the ingest queue does when it starts (src/worker/index.ts)
+  await warmDecodePool();
   const baseline = process.memoryUsage.rss();
   let peak = baseline;
   const sampler = setInterval(() => {
@@ -122,6 +170,9 @@ async function measure(format: DatasetFormat, parts: Record<string, string>, out
 }
 
 function runChild(format: DatasetFormat, parts: Record<string, string>, out: string) {
+  // The generator's gigabyte is still being written back to disk: let it land first, so ingest
+  // does not compete with it for the disk.
+  execFileSync("sync");
   const self = fileURLToPath(import.meta.url);
   const run = spawnSync(
     process.execPath,
@@ -146,6 +197,12 @@ async function benchAtSize(root: string, sizeMb: number, side: number): Promise<
     results.push({ format: "CLASS_FOLDERS", inputBytes: tarInfo.bytes, ...classFolders });
     await rm(archive);
     await rm(join(dir, "out-class-folders"), { recursive: true });
+    const gtsrbArchive = join(dir, "gtsrb.tar");
+    const gtsrbInfo = await writeGtsrbTar(gtsrbArchive, bytes);
+    const gtsrb = runChild("GTSRB", { archive: gtsrbArchive }, join(dir, "out-gtsrb"));
+    results.push({ format: "GTSRB", inputBytes: gtsrbInfo.bytes, ...gtsrb });
+    await rm(gtsrbArchive);
+    await rm(join(dir, "out-gtsrb"), { recursive: true });
     const npy = await writeNpyPair(dir, bytes, side);
     const pair = runChild(
       "NPY_PAIR",
@@ -165,7 +222,7 @@ function machine(): string {
   try {
     disk = execFileSync("df", ["-h", tmpdir()], { encoding: "utf8" }).split("\n")[1] ?? "";
   } catch {}
-  return `${cpus().length} x ${cpu}; node ${process.version}; temp ${disk.split(/\s+/)[0] ?? "?"}`;
+  return `${cpus().length} x ${cpu}; node ${process.version}; ${DECODE_THREADS} decoding threads; temp ${disk.split(/\s+/)[0] ?? "?"}`;
 }
 
 async function main(): Promise<void> {

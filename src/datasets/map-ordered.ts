@@ -1,8 +1,10 @@
 /**
- * Bounded parallelism that keeps order: image decodes run on libuv/libvips threads, so a few in
- * flight keep the cores busy while the archive is read on the main thread, and results still
- * come out in archive order (labels and pixels must pair up deterministically). At most `limit`
- * inputs and results are held at once, so memory stays flat.
+ * Bounded parallelism that keeps order. The input is read ahead in the background while the
+ * caller consumes results, so reading the archive, the work (decoding on other threads) and the
+ * caller's own work (writing the canonical file) all overlap; a generator that pulled the next
+ * input only when asked for a result would leave the workers idle whenever the caller awaits.
+ * Results still come out in input order (labels and pixels must pair up deterministically), and
+ * at most `limit` inputs and results are held at once, so memory stays flat.
  */
 
 /** Applies `work` to each item, up to `limit` at a time, yielding results in input order. */
@@ -12,17 +14,61 @@ export async function* mapOrdered<T, R>(
   work: (item: T) => Promise<R>,
 ): AsyncGenerator<R> {
   const pending: Promise<R>[] = [];
-  try {
-    for await (const item of items) {
-      const task = work(item);
-      // Awaited in order below; this only keeps an early failure from being "unhandled".
-      task.catch(() => undefined);
-      pending.push(task);
-      if (pending.length >= limit) yield await (pending.shift() as Promise<R>);
+  /** tasks started and not yet handed to the caller (pending, plus the one being awaited) */
+  let held = 0;
+  let finished = false;
+  let readError: { error: unknown } | null = null;
+  let stopped = false;
+  // Each side waits on the other through one resolver at a time.
+  let wakeReader: (() => void) | null = null;
+  let wakeConsumer: (() => void) | null = null;
+  const signal = (which: "reader" | "consumer") => {
+    const wake = which === "reader" ? wakeReader : wakeConsumer;
+    if (which === "reader") wakeReader = null;
+    else wakeConsumer = null;
+    wake?.();
+  };
+
+  const reader = (async () => {
+    try {
+      for await (const item of items) {
+        if (stopped) break;
+        const task = work(item);
+        // Awaited in order below; this only keeps an early failure from being "unhandled".
+        task.catch(() => undefined);
+        pending.push(task);
+        held++;
+        signal("consumer");
+        while (held >= limit && !stopped) await new Promise<void>((r) => (wakeReader = r));
+        if (stopped) break;
+      }
+    } catch (error) {
+      readError = { error };
+    } finally {
+      finished = true;
+      signal("consumer");
     }
-    while (pending.length > 0) yield await (pending.shift() as Promise<R>);
+  })();
+
+  try {
+    for (;;) {
+      while (pending.length === 0 && !finished) await new Promise<void>((r) => (wakeConsumer = r));
+      const next = pending.shift();
+      if (next === undefined) {
+        if (readError) throw (readError as { error: unknown }).error;
+        return;
+      }
+      const result = await next.finally(() => {
+        held--;
+        signal("reader");
+      });
+      yield result;
+    }
   } finally {
-    // On an error or early exit, let running work finish before the caller cleans up.
+    // On an error or early exit: stop reading, let running work finish before the caller cleans up.
+    stopped = true;
+    signal("reader");
+    await reader;
     await Promise.allSettled(pending);
   }
 }

@@ -14,6 +14,7 @@ import {
   staleDatasets,
 } from "../db/datasets.ts";
 import type { DatasetMessage, JobQueue } from "../queue/job-queue.ts";
+import { warmDecodePool } from "./images/decode-pool.ts";
 import { type PoisonRecord, runPoison } from "./poison-run.ts";
 import { type DatasetProcessing, ingestUpload } from "./upload-ingest.ts";
 
@@ -30,6 +31,11 @@ export class DatasetProcessor {
     private readonly queue: JobQueue,
     private readonly heartbeatSeconds: number,
   ) {}
+
+  /** Starts the image-decoding threads ahead of the first archive upload. */
+  warm(): Promise<void> {
+    return warmDecodePool();
+  }
 
   /** Run one queue message: nothing when the dataset is not waiting for this attempt. */
   async handle(message: DatasetMessage, worker: string): Promise<void> {

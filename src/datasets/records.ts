@@ -4,6 +4,8 @@
  * MIXED_CHANNELS: the formats decide sizes and channels, this is where a mismatch surfaces
  * with both file names). Pixels and labels are gathered into chunks of about 8 MiB before they
  * are written, so per-image writes never reach the disk one by one and memory stays bounded.
+ * Two chunks take turns: one is written (and hashed) while the next fills, so decoding does not
+ * stop for the disk.
  */
 
 import type { CanonicalManifest } from "./canonical.ts";
@@ -40,12 +42,24 @@ export async function writeRecords(
   let imageBytes = 0;
   let chunk = Buffer.alloc(0);
   let labels = new Float64Array(0);
+  let spare = { chunk, labels };
   let held = 0;
   let seen = 0;
+  /** the other chunk's write, still running */
+  let writing: Promise<void> = Promise.resolve();
   const flush = async () => {
     if (writer === undefined || held === 0) return;
-    await writer.appendImages(chunk.subarray(0, held * imageBytes));
-    await writer.appendLabels(labels.subarray(0, held));
+    await writing;
+    const out = writer;
+    const images = chunk.subarray(0, held * imageBytes);
+    const labelValues = labels.subarray(0, held);
+    writing = (async () => {
+      await out.appendImages(images);
+      await out.appendLabels(labelValues);
+    })();
+    // a failure is seen at the next flush or at the end; this only keeps it from being "unhandled"
+    writing.catch(() => undefined);
+    [chunk, labels, spare] = [spare.chunk, spare.labels, { chunk, labels }];
     held = 0;
   };
   try {
@@ -68,6 +82,7 @@ export async function writeRecords(
         const perChunk = Math.max(1, Math.min(options.count, Math.floor(CHUNK_BYTES / imageBytes)));
         chunk = Buffer.alloc(perChunk * imageBytes);
         labels = new Float64Array(perChunk);
+        spare = { chunk: Buffer.alloc(perChunk * imageBytes), labels: new Float64Array(perChunk) };
       } else if (record.width !== first.width || record.height !== first.height) {
         throw new IngestError(
           "MIXED_SIZES",
@@ -98,8 +113,10 @@ export async function writeRecords(
     }
     if (writer === undefined) throw new IngestError("EMPTY", "the upload holds no images");
     await flush();
+    await writing;
     return await writer.finish({ sourceFormat: options.sourceFormat });
   } catch (e) {
+    await writing.catch(() => undefined);
     await writer?.abort();
     throw e;
   }

@@ -78,6 +78,11 @@ export async function startWorker(
     name,
   });
   await queue.start();
+  if (queues.includes("ingest")) {
+    datasets
+      .warm()
+      .catch((e) => log.error("decoding threads did not start", { error: (e as Error).message }));
+  }
   const every = config.worker.pollingIntervalSeconds;
   for (const q of queues) {
     if (q === "ingest" || q === "poison") await queue.work(q, every, (m) => datasets.handle(m, runner.name));

@@ -7,7 +7,19 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { freePort, startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { Catalog } from "../../src/trainer/catalog.ts";
-import { gql, launchJob, makeDatasets, python, uploadJobDatasets, waitFor } from "../helpers/app.ts";
+import { archiveOf, pngBytes } from "../datasets/archives.ts";
+import { pattern } from "../datasets/helpers.ts";
+import {
+  completeUpload,
+  datasetReady,
+  gql,
+  launchJob,
+  makeDatasets,
+  putUpload,
+  python,
+  uploadJobDatasets,
+  waitFor,
+} from "../helpers/app.ts";
 import { compiledApp, startTrapdoor, stopChild } from "../helpers/process.ts";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
@@ -125,6 +137,17 @@ describe("a production install (npm ci --omit=dev) runs every command from dist/
     const worker = await startCommand(["worker"], /serving queues: cpu/);
     const data = makeDatasets(join(root, "data"), { nTrain: 200, nHoldout: 40, nTest: 40 });
     const ids = await uploadJobDatasets(url, key, data); // ingested by that worker
+    // An archive of images: decoded on the worker's decoding threads, which load compiled code.
+    const archive = archiveOf("tar", [
+      ["cats/0.png", pngBytes(6, 5, 3, pattern(90, 1))],
+      ["cats/1.png", pngBytes(6, 5, 3, pattern(90, 2))],
+      ["dogs/0.png", pngBytes(6, 5, 3, pattern(90, 3))],
+    ]);
+    const folders = await putUpload(url, key, { name: "pets", role: "TRAIN", format: "CLASS_FOLDERS" }, [
+      { name: "archive", bytes: archive },
+    ]);
+    await completeUpload(url, key, folders);
+    await datasetReady(url, key, folders);
     const stop = async (name: string, child: ChildProcess) =>
       assert.equal(await stopChild(child, "SIGTERM"), 0, `${name} did not stop cleanly on SIGTERM`);
     await stop("worker", worker);

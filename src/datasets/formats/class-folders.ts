@@ -24,15 +24,9 @@
 import { basename, extname } from "node:path";
 import { type Archive, isClutter, openArchive } from "../archive/index.ts";
 import { MAX_CLASSES } from "../canonical.ts";
-import {
-  DECODE_CONCURRENCY,
-  decodeImage,
-  MAX_IMAGE_FILE_BYTES,
-  toChannels,
-  transformImage,
-} from "../images/decode.ts";
+import { MAX_IMAGE_FILE_BYTES } from "../images/decode.ts";
+import { decodeInOrder, type EncodedImage } from "../images/decode-pool.ts";
 import { IngestError } from "../ingest-error.ts";
-import { mapOrdered } from "../map-ordered.ts";
 import type { IngestOptions } from "../options.ts";
 import type { FormatLimits } from "../types.ts";
 import type { ImageRecord, RecordDataset, RecordFormatReader } from "./reader.ts";
@@ -145,19 +139,25 @@ async function plan(archive: Archive): Promise<Plan> {
   return { count, classNames, labels };
 }
 
-interface EncodedImage {
-  bytes: Buffer;
+interface LabelledImage extends EncodedImage {
   label: number;
-  source: string;
 }
 
 /** Second pass: the image files with their labels, read one at a time. */
-async function* encodedImages(archive: Archive, layout: Plan): AsyncGenerator<EncodedImage> {
+async function* encodedImages(
+  archive: Archive,
+  layout: Plan,
+  options: IngestOptions,
+): AsyncGenerator<LabelledImage> {
   for await (const member of archive.members()) {
     if (member.isDirectory || isClutter(member.parts) || !isImageName(member.path)) continue;
     const label = layout.labels.get(member.parts.slice(0, -1).join("/"));
     if (label === undefined) throw new Error(`${member.path} was not seen when the archive was planned`);
-    yield { bytes: await member.read(MAX_IMAGE_FILE_BYTES), label, source: member.path };
+    yield {
+      bytes: await member.read(MAX_IMAGE_FILE_BYTES),
+      label,
+      steps: { source: member.path, resize: options.resize, channels: options.channels },
+    };
   }
 }
 
@@ -175,17 +175,12 @@ export const classFoldersFormat: RecordFormatReader = {
   ): Promise<RecordDataset> {
     const archive = await openArchive(parts.archive as string, limits);
     const layout = await plan(archive);
-    const decode = async (item: EncodedImage): Promise<ImageRecord> => {
-      let image = await decodeImage(item.bytes, item.source);
-      if (options.resize) image = await transformImage(image, { resize: options.resize }, item.source);
-      if (options.channels) image = toChannels(image, options.channels);
-      const { data, width, height, channels } = image;
-      return { pixels: data, width, height, channels, label: item.label, source: item.source };
-    };
-    return {
-      count: layout.count,
-      classNames: layout.classNames,
-      records: () => mapOrdered(encodedImages(archive, layout), DECODE_CONCURRENCY, decode),
-    };
+    async function* records(): AsyncGenerator<ImageRecord> {
+      for await (const { item, image } of decodeInOrder(encodedImages(archive, layout, options))) {
+        const { data, width, height, channels } = image;
+        yield { pixels: data, width, height, channels, label: item.label, source: item.steps.source };
+      }
+    }
+    return { count: layout.count, classNames: layout.classNames, records };
   },
 };

@@ -23,16 +23,10 @@
 
 import { extname } from "node:path";
 import { type Archive, isClutter, openArchive } from "../archive/index.ts";
-import {
-  DECODE_CONCURRENCY,
-  decodeImage,
-  MAX_IMAGE_FILE_BYTES,
-  type RawImage,
-  toChannels,
-  transformImage,
-} from "../images/decode.ts";
+import { MAX_IMAGE_FILE_BYTES } from "../images/decode.ts";
+import { decodeInOrder, type EncodedImage } from "../images/decode-pool.ts";
+import type { ImageSteps } from "../images/pipeline.ts";
 import { IngestError } from "../ingest-error.ts";
-import { mapOrdered } from "../map-ordered.ts";
 import type { DatasetSplit, ImageSize, IngestOptions } from "../options.ts";
 import type { FormatLimits } from "../types.ts";
 import { type GtsrbRow, parseGtsrbCsv } from "./gtsrb-csv.ts";
@@ -228,39 +222,51 @@ async function plan(archive: Archive, options: IngestOptions): Promise<Plan> {
   return { split, rows: listing.rows, count: listing.images.size };
 }
 
-interface EncodedImage {
-  bytes: Buffer;
+interface RowImage extends EncodedImage {
   row: GtsrbRow;
-  source: string;
 }
 
-async function* encodedImages(archive: Archive, layout: Plan): AsyncGenerator<EncodedImage> {
+/** What happens to one image: the CSV's size checked, the ROI cropped, resized, converted. */
+function stepsFor(row: GtsrbRow, source: string, options: IngestOptions): ImageSteps {
+  const roi = options.cropToRoi;
+  return {
+    source,
+    expectSize: roi
+      ? {
+          width: row.width,
+          height: row.height,
+          code: "BAD_CSV",
+          because: `its CSV row says ${row.width}x${row.height}; the ROI cannot be trusted`,
+        }
+      : undefined,
+    crop: roi
+      ? { left: row.x1, top: row.y1, width: row.x2 - row.x1 + 1, height: row.y2 - row.y1 + 1 }
+      : undefined,
+    resize: options.resize ?? GTSRB_DEFAULT_SIZE,
+    channels: options.channels ?? 3,
+  };
+}
+
+async function* encodedImages(
+  archive: Archive,
+  layout: Plan,
+  options: IngestOptions,
+): AsyncGenerator<RowImage> {
   for await (const member of archive.members()) {
     if (member.isDirectory || isClutter(member.parts)) continue;
     const found = memberRole(member.parts);
     if (found === null || found.role.split !== layout.split || found.role.kind !== "image") continue;
     const row = layout.rows.get(found.role.key);
     if (row === undefined) throw new Error(`${member.path} was not seen when the archive was planned`);
-    yield { bytes: await member.read(MAX_IMAGE_FILE_BYTES), row, source: member.path };
+    yield { bytes: await member.read(MAX_IMAGE_FILE_BYTES), row, steps: stepsFor(row, member.path, options) };
   }
 }
 
-async function decode(item: EncodedImage, options: IngestOptions): Promise<ImageRecord> {
-  const { row, source } = item;
-  let image: RawImage = await decodeImage(item.bytes, source);
-  if (options.cropToRoi && (image.width !== row.width || image.height !== row.height)) {
-    throw new IngestError(
-      "BAD_CSV",
-      `${source} is ${image.width}x${image.height} but its CSV row says ${row.width}x${row.height}; the ROI cannot be trusted`,
-    );
+async function* records(archive: Archive, layout: Plan, options: IngestOptions): AsyncGenerator<ImageRecord> {
+  for await (const { item, image } of decodeInOrder(encodedImages(archive, layout, options))) {
+    const { data, width, height, channels } = image;
+    yield { pixels: data, width, height, channels, label: item.row.classId, source: item.steps.source };
   }
-  const crop = options.cropToRoi
-    ? { left: row.x1, top: row.y1, width: row.x2 - row.x1 + 1, height: row.y2 - row.y1 + 1 }
-    : undefined;
-  image = await transformImage(image, { crop, resize: options.resize ?? GTSRB_DEFAULT_SIZE }, source);
-  image = toChannels(image, options.channels ?? 3);
-  const { data, width, height, channels } = image;
-  return { pixels: data, width, height, channels, label: row.classId, source };
 }
 
 export const gtsrbFormat: RecordFormatReader = {
@@ -281,8 +287,7 @@ export const gtsrbFormat: RecordFormatReader = {
     return {
       count: layout.count,
       numClasses: GTSRB_CLASSES,
-      records: () =>
-        mapOrdered(encodedImages(archive, layout), DECODE_CONCURRENCY, (item) => decode(item, options)),
+      records: () => records(archive, layout, options),
     };
   },
 };

@@ -4,13 +4,14 @@
  * - Only PNG, JPEG and PPM/PGM are decoded, recognised by their first bytes; anything else
  *   (GIF, SVG, TIFF, ... even when named .png) is UNDECODABLE_IMAGE, so a hostile upload never
  *   reaches the other decoders libvips carries.
- * - PNG and JPEG go through sharp (libvips); PPM through ppm.ts. Grey files (PNG colour types
+ * - PNG and JPEG go through sharp (libvips); PPM through ppm.ts; plain 8-bit PNGs through png.ts,
+ *   which hands anything unusual back to sharp. Grey files (PNG colour types
  *   0 and 4, one-component JPEGs, P2/P5) decode to one channel, everything else to sRGB.
  *   Alpha is dropped (the stored colour values are kept, not composited); 16-bit samples are
  *   reduced to 8 bits by sharp; EXIF orientation is not applied (as Pillow/torchvision).
- * - Crop, then resize to exactly width×height (aspect ratio not kept) with sharp's `linear`
- *   kernel: bilinear, widened by the shrink factor when downsizing (anti-aliased, like Pillow's
- *   BILINEAR). An image already at the target size is not resampled.
+ * - Crop, then resize to exactly width×height (aspect ratio not kept) with Pillow's BILINEAR,
+ *   byte for byte (resize.ts): widened by the shrink factor when downsizing (anti-aliased), as
+ *   torchvision's Resize on a PIL image. An image already at the target size is not resampled.
  * - Decoding stops at MAX_SOURCE_PIXELS (TOO_LARGE), so a small file declaring a huge image
  *   costs nothing.
  */
@@ -18,7 +19,9 @@
 import sharp from "sharp";
 import { IngestError } from "../ingest-error.ts";
 import type { ImageSize } from "../options.ts";
+import { decodePlainPng } from "./png.ts";
 import { decodePpm, isPpm, type RawImage } from "./ppm.ts";
+import { resizeBilinear } from "./resize.ts";
 
 export type { RawImage } from "./ppm.ts";
 
@@ -26,8 +29,6 @@ export type { RawImage } from "./ppm.ts";
 export const MAX_SOURCE_PIXELS = 1 << 24;
 /** Largest image file read from an archive. */
 export const MAX_IMAGE_FILE_BYTES = 64 << 20;
-/** Images decoded at once by the archive formats (each on a libuv/libvips thread). */
-export const DECODE_CONCURRENCY = 4;
 
 // Ingest never decodes the same file twice; libvips' operation cache would only hold memory.
 sharp.cache(false);
@@ -95,7 +96,12 @@ function withoutAlpha(data: Buffer, width: number, height: number, channels: num
   return { data: out, width, height, channels: keep as 1 | 3 };
 }
 
-async function decodeWithSharp(bytes: Buffer, encoding: "png" | "jpeg", what: string): Promise<RawImage> {
+/** The libvips path alone (exported so tests can hold the PNG fast path to it). */
+export async function decodeWithSharp(
+  bytes: Buffer,
+  encoding: "png" | "jpeg",
+  what: string,
+): Promise<RawImage> {
   try {
     const { data, info } = await sharp(bytes, {
       limitInputPixels: MAX_SOURCE_PIXELS,
@@ -143,40 +149,24 @@ function cropRaw(image: RawImage, crop: Crop, what: string): RawImage {
   return { data: out, width, height, channels: c };
 }
 
-async function resizeRaw(image: RawImage, size: ImageSize, what: string): Promise<RawImage> {
-  if (image.width === size.width && image.height === size.height) return image;
-  try {
-    const { data, info } = await sharp(image.data, {
-      raw: { width: image.width, height: image.height, channels: image.channels },
-    })
-      .resize(size.width, size.height, { fit: "fill", kernel: "linear" })
-      .toColourspace(image.channels === 1 ? "b-w" : "srgb")
-      .raw({ depth: "uchar" })
-      .toBuffer({ resolveWithObject: true });
-    return withoutAlpha(data, info.width, info.height, info.channels, what);
-  } catch (e) {
-    throw undecodable(what, `resize failed: ${(e as Error).message.split("\n")[0]}`);
-  }
-}
-
 /** Decodes one PNG, JPEG or PPM file to 1 or 3 channels. */
 export async function decodeImage(bytes: Buffer, what: string): Promise<RawImage> {
   const encoding = encodingOf(bytes);
   if (encoding === null) throw undecodable(what, "not a PNG, JPEG or PPM file");
+  if (encoding === "png") {
+    const plain = decodePlainPng(bytes, MAX_SOURCE_PIXELS);
+    if (plain !== null) return plain;
+  }
   return encoding === "ppm"
     ? decodePpm(bytes, what, MAX_SOURCE_PIXELS)
     : await decodeWithSharp(bytes, encoding, what);
 }
 
 /** Applies the crop, then the resize. */
-export async function transformImage(
-  image: RawImage,
-  transform: ImageTransform,
-  what: string,
-): Promise<RawImage> {
+export function transformImage(image: RawImage, transform: ImageTransform, what: string): RawImage {
   let out = image;
   if (transform.crop) out = cropRaw(out, transform.crop, what);
-  if (transform.resize) out = await resizeRaw(out, transform.resize, what);
+  if (transform.resize) out = resizeBilinear(out, transform.resize.width, transform.resize.height);
   return out;
 }
 
