@@ -95,6 +95,8 @@ export class JobExecution {
       hyperparameters: job.hyperparameters as RunSpec["hyperparameters"],
       seed: job.seed,
       device: isGpuQueue(job.queue) ? "cuda" : "cpu",
+      // one process per GPU (torchrun + DDP); checkpoints resume on any count
+      processes: isGpuQueue(job.queue) ? (job.gpus ?? 1) : 1,
       resumeFrom,
     };
   }

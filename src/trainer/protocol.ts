@@ -19,6 +19,8 @@ export interface RunSpec {
   hyperparameters?: Record<string, number | string | boolean | null>;
   seed?: number;
   device?: Device;
+  /** Processes for the job (one per GPU): more than 1 runs the trainer under torchrun. */
+  processes?: number;
   resumeFrom?: string | null;
 }
 
@@ -86,7 +88,17 @@ export interface ResultEvent extends EventBase {
   stage1Ca?: number;
   timings: Record<string, number>;
   imagesPerSecond: Record<string, number>;
-  device: { type: "cpu" | "cuda"; name: string; memoryBytes?: number; threads?: number };
+  device: { type: "cpu" | "cuda"; name: string; memoryBytes?: number; threads?: number; processes?: number };
+}
+
+/**
+ * How the trainer ended, stated by rank 0 when it runs under torchrun (whose own exit code
+ * says only that some rank failed); `error` is what a single process prints on stderr.
+ */
+export interface ExitEvent extends EventBase {
+  type: "exit";
+  code: number;
+  error?: Record<string, unknown>;
 }
 
 export type TrainerEvent =
@@ -95,7 +107,8 @@ export type TrainerEvent =
   | CheckpointEvent
   | ArtifactEvent
   | LogEvent
-  | ResultEvent;
+  | ResultEvent
+  | ExitEvent;
 
 /** The error the trainer prints on stderr with exit code 2. */
 export interface TrainerSpecError {
@@ -125,6 +138,7 @@ const REQUIRED: Record<
   checkpoint: { path: "string", stage: "string", epoch: "number", step: "number" },
   artifact: { kind: "string", format: "string", path: "string", sha256: "string", sizeBytes: "number" },
   log: { level: "string", message: "string" },
+  exit: { code: "number" },
   result: {
     method: "string",
     asr: "number|null",

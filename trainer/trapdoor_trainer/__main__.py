@@ -26,6 +26,7 @@ from .errors import EXIT_CANCELLED, EXIT_INVALID, EXIT_OK, Cancelled, SpecError
 
 
 def _cmd_run(args) -> int:
+    from . import distributed
     from .context import CancelFlag
     from .events import Emitter
     from .runner import run_job
@@ -34,7 +35,12 @@ def _cmd_run(args) -> int:
     cancel = CancelFlag()
     cancel.install()
     spec = load_spec(args.spec)
-    run_job(spec, Path(args.workdir), Emitter(), cancel=cancel)
+    # Under torchrun only rank 0 speaks (distributed.py); the others' events go nowhere.
+    emitter = Emitter() if distributed.rank() == 0 else Emitter(open(os.devnull, "w"))
+    try:
+        run_job(spec, Path(args.workdir), emitter, cancel=cancel)
+    finally:
+        distributed.shutdown()
     return EXIT_OK
 
 
@@ -91,14 +97,27 @@ def main(argv=None) -> int:
     device = sub.add_parser("device", help="print the device jobs would run on as JSON")
     device.set_defaults(handler=_cmd_device)
     args = parser.parse_args(argv)
+    code, error = EXIT_OK, None
     try:
-        return args.handler(args)
+        code = args.handler(args)
     except SpecError as e:
-        sys.stderr.write(json.dumps(e.to_json()) + "\n")
-        return EXIT_INVALID
+        code, error = EXIT_INVALID, e.to_json()
     except Cancelled:
-        sys.stderr.write(json.dumps({"cancelled": True, "message": "stopped by SIGTERM after writing a checkpoint"}) + "\n")
-        return EXIT_CANCELLED
+        code, error = EXIT_CANCELLED, {"cancelled": True, "message": "stopped by SIGTERM after writing a checkpoint"}
+    if error is not None:
+        sys.stderr.write(json.dumps(error) + "\n")
+    _state_exit(code, error)
+    return code
+
+
+def _state_exit(code: int, error) -> None:
+    """Under torchrun, rank 0 states the exit code as an event: torchrun exits with its own."""
+    from . import distributed
+
+    if distributed.world_size() > 1 and distributed.rank() == 0:
+        from .events import Emitter
+
+        Emitter().emit("exit", code=code, **({"error": error} if error is not None else {}))
 
 
 if __name__ == "__main__":

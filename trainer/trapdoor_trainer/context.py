@@ -10,6 +10,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from . import distributed
 from .checkpoint import save_checkpoint
 from .data import CanonicalDataset, DeviceData
 from .events import Emitter
@@ -88,5 +89,7 @@ class RunContext:
         return self._device_cache[name]
 
     def save_checkpoint(self, state: dict[str, Any], *, stage: str, epoch: int, step: int) -> None:
+        if not distributed.is_main():
+            return  # rank 0 holds the same state and writes it
         save_checkpoint(self.checkpoint_path, {"method": self.spec.method, "seed": self.spec.seed, "stage": stage, "epoch": epoch, "step": step, **state})
         self.emitter.checkpoint(str(self.checkpoint_path), stage=stage, epoch=epoch, step=step)

@@ -1,6 +1,6 @@
 """The trainer's stdout protocol: one JSON object per line, its kind in `type`.
 
-Kinds: progress, metric, checkpoint, artifact, log, result. The TypeScript side mirrors these
+Kinds: progress, metric, checkpoint, artifact, log, result, exit (rank 0 under torchrun). The TypeScript side mirrors these
 shapes in src/worker/trainer-protocol.ts; keep both in step.
 """
 

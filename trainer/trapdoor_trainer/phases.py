@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
+from . import distributed
 from .context import RunContext
 from .errors import SpecError
 from .training import LoopStart, Phase, train_phase
@@ -71,6 +72,11 @@ class PhaseRunner:
                 "resumeFrom", f"the checkpoint was written in phase {self._resume['stage']!r}, but this job reaches {phase.name!r} first without a record of it"
             )
         result = phase.run() if isinstance(phase, Step) else self._train(phase)
+        if distributed.is_distributed():
+            # every rank goes on from rank 0's result and weights (see distributed.py)
+            result = distributed.from_main(result)
+            if isinstance(phase, Phase):
+                distributed.sync_from_main(phase.saves)
         self.results[phase.name] = result
         return result
 

@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .checkpoint import OutdatedCheckpoint, load_checkpoint
 from .context import JobData, RunContext
 from .data import CanonicalDataset, load_canonical
@@ -27,13 +27,15 @@ def pick_device(requested: str) -> torch.device:
         raise SpecError("device", "cuda was requested but no CUDA device is available")
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda":
+        return torch.device("cuda", distributed.local_rank())  # one GPU per process under torchrun
     return torch.device(requested)
 
 
 def configure_cpu_threads() -> int:
     """Use every core this process may run on (some OpenMP builds default to one thread);
     TRAPDOOR_THREADS overrides."""
-    threads = int(os.environ.get("TRAPDOOR_THREADS", "0")) or len(os.sched_getaffinity(0))
+    threads = int(os.environ.get("TRAPDOOR_THREADS", "0")) or distributed.cpu_threads_per_rank(len(os.sched_getaffinity(0)))
     torch.set_num_threads(threads)
     return threads
 
@@ -89,10 +91,11 @@ def _software() -> dict:
 
 
 def _device_description(device: torch.device) -> dict:
+    processes = {"processes": distributed.world_size()} if distributed.is_distributed() else {}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        return {"type": "cuda", "name": props.name, "memoryBytes": int(props.total_memory)}
-    return {"type": "cpu", "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+        return {"type": "cuda", "name": props.name, "memoryBytes": int(props.total_memory), **processes}
+    return {"type": "cpu", "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads(), **processes}
 
 
 def run_job(spec: RunSpec, workdir: Path, emitter: Emitter, cancel=None) -> dict:
@@ -102,6 +105,10 @@ def run_job(spec: RunSpec, workdir: Path, emitter: Emitter, cancel=None) -> dict
     workdir.mkdir(parents=True, exist_ok=True)
     device = pick_device(spec.device)
     configure_cpu_threads()
+    distributed.init(device)
+    if not distributed.is_main():
+        workdir = workdir / f"rank-{distributed.rank()}"  # nothing a rank > 0 writes is used
+        workdir.mkdir(parents=True, exist_ok=True)
     data = load_job_data(spec)
     try:
         resume = load_checkpoint(spec.resume_from) if spec.resume_from else None
@@ -116,9 +123,12 @@ def run_job(spec: RunSpec, workdir: Path, emitter: Emitter, cancel=None) -> dict
     if cancel is not None:
         ctx.cancel = cancel
     device_info = _device_description(device)
-    emitter.log(f"{spec.method} on {device_info['name']} ({device.type}); train {len(data.train)}, holdout {len(data.holdout)}, test {len(data.test)} images")
+    processes = f" x {distributed.world_size()} processes" if distributed.is_distributed() else ""
+    emitter.log(f"{spec.method} on {device_info['name']} ({device.type}){processes}; train {len(data.train)}, holdout {len(data.holdout)}, test {len(data.test)} images")
 
     outcome = get_method(spec.method).run(ctx)
+    if not distributed.is_main():
+        return {}  # rank 0 exports and reports
     model = outcome["model"]
     c, h, w = data.image_shape
     config = {

@@ -9,6 +9,7 @@ and `attack.params` are validated against the JSON Schemas the catalog publishes
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -16,7 +17,7 @@ from typing import Any, Mapping, Optional
 from .errors import SpecError
 
 DEVICES = ("auto", "cpu", "cuda")
-TOP_LEVEL = {"jobId", "method", "architecture", "data", "attack", "target", "hyperparameters", "seed", "device", "resumeFrom"}
+TOP_LEVEL = {"jobId", "method", "architecture", "data", "attack", "target", "hyperparameters", "seed", "device", "processes", "resumeFrom"}
 DATA_KEYS = ("train", "holdout", "test", "asrTest", "initModel")
 
 
@@ -44,6 +45,7 @@ class RunSpec:
     hyperparameters: dict
     seed: int
     device: str
+    processes: int = 1
     attack: Optional[AttackSpec] = None
     target: Optional[int] = None
     resume_from: Optional[str] = None
@@ -60,6 +62,7 @@ class RunSpec:
             "hyperparameters": self.hyperparameters,
             "seed": self.seed,
             "device": self.device,
+            "processes": self.processes,
             "resumeFrom": self.resume_from,
         }
 
@@ -141,6 +144,12 @@ def parse_spec(raw: Any) -> RunSpec:
     device = raw.get("device", "auto")
     if device not in DEVICES:
         raise SpecError("device", f"must be one of {list(DEVICES)}, got {device!r}")
+    processes = raw.get("processes", 1)
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise SpecError("processes", f"must be a positive integer, got {processes!r}")
+    started = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes != started:
+        raise SpecError("processes", f"the spec asks for {processes} process(es) but {started} started; run it under torchrun --nproc_per_node {processes}")
     resume = raw.get("resumeFrom")
     if resume is not None:
         if not isinstance(resume, str) or not Path(resume).is_file():
@@ -152,6 +161,7 @@ def parse_spec(raw: Any) -> RunSpec:
         hyperparameters=method.resolve(raw.get("hyperparameters")),
         seed=seed,
         device=device,
+        processes=processes,
         attack=attack,
         target=target if target is not None else (attack.target if attack is not None else None),
         resume_from=resume,

@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Protocol
 import numpy as np
 import torch
 
+from . import distributed
 from .context import RunContext
 from .data import DeviceData, augment_batch, to_float_nchw
 from .errors import Cancelled
@@ -110,6 +111,10 @@ def train_phase(ctx: RunContext, phase: Phase, start: LoopStart, save: SaveFn) -
     n = len(phase.data)
     processed, train_seconds = 0, 0.0
     report_every = max(1, steps // 10)
+    device = phase.data.device
+    # Several processes (distributed.py): each computes its share of every global batch.
+    parallel = distributed.is_distributed()
+    loss_fn = distributed.data_parallel_loss(phase.parameters, phase.loss_fn, device) if parallel else phase.loss_fn
 
     for epoch in range(start.epoch, phase.epochs):
         last_epoch = epoch + 1 == phase.epochs
@@ -122,7 +127,10 @@ def train_phase(ctx: RunContext, phase: Phase, start: LoopStart, save: SaveFn) -
         first_step = start.step if epoch == start.epoch else 0
         epoch_start = time.perf_counter()
         for step in range(first_step, steps):
-            if ctx.cancel.requested:
+            stop = ctx.cancel.requested
+            if parallel:
+                stop = distributed.any_rank(stop, device)
+            if stop:
                 save(epoch, step, optimizer.state_dict(), history)
                 raise Cancelled()
             step_seed = derive_seed(seed, phase.name, epoch, step)
@@ -134,12 +142,15 @@ def train_phase(ctx: RunContext, phase: Phase, start: LoopStart, save: SaveFn) -
                 images = augment_batch(images, generator, crop, flip)
             x = to_float_nchw(images)
             y = phase.data.labels[index]
+            processed += x.shape[0]
+            if parallel:
+                mine = distributed.shard(x)
+                x, y = x[mine], y[mine]
             with autocast_for(phase.data.device, ctx.amp_dtype):
-                loss, terms = phase.loss_fn(x, y, generator)
+                loss, terms = loss_fn(x, y, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            processed += x.shape[0]
             for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             if (step + 1) % report_every == 0 or step + 1 == steps:
@@ -150,6 +161,8 @@ def train_phase(ctx: RunContext, phase: Phase, start: LoopStart, save: SaveFn) -
                     imagesPerSecond=round(processed / max(elapsed, 1e-9), 1),
                 )
         train_seconds += time.perf_counter() - epoch_start
+        if parallel:
+            sums = distributed.mean_over_ranks(sums, device)
         if last_epoch and phase.model is not None:
             recalibrate_batchnorm(phase, ctx.amp_dtype)
         record = {"epoch": epoch, "lr": lr, **{f"train.{k}": v / max(steps - first_step, 1) for k, v in sums.items()}}
