@@ -11,14 +11,20 @@
  * Prints a markdown table: p50 / p99 latency, requests/s, and the API's ratio to the reference.
  *
  *   node --import tsx bench/api/latency.ts [--connections 32] [--duration 10] [--jobs 200] [--rate-limit N]
+ *                                          [--rate 1000] [--only job]
+ *
+ * With --rate R, each run offers R requests/s at fixed intervals (open-loop.ts, at most
+ * --connections connections; latency counted from each request's due time) instead of running
+ * closed-loop: the p99 at a fixed arrival rate, not at saturation.
  *
  * Not part of `make test`. The load generator runs in a worker thread of this process, so on a
  * small machine it shares the CPUs with both servers and Postgres, equally for both sides.
  */
 
 import { createHash, randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import type { Server } from "node:http";
+import { Session } from "node:inspector";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -30,6 +36,7 @@ import { insertDataset, markDatasetReady } from "../../src/db/datasets.ts";
 import { freePort } from "../../src/db/embedded.ts";
 import { insertJob, transition, updateRunning } from "../../src/db/jobs.ts";
 import { type App, startApp } from "../../src/main.ts";
+import { openLoop } from "./open-loop.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -40,8 +47,13 @@ const { values: args } = parseArgs({
     // Requests per tenant per minute (TRAPDOOR_RATE_LIMIT; 0 turns the limiter off). The default
     // never refuses here, so the limiter's cost is in the figures without its refusals.
     "rate-limit": { type: "string", default: "1000000000" },
+    rate: { type: "string" },
+    only: { type: "string" },
+    // Writes a CPU profile of this process (the API's thread) during each API run into this folder.
+    profile: { type: "string" },
   },
 });
+const RATE = args.rate === undefined ? undefined : Number(args.rate);
 const CONNECTIONS = Number(args.connections);
 const DURATION = Number(args.duration);
 const JOBS = Number(args.jobs);
@@ -52,6 +64,8 @@ const JOB_FIELDS = `id method architecture status attempt progress { stage epoch
   metrics { asr ca mse } createdAt updatedAt`;
 const JOB_QUERY = `query($id: ID!) { job(id: $id) { ${JOB_FIELDS} } }`;
 const JOBS_QUERY = `query { jobs(first: ${PAGE}) { edges { cursor node { ${JOB_FIELDS} } } pageInfo { hasNextPage endCursor } } }`;
+const DATASET_QUERY = `query($id: ID!) { dataset(id: $id) { id name role format status sizeBytes count height width channels
+  numClasses classNames createdAt } }`;
 
 /** The statements src/db/tenants.ts (tenantForKey) and src/db/jobs.ts (getJob, listJobs) run. */
 const SQL = {
@@ -59,6 +73,10 @@ const SQL = {
      WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())`,
   job: "SELECT * FROM training_jobs WHERE id = $1 AND tenant_id = $2",
   jobs: "SELECT * FROM training_jobs WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+  dataset: `SELECT id, tenant_id, name, role, format, status, failure_reason, parts, size_bytes, count, height, width,
+     channels, num_classes, class_names, class_histogram, manifest, poison, ingest_options, processing_attempt,
+     processing_worker, processing_heartbeat_at, source_dataset_id, asr_dataset_id, created_at
+     FROM datasets WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL`,
 };
 
 type Row = Record<string, unknown> & { id: string; created_at: Date; updated_at: Date };
@@ -119,6 +137,30 @@ async function startReference(databaseUrl: string): Promise<{ url: string; stop(
     }),
   );
   app.get(
+    "/dataset/:id",
+    tracked(async (req, res) => {
+      const tenant = await tenantOf(req.headers.authorization);
+      if (!tenant) return void res.status(401).json({ error: "unauthenticated" });
+      const d = (await pool.query(SQL.dataset, [req.params.id, tenant.id])).rows[0] as Row | undefined;
+      const dataset = d && {
+        id: d.id,
+        name: d.name,
+        role: d.role,
+        format: d.format,
+        status: d.status,
+        sizeBytes: Number(d.size_bytes),
+        count: d.count,
+        height: d.height,
+        width: d.width,
+        channels: d.channels,
+        numClasses: d.num_classes,
+        classNames: d.class_names,
+        createdAt: d.created_at.toISOString(),
+      };
+      res.json({ data: { dataset: dataset ?? null } });
+    }),
+  );
+  app.get(
     "/jobs",
     tracked(async (req, res) => {
       const tenant = await tenantOf(req.headers.authorization);
@@ -153,7 +195,7 @@ async function startReference(databaseUrl: string): Promise<{ url: string; stop(
 }
 
 /** One tenant's jobs in every state, half with progress and metrics (realistic row sizes). */
-async function seed(app: App, count: number): Promise<string[]> {
+async function seed(app: App, count: number): Promise<{ jobs: string[]; dataset: string }> {
   const [{ id: tenantId }] = await app.db.query("SELECT id FROM tenants LIMIT 1");
   const datasets: Record<string, string> = {};
   for (const role of ["TRAIN", "HOLDOUT", "TEST"] as const) {
@@ -209,8 +251,32 @@ async function seed(app: App, count: number): Promise<string[]> {
     }
     ids.push(job.id);
   }
-  return ids;
+  return { jobs: ids, dataset: datasets.TRAIN as string };
 }
+
+/** Runs `work` under the V8 profiler when --profile is given; the profile opens in Chrome DevTools. */
+async function profiled<T>(name: string, work: () => Promise<T>): Promise<T> {
+  if (args.profile === undefined) return work();
+  const session = new Session();
+  session.connect();
+  const post = (method: string) =>
+    new Promise<unknown>((resolve, reject) =>
+      session.post(method, (error, result) => (error ? reject(error) : resolve(result))),
+    );
+  await post("Profiler.enable");
+  await post("Profiler.start");
+  try {
+    return await work();
+  } finally {
+    const { profile } = (await post("Profiler.stop")) as { profile: unknown };
+    mkdirSync(args.profile, { recursive: true });
+    const file = join(args.profile, `${name.replace(/\W+/g, "-")}api.cpuprofile`);
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+  }
+}
+
+const round = (ms: number) => Math.round(ms * 10) / 10;
 
 interface Measured {
   p50: number;
@@ -227,6 +293,10 @@ async function load(opts: {
   body?: string;
   duration: number;
 }): Promise<Measured> {
+  if (RATE !== undefined) {
+    const r = await openLoop({ ...opts, rate: RATE, seconds: opts.duration, connections: CONNECTIONS });
+    return { p50: round(r.p50), p99: round(r.p99), rps: r.achieved, requests: r.sent, bad: r.failed };
+  }
   const result = await autocannon({
     url: opts.url,
     method: opts.method,
@@ -284,8 +354,8 @@ async function main(): Promise<void> {
   const reference = await startReference(app.databaseUrl);
   try {
     const key = app.firstApiKey as string;
-    const ids = await seed(app, JOBS);
-    const jobId = ids[Math.floor(ids.length / 2)] as string;
+    const seeded = await seed(app, JOBS);
+    const jobId = seeded.jobs[Math.floor(seeded.jobs.length / 2)] as string;
     const auth = { authorization: `Bearer ${key}` };
     const gqlHeaders = { ...auth, "content-type": "application/json" };
     const cases = [
@@ -299,7 +369,12 @@ async function main(): Promise<void> {
         api: { body: JSON.stringify({ query: JOBS_QUERY }) },
         reference: `${reference.url}/jobs`,
       },
-    ];
+      {
+        name: "dataset(id)",
+        api: { body: JSON.stringify({ query: DATASET_QUERY, variables: { id: seeded.dataset } }) },
+        reference: `${reference.url}/dataset/${seeded.dataset}`,
+      },
+    ].filter((c) => args.only === undefined || c.name.startsWith(args.only));
     for (const c of cases)
       await sameAnswer(
         await fetch(`${app.url}/graphql`, { method: "POST", headers: gqlHeaders, body: c.api.body }),
@@ -316,10 +391,13 @@ async function main(): Promise<void> {
         body: c.api.body,
       };
       const ref = { url: c.reference, method: "GET" as const, headers: auth };
-      process.stderr.write(`${c.name}: warming up, then ${DURATION} s each at ${CONNECTIONS} connections\n`);
+      const offered = RATE === undefined ? "closed loop" : `${RATE} req/s offered`;
+      process.stderr.write(
+        `${c.name}: warming up, then ${DURATION} s each at ${CONNECTIONS} connections, ${offered}\n`,
+      );
       await load({ ...api, duration: WARMUP });
       await load({ ...ref, duration: WARMUP });
-      const a = await load({ ...api, duration: DURATION });
+      const a = await profiled(c.name, () => load({ ...api, duration: DURATION }));
       const r = await load({ ...ref, duration: DURATION });
       if (a.bad || r.bad) throw new Error(`${c.name}: failed requests (API ${a.bad}, reference ${r.bad})`);
       rows.push(
@@ -329,7 +407,7 @@ async function main(): Promise<void> {
     }
     process.stdout.write(
       [
-        `${JOBS} jobs in one tenant; ${CONNECTIONS} connections, ${DURATION} s per run; latency in ms.`,
+        `${JOBS} jobs in one tenant; ${CONNECTIONS} connections, ${DURATION} s per run, ${RATE === undefined ? "closed loop" : `${RATE} req/s offered`}; latency in ms.`,
         "",
         "| query | server | p50 | p99 | req/s | p50 vs ref | p99 vs ref | req/s vs ref |",
         "|---|---|---|---|---|---|---|---|",
