@@ -21,7 +21,7 @@
  * small machine it shares the CPUs with both servers and Postgres, equally for both sides.
  */
 
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import type { Server } from "node:http";
 import { Session } from "node:inspector";
@@ -32,11 +32,10 @@ import autocannon from "autocannon";
 import express from "express";
 import pg from "pg";
 import { loadConfig } from "../../src/config.ts";
-import { insertDataset, markDatasetReady } from "../../src/db/datasets.ts";
 import { freePort } from "../../src/db/embedded.ts";
-import { insertJob, transition, updateRunning } from "../../src/db/jobs.ts";
-import { type App, startApp } from "../../src/main.ts";
+import { startApp } from "../../src/main.ts";
 import { openLoop } from "./open-loop.ts";
+import { seedJobs } from "./seed.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -194,66 +193,6 @@ async function startReference(databaseUrl: string): Promise<{ url: string; stop(
   };
 }
 
-/** One tenant's jobs in every state, half with progress and metrics (realistic row sizes). */
-async function seed(app: App, count: number): Promise<{ jobs: string[]; dataset: string }> {
-  const [{ id: tenantId }] = await app.db.query("SELECT id FROM tenants LIMIT 1");
-  const datasets: Record<string, string> = {};
-  for (const role of ["TRAIN", "HOLDOUT", "TEST"] as const) {
-    const id = randomUUID();
-    await insertDataset(app.db, {
-      id,
-      tenantId,
-      name: role.toLowerCase(),
-      role,
-      format: "NPY_PAIR",
-      status: "VALIDATING",
-      parts: [],
-      sizeBytes: 1,
-    });
-    await markDatasetReady(app.db, id, {
-      count: 1000,
-      height: 32,
-      width: 32,
-      channels: 3,
-      numClasses: 10,
-      classNames: Array.from({ length: 10 }, (_, i) => `class${i}`),
-      classHistogram: Array(10).fill(100),
-    });
-    datasets[role] = id;
-  }
-  const ids: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const [job] = await insertJob(app.db, {
-      tenantId,
-      idempotencyKey: `bench-${i}`,
-      inputHash: "0".repeat(64),
-      method: i % 2 ? "TRAP_AND_REPLACE" : "NO_DEFENSE",
-      architecture: "wrn16-1",
-      trainId: datasets.TRAIN as string,
-      holdoutId: datasets.HOLDOUT as string,
-      testId: datasets.TEST as string,
-      asrTestId: null,
-      attack: { name: "badnet_grid", target: 0, params: {} },
-      target: 0,
-      seed: i,
-      hyperparameters: { stage1Epochs: 10, stage2Epochs: 10, lambda1: 10, lambda2: 0.1 },
-      queue: "cpu",
-      gpus: null,
-      maxRuntimeSeconds: null,
-    });
-    await transition(app.db, job.id, "QUEUED", "seeded");
-    if (i % 2 === 0) {
-      await updateRunning(app.db, job.id, {
-        progress: { stage: "stage1", epoch: 4, epochs: 10, fraction: 0.45, imagesPerSecond: 26586.2 },
-        metrics: { asr: 0.3133, ca: 0.8908, mse: 0.0123, stage1Asr: 0.99, stage1Ca: 0.91, seconds: 412.5 },
-        logTail: Array.from({ length: 20 }, (_, k) => `epoch ${k}: loss 0.${k}`),
-      });
-    }
-    ids.push(job.id);
-  }
-  return { jobs: ids, dataset: datasets.TRAIN as string };
-}
-
 /** Runs `work` under the V8 profiler when --profile is given; the profile opens in Chrome DevTools. */
 async function profiled<T>(name: string, work: () => Promise<T>): Promise<T> {
   if (args.profile === undefined) return work();
@@ -354,7 +293,7 @@ async function main(): Promise<void> {
   const reference = await startReference(app.databaseUrl);
   try {
     const key = app.firstApiKey as string;
-    const seeded = await seed(app, JOBS);
+    const seeded = await seedJobs(app, JOBS);
     const jobId = seeded.jobs[Math.floor(seeded.jobs.length / 2)] as string;
     const auth = { authorization: `Bearer ${key}` };
     const gqlHeaders = { ...auth, "content-type": "application/json" };

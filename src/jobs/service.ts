@@ -24,7 +24,7 @@ import type { ObjectStore } from "../storage/object-store.ts";
 import type { QuotaService } from "../tenants/quota.ts";
 import { type Catalog, trainerCatalog } from "../trainer/catalog.ts";
 import { jobResources, type ResourcesInput } from "./resources.ts";
-import { type JobUpdateSource, watchJob } from "./watch.ts";
+import { JobFeeds, type JobUpdateSource, watchJob } from "./watch.ts";
 import type { WorkerRegistry } from "./workers.ts";
 
 export type { ArtifactRow, JobRow, JobStatus, JobUpdateSource };
@@ -67,7 +67,12 @@ export class JobService {
     private readonly gpuCounts: number[] = [1],
     private readonly artifactRetentionDays = 0,
     private readonly catalog: Catalog = trainerCatalog(),
-  ) {}
+  ) {
+    this.feeds = new JobFeeds((tenantId, id) => getJob(db, tenantId, id));
+  }
+
+  /** The subscriptions' shared per-job feeds (one read per change per process). */
+  private readonly feeds: JobFeeds;
 
   /** Jobs by status and queue, all tenants (operators' metrics, never a tenant's view). */
   countsByStatus() {
@@ -109,7 +114,7 @@ export class JobService {
 
   /** A tenant's job as it changes (see watch.ts); NOT_FOUND for a job the tenant cannot see. */
   watch(updates: JobUpdateSource, tenantId: string, id: string): Promise<AsyncIterableIterator<JobRow>> {
-    return watchJob(this.db, updates, tenantId, id);
+    return watchJob(this.feeds, updates, tenantId, id);
   }
 
   async transitions(job: JobRow) {

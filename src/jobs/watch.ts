@@ -1,6 +1,5 @@
-import type { DataSource } from "typeorm";
 import { isLive } from "../db/job-lifecycle.ts";
-import { getJob, type JobRow } from "../db/jobs.ts";
+import type { JobRow } from "../db/jobs.ts";
 import { notFound } from "../errors.ts";
 
 /** Where job-change notifications come from (the API process's LISTEN connection). */
@@ -10,21 +9,100 @@ export interface JobUpdateSource {
 }
 
 /**
+ * The subscriptions of one process to one tenant's job share a feed: one listener subscription
+ * and, per notification, one read of the row, whatever the number of subscribers (1,000 watchers
+ * of a job cost one SELECT per change, not 1,000). A read is shared only among subscribers woken
+ * by the same notification or later ones' wake-ups: a read that started before the latest
+ * notification is never handed to someone that notification woke.
+ */
+class JobFeed {
+  private generation = 0;
+  private current: { generation: number; row: Promise<JobRow | null> } | undefined;
+  private readonly wakers = new Set<() => void>();
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    listener: JobUpdateSource,
+    id: string,
+    private readonly load: () => Promise<JobRow | null>,
+    private readonly onEmpty: () => void,
+  ) {
+    this.unsubscribe = listener.subscribe(id, () => {
+      this.generation++;
+      for (const wake of this.wakers) wake();
+    });
+  }
+
+  /** The row, read after the latest notification this process received. */
+  read(): Promise<JobRow | null> {
+    if (this.current?.generation !== this.generation) {
+      const row = this.load();
+      const entry = { generation: this.generation, row };
+      this.current = entry;
+      // A failed read is not shared with later callers.
+      row.catch(() => {
+        if (this.current === entry) this.current = undefined;
+      });
+    }
+    return (this.current as { row: Promise<JobRow | null> }).row;
+  }
+
+  join(wake: () => void): () => void {
+    this.wakers.add(wake);
+    return () => {
+      this.wakers.delete(wake);
+      if (this.wakers.size === 0) {
+        this.unsubscribe();
+        this.onEmpty();
+      }
+    };
+  }
+}
+
+/** Every job feed of this process (see JobFeed), by tenant and job. */
+export class JobFeeds {
+  private readonly feeds = new Map<string, JobFeed>();
+
+  constructor(private readonly load: (tenantId: string, id: string) => Promise<JobRow | null>) {}
+
+  feed(listener: JobUpdateSource, tenantId: string, id: string): JobFeed {
+    const key = `${tenantId}/${id}`;
+    let feed = this.feeds.get(key);
+    if (!feed) {
+      feed = new JobFeed(
+        listener,
+        id,
+        () => this.load(tenantId, id),
+        () => this.feeds.delete(key),
+      );
+      this.feeds.set(key, feed);
+    }
+    return feed;
+  }
+
+  /** Feeds with at least one subscriber (for tests and metrics). */
+  get size(): number {
+    return this.feeds.size;
+  }
+}
+
+/**
  * A tenant's view of one job as it changes: the current row first, then the row re-read after each
  * notification, until a terminal status. Throws NOT_FOUND (before anything is yielded) for a job
  * the tenant cannot see, whether it does not exist or belongs to someone else.
  */
 export async function watchJob(
-  db: DataSource,
+  feeds: JobFeeds,
   listener: JobUpdateSource,
   tenantId: string,
   id: string,
 ): Promise<AsyncIterableIterator<JobRow>> {
-  const updates = new JobUpdates(() => getJob(db, tenantId, id));
-  // Subscribe before the first read: a change committed in between wakes a second read, never a miss.
-  updates.unsubscribe = listener.subscribe(id, () => updates.wake());
+  const feed = feeds.feed(listener, tenantId, id);
+  const updates = new JobUpdates(() => feed.read());
+  // Join before the first read: a change committed in between wakes a second read, never a miss.
+  updates.unsubscribe = feed.join(() => updates.wake());
   try {
-    const first = await getJob(db, tenantId, id);
+    const first = await feed.read();
     if (!first) throw notFound("job", id);
     updates.first = first;
     return updates;
