@@ -9,13 +9,14 @@
  * it starts; their memory is in the "RSS before" column.
  *
  *   node --import tsx bench/api/ingest.ts [--size-mb 1024] [--image-size 64] [--dir DIR]
+ *                                         [--sizes 64,256,1024] [--formats CLASS_FOLDERS,GTSRB] [--json FILE]
  *
  * Not part of `make test`. Needs about 2.5 × size-mb of free disk in --dir (default: the OS
  * temp dir); everything it writes is removed at the end.
  */
 
 import { execFileSync, spawnSync } from "node:child_process";
-import { createWriteStream } from "node:fs";
+import { createWriteStream, writeFileSync } from "node:fs";
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -186,32 +187,48 @@ function runChild(format: DatasetFormat, parts: Record<string, string>, out: str
   >;
 }
 
-async function benchAtSize(root: string, sizeMb: number, side: number): Promise<Measurement[]> {
-  const bytes = sizeMb * 2 ** 20;
-  const results: Measurement[] = [];
-  const dir = await mkdtemp(join(root, `size-${sizeMb}-`));
-  try {
+type Generated = { parts: Record<string, string>; inputBytes: number };
+
+/** Each format's input of about `bytes` in `dir`, written when its turn comes. */
+const GENERATORS: Record<
+  "CLASS_FOLDERS" | "GTSRB" | "NPY_PAIR",
+  (dir: string, bytes: number, side: number) => Promise<Generated>
+> = {
+  CLASS_FOLDERS: async (dir, bytes, side) => {
     const archive = join(dir, "photos.tar");
-    const tarInfo = await writeClassFolderTar(archive, bytes, side);
-    const classFolders = runChild("CLASS_FOLDERS", { archive }, join(dir, "out-class-folders"));
-    results.push({ format: "CLASS_FOLDERS", inputBytes: tarInfo.bytes, ...classFolders });
-    await rm(archive);
-    await rm(join(dir, "out-class-folders"), { recursive: true });
-    const gtsrbArchive = join(dir, "gtsrb.tar");
-    const gtsrbInfo = await writeGtsrbTar(gtsrbArchive, bytes);
-    const gtsrb = runChild("GTSRB", { archive: gtsrbArchive }, join(dir, "out-gtsrb"));
-    results.push({ format: "GTSRB", inputBytes: gtsrbInfo.bytes, ...gtsrb });
-    await rm(gtsrbArchive);
-    await rm(join(dir, "out-gtsrb"), { recursive: true });
+    return { parts: { archive }, inputBytes: (await writeClassFolderTar(archive, bytes, side)).bytes };
+  },
+  GTSRB: async (dir, bytes) => {
+    const archive = join(dir, "gtsrb.tar");
+    return { parts: { archive }, inputBytes: (await writeGtsrbTar(archive, bytes)).bytes };
+  },
+  NPY_PAIR: async (dir, bytes, side) => {
     const npy = await writeNpyPair(dir, bytes, side);
-    const pair = runChild(
-      "NPY_PAIR",
-      { images: join(dir, "images.npy"), labels: join(dir, "labels.npy") },
-      join(dir, "out-npy"),
-    );
-    results.push({ format: "NPY_PAIR", inputBytes: npy.bytes, ...pair });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
+    return {
+      parts: { images: join(dir, "images.npy"), labels: join(dir, "labels.npy") },
+      inputBytes: npy.bytes,
+    };
+  },
+};
+
+async function benchAtSize(
+  root: string,
+  sizeMb: number,
+  side: number,
+  formats: string[],
+): Promise<Measurement[]> {
+  const results: Measurement[] = [];
+  for (const format of formats) {
+    const dir = await mkdtemp(join(root, `size-${sizeMb}-`));
+    try {
+      const generate = GENERATORS[format as keyof typeof GENERATORS];
+      if (!generate) throw new Error(`--formats: no generator for ${format}`);
+      const input = await generate(dir, sizeMb * 2 ** 20, side);
+      const measured = runChild(format as DatasetFormat, input.parts, join(dir, "out"));
+      results.push({ format: format as DatasetFormat, inputBytes: input.inputBytes, ...measured });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
   return results;
 }
@@ -234,6 +251,10 @@ async function main(): Promise<void> {
       child: { type: "string" },
       parts: { type: "string" },
       out: { type: "string" },
+      // e.g. --sizes 64,128,256,512,1024 (MB) in place of size-mb/4 and size-mb
+      sizes: { type: "string" },
+      formats: { type: "string", default: "CLASS_FOLDERS,GTSRB,NPY_PAIR" },
+      json: { type: "string" },
     },
   });
   if (values.child) {
@@ -248,7 +269,10 @@ async function main(): Promise<void> {
   console.log(`ingest benchmark: ${machine()}; PNG images ${side}x${side}x3`);
   try {
     const rows: Measurement[] = [];
-    for (const size of [Math.round(sizeMb / 4), sizeMb]) rows.push(...(await benchAtSize(root, size, side)));
+    const sizes = values.sizes ? values.sizes.split(",").map(Number) : [Math.round(sizeMb / 4), sizeMb];
+    const formats = values.formats.split(",");
+    for (const size of sizes) rows.push(...(await benchAtSize(root, size, side, formats)));
+    if (values.json) writeFileSync(values.json, JSON.stringify(rows, null, 1));
     console.log(
       "| format | input MB | images | seconds | MB/s | images/s | RSS before MiB | peak RSS growth MiB |",
     );

@@ -48,6 +48,10 @@ const { values: args } = parseArgs({
     "rate-limit": { type: "string", default: "1000000000" },
     rate: { type: "string" },
     only: { type: "string" },
+    // `job(id)` through the API alone at each of these connection counts (closed loop), e.g.
+    // 1,2,5,10,20,50,100,200; with --json FILE the figures are also written there.
+    sweep: { type: "string" },
+    json: { type: "string" },
     // Writes a CPU profile of this process (the API's thread) during each API run into this folder.
     profile: { type: "string" },
   },
@@ -231,6 +235,7 @@ async function load(opts: {
   headers: Record<string, string>;
   body?: string;
   duration: number;
+  connections?: number;
 }): Promise<Measured> {
   if (RATE !== undefined) {
     const r = await openLoop({ ...opts, rate: RATE, seconds: opts.duration, connections: CONNECTIONS });
@@ -241,7 +246,7 @@ async function load(opts: {
     method: opts.method,
     headers: opts.headers,
     body: opts.body,
-    connections: CONNECTIONS,
+    connections: opts.connections ?? CONNECTIONS,
     duration: opts.duration,
     workers: 1,
   });
@@ -271,6 +276,30 @@ async function sameAnswer(graphql: Response, reference: Response, what: string):
   const b = canonical(await reference.json());
   if (a !== b)
     throw new Error(`${what}: the API and the reference disagree\nAPI:       ${a}\nreference: ${b}`);
+}
+
+/** `job(id)` at each --sweep connection count: how p99 grows with concurrency. */
+async function sweep(url: string, headers: Record<string, string>, body: string): Promise<void> {
+  const request = { url: `${url}/graphql`, method: "POST" as const, headers, body };
+  await load({ ...request, duration: WARMUP });
+  const points: Array<{ connections: number } & Measured> = [];
+  for (const connections of (args.sweep as string).split(",").map(Number)) {
+    const m = await load({ ...request, duration: DURATION, connections });
+    if (m.bad) throw new Error(`${connections} connections: ${m.bad} failed requests`);
+    points.push({ connections, ...m });
+    process.stderr.write(`${connections} connections: p99 ${m.p99} ms, ${Math.round(m.rps)} req/s\n`);
+  }
+  if (args.json) writeFileSync(args.json, JSON.stringify(points, null, 1));
+  process.stdout.write(
+    [
+      `\`job(id)\` through the API, closed loop, ${DURATION} s per point; latency in ms.`,
+      "",
+      "| connections | p50 | p99 | req/s |",
+      "|---|---|---|---|",
+      ...points.map((p) => `| ${p.connections} | ${p.p50} | ${p.p99} | ${Math.round(p.rps)} |`),
+      "",
+    ].join("\n"),
+  );
 }
 
 async function main(): Promise<void> {
@@ -321,6 +350,10 @@ async function main(): Promise<void> {
         c.name,
       );
 
+    if (args.sweep !== undefined) {
+      await sweep(app.url as string, gqlHeaders, (cases[0] as { api: { body: string } }).api.body);
+      return;
+    }
     const rows: string[] = [];
     for (const c of cases) {
       const api = {
