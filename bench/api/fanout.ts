@@ -22,11 +22,8 @@ import { parseArgs } from "node:util";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
-import { loadConfig } from "../../src/config.ts";
-import { freePort } from "../../src/db/embedded.ts";
 import { updateRunning } from "../../src/db/jobs.ts";
-import { startApp } from "../../src/main.ts";
-import { seedJobs } from "./seed.ts";
+import { seedJobs, startBenchApi } from "./setup.ts";
 
 const SUBSCRIPTION = "subscription($id: ID!) { jobUpdated(id: $id) { id progress { epoch } } }";
 const now = () => performance.timeOrigin + performance.now();
@@ -80,21 +77,7 @@ function percentile(sorted: number[], q: number): number {
 
 /** The second API process: `--replica DATABASE_URL DIR`; prints its URL. */
 async function replica(databaseUrl: string, dir: string): Promise<void> {
-  const port = await freePort();
-  const app = await startApp(
-    loadConfig(
-      {
-        ...process.env,
-        DATABASE_URL: databaseUrl,
-        PORT: String(port),
-        TRAPDOOR_PUBLIC_URL: `http://127.0.0.1:${port}`,
-        TRAPDOOR_RATE_LIMIT: "1000000000",
-        TRAPDOOR_MAX_CONCURRENT_REQUESTS: "0",
-      },
-      { dataDir: dir },
-    ),
-    { api: true, worker: false },
-  );
+  const app = await startBenchApi(dir, { DATABASE_URL: databaseUrl });
   process.send?.({ url: app.url });
   process.on("message", async () => {
     await app.stop();
@@ -116,20 +99,7 @@ async function main(): Promise<void> {
   const count = Number(values.subscribers);
   const updates = Number(values.updates);
   const dir = mkdtempSync(join(tmpdir(), "trapdoor-bench-fanout-"));
-  const port = await freePort();
-  const app = await startApp(
-    loadConfig(
-      {
-        ...process.env,
-        PORT: String(port),
-        TRAPDOOR_PUBLIC_URL: `http://127.0.0.1:${port}`,
-        TRAPDOOR_RATE_LIMIT: "1000000000",
-        TRAPDOOR_MAX_CONCURRENT_REQUESTS: "0",
-      },
-      { dataDir: dir },
-    ),
-    { api: true, worker: false },
-  );
+  const app = await startBenchApi(dir);
   const second = fork(fileURLToPath(import.meta.url), ["--replica", app.databaseUrl, "--dir", dir], {
     execArgv: process.execArgv,
   });

@@ -31,11 +31,9 @@ import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import express from "express";
 import pg from "pg";
-import { loadConfig } from "../../src/config.ts";
 import { freePort } from "../../src/db/embedded.ts";
-import { startApp } from "../../src/main.ts";
 import { openLoop } from "./open-loop.ts";
-import { seedJobs } from "./seed.ts";
+import { seedJobs, startBenchApi } from "./setup.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -304,21 +302,7 @@ async function sweep(url: string, headers: Record<string, string>, body: string)
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "trapdoor-bench-api-"));
-  const port = await freePort();
-  const app = await startApp(
-    loadConfig(
-      {
-        ...process.env,
-        PORT: String(port),
-        TRAPDOOR_PUBLIC_URL: `http://127.0.0.1:${port}`,
-        TRAPDOOR_RATE_LIMIT: args["rate-limit"],
-        // One tenant drives every connection here: its in-flight cap (4 by default) would refuse them.
-        TRAPDOOR_MAX_CONCURRENT_REQUESTS: "0",
-      },
-      { dataDir: dir },
-    ),
-    { api: true, worker: false },
-  );
+  const app = await startBenchApi(dir, { TRAPDOOR_RATE_LIMIT: args["rate-limit"] });
   const reference = await startReference(app.databaseUrl);
   try {
     const key = app.firstApiKey as string;

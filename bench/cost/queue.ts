@@ -17,9 +17,6 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { loadConfig } from "../../src/config.ts";
-import { freePort } from "../../src/db/embedded.ts";
-import { startApp } from "../../src/main.ts";
 import {
   datasetIds,
   gql,
@@ -29,6 +26,7 @@ import {
   uploadJobDatasets,
   waitFor,
 } from "../../tests/helpers/app.ts";
+import { startBenchApi } from "../api/setup.ts";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -60,20 +58,7 @@ async function main(): Promise<void> {
     },
   });
   const dir = mkdtempSync(join(tmpdir(), "trapdoor-bench-queue-"));
-  const port = await freePort();
-  const app = await startApp(
-    loadConfig(
-      {
-        ...process.env,
-        PORT: String(port),
-        TRAPDOOR_PUBLIC_URL: `http://127.0.0.1:${port}`,
-        TRAPDOOR_AUTOSCALED_QUEUES: "cpu",
-        TRAPDOOR_MAX_CONCURRENT_REQUESTS: "0",
-      },
-      { dataDir: dir },
-    ),
-    { api: true, worker: false },
-  );
+  const app = await startBenchApi(dir, { TRAPDOOR_AUTOSCALED_QUEUES: "cpu" });
   const url = app.url as string;
   const key = app.firstApiKey as string;
   const workerEnv = {

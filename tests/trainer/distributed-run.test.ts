@@ -5,28 +5,17 @@
  */
 
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { type RunSpec, type TrainerEvent, TrainerExit } from "../../src/trainer/protocol.ts";
 import { startTrainerRun, trainerArgs } from "../../src/trainer/run.ts";
-import { python } from "../helpers/app.ts";
-
-const trainerRoot = fileURLToPath(new URL("../../trainer", import.meta.url));
-
-function makeDatasets(root: string): Record<string, string> {
-  const script = `import sys, json; sys.path.insert(0, 'tests'); from synthetic import write_job_datasets; from pathlib import Path; print(json.dumps(write_job_datasets(Path(sys.argv[1]), n_train=600, n_holdout=80, n_test=80)))`;
-  const out = spawnSync(python, ["-c", script, root], { cwd: trainerRoot, encoding: "utf8" });
-  assert.equal(out.status, 0, out.stderr);
-  return JSON.parse(out.stdout);
-}
+import { makeDatasets, python } from "../helpers/app.ts";
 
 describe("a job on two processes (torchrun + DistributedDataParallel, gloo)", () => {
   const root = mkdtempSync(join(tmpdir(), "trapdoor-ddp-"));
-  const data = makeDatasets(join(root, "data"));
+  const data = makeDatasets(join(root, "data"), { nTrain: 600, nHoldout: 80, nTest: 80 });
   const spec = (epochs: number): RunSpec => ({
     jobId: "ddp-test",
     method: "NO_DEFENSE",

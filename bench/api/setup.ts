@@ -1,9 +1,35 @@
-/** Rows for the API benchmarks: one tenant's datasets and jobs, as the API would have written them. */
+/** The API benchmarks' set-up: an API on a free port, and one tenant's datasets and jobs. */
 
 import { randomUUID } from "node:crypto";
+import { loadConfig } from "../../src/config.ts";
 import { insertDataset, markDatasetReady } from "../../src/db/datasets.ts";
+import { freePort } from "../../src/db/embedded.ts";
 import { insertJob, transition, updateRunning } from "../../src/db/jobs.ts";
-import type { App } from "../../src/main.ts";
+import { type App, startApp } from "../../src/main.ts";
+
+/**
+ * trapdoor's API alone (no worker) on a free loopback port, with data in `dir`: embedded
+ * PostgreSQL unless `env` names a DATABASE_URL. One tenant drives every connection in these
+ * benches, so the per-tenant in-flight cap is off and the rate limit out of reach unless `env`
+ * sets them.
+ */
+export async function startBenchApi(dir: string, env: Record<string, string> = {}): Promise<App> {
+  const port = await freePort();
+  return startApp(
+    loadConfig(
+      {
+        ...process.env,
+        PORT: String(port),
+        TRAPDOOR_PUBLIC_URL: `http://127.0.0.1:${port}`,
+        TRAPDOOR_RATE_LIMIT: "1000000000",
+        TRAPDOOR_MAX_CONCURRENT_REQUESTS: "0",
+        ...env,
+      },
+      { dataDir: dir },
+    ),
+    { api: true, worker: false },
+  );
+}
 
 /** One tenant's jobs in every state, half with progress and metrics (realistic row sizes). */
 export async function seedJobs(app: App, count: number): Promise<{ jobs: string[]; dataset: string }> {
