@@ -72,10 +72,11 @@ async function main(): Promise<void> {
   const rows: { workers: number; jobs: number; seconds: number; jobsPerMinute: number }[] = [];
   try {
     const data = makeDatasets(join(dir, "data"), { nTrain: 200, nHoldout: 40, nTest: 40 });
-    const ids = await uploadJobDatasets(url, key, data);
+    let ids: Awaited<ReturnType<typeof uploadJobDatasets>> | undefined;
     let round = 0;
     for (const count of values.workers.split(",").map(Number)) {
       const workers = await Promise.all(Array.from({ length: count }, () => startWorker(workerEnv)));
+      ids ??= await uploadJobDatasets(url, key, data); // the first round's workers ingest them
       const jobs = Number(values.jobs);
       const started = performance.now();
       const launched = await Promise.all(
@@ -83,7 +84,7 @@ async function main(): Promise<void> {
           launchJob(url, key, {
             method: "NO_DEFENSE",
             architecture: "small-cnn",
-            ...datasetIds(ids),
+            ...datasetIds(ids as NonNullable<typeof ids>),
             hyperparameters: { epochs: 1, batchSize: 64, evalEvery: 0 },
             seed: i,
             idempotencyKey: `queue-${round}-${i}`,
