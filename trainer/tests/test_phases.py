@@ -151,3 +151,25 @@ def test_a_file_that_is_no_checkpoint_is_invalid_input(job_datasets, tmp_path):
     code, _, err = run(spec_path, tmp_path / "work")
     error = json.loads(err.strip().splitlines()[-1])
     assert code == 2 and error["field"] == "resumeFrom" and "format" in error["message"]
+
+
+def test_reported_losses_are_the_means_of_the_steps_terms(job_datasets, tmp_path):
+    """Terms are summed on the device and read back at reports: the figures are still the means."""
+    ctx = make_context(job_datasets, tmp_path)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    seen: list[float] = []
+
+    def loss_fn(x, y, generator):
+        loss = F.cross_entropy(model(x), y)
+        seen.append(float(loss))
+        return loss, {"ce": loss, "constant": 0.25}  # a plain float is accepted too
+
+    phase = Phase(name="means", epochs=2, batch_size=8, lr=0.05, weight_decay=0.0, data=toy_data(), parameters=list(model.parameters()),
+                  loss_fn=loss_fn, set_modes=model.train, saves={"model": model}, augment="none")
+    result = PhaseRunner(ctx).run(phase)
+    per_epoch = len(seen) // 2
+    for epoch, record in enumerate(result["history"]):
+        assert record["train.ce"] == pytest.approx(np.mean(seen[epoch * per_epoch : (epoch + 1) * per_epoch]), rel=1e-6)
+        assert record["train.constant"] == pytest.approx(0.25)
+    last = [e for e in events_of(ctx) if e["type"] == "progress"][-1]
+    assert last["loss"]["ce"] == pytest.approx(np.mean(seen[per_epoch:]), rel=1e-6)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
@@ -93,6 +94,19 @@ def crop_padding(height: int) -> int:
     return max(1, int(round(4 * height / 32)))
 
 
+def compiled(loss_fn: LossFn) -> LossFn:
+    """The loss (the model's forward inside it) through `torch.compile` when TRAPDOOR_COMPILE names
+    a mode ("default", "reduce-overhead" for CUDA graphs, "max-autotune"): fewer, fused kernel
+    launches for WRN-16-1's small kernels on a GPU. PyTorch 2.x only and off by default: the GPU
+    benchmark (bench/gpu.sh) measures it before it may become a default."""
+    mode = os.environ.get("TRAPDOOR_COMPILE", "")
+    if not mode:
+        return loss_fn
+    if not hasattr(torch, "compile"):
+        raise RuntimeError(f"TRAPDOOR_COMPILE={mode} needs PyTorch 2.x; this is {torch.__version__}")
+    return torch.compile(loss_fn, mode=mode)
+
+
 def make_optimizer(phase: Phase) -> torch.optim.Optimizer:
     return torch.optim.Adam(phase.parameters, lr=phase.lr, weight_decay=phase.weight_decay)
 
@@ -114,7 +128,7 @@ def train_phase(ctx: RunContext, phase: Phase, start: LoopStart, save: SaveFn) -
     device = phase.data.device
     # Several processes (distributed.py): each computes its share of every global batch.
     parallel = distributed.is_distributed()
-    loss_fn = distributed.data_parallel_loss(phase.parameters, phase.loss_fn, device) if parallel else phase.loss_fn
+    loss_fn = distributed.data_parallel_loss(phase.parameters, phase.loss_fn, device) if parallel else compiled(phase.loss_fn)
 
     for epoch in range(start.epoch, phase.epochs):
         last_epoch = epoch + 1 == phase.epochs
@@ -123,7 +137,9 @@ def train_phase(ctx: RunContext, phase: Phase, start: LoopStart, save: SaveFn) -
             group["lr"] = lr
         order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, phase.name, epoch))).to(phase.data.device)
         phase.set_modes()
-        sums: dict[str, float] = {}
+        # Loss terms summed on the device; read back only when reported, so a GPU step never
+        # waits for the host (a float() per term per step is a synchronisation each).
+        on_device: dict[str, torch.Tensor] = {}
         first_step = start.step if epoch == start.epoch else 0
         epoch_start = time.perf_counter()
         for step in range(first_step, steps):
@@ -152,15 +168,18 @@ def train_phase(ctx: RunContext, phase: Phase, start: LoopStart, save: SaveFn) -
             loss.backward()
             optimizer.step()
             for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
+                total = on_device.get(key)
+                value = value.detach().to(torch.float64) if isinstance(value, torch.Tensor) else torch.tensor(float(value), dtype=torch.float64)
+                on_device[key] = value if total is None else total + value
             if (step + 1) % report_every == 0 or step + 1 == steps:
                 elapsed = train_seconds + time.perf_counter() - epoch_start
                 ctx.emitter.progress(
                     stage=phase.name, epoch=epoch, epochs=phase.epochs, step=step + 1, steps=steps, lr=lr,
-                    loss={k: v / (step + 1 - first_step) for k, v in sums.items()},
+                    loss={k: float(v) / (step + 1 - first_step) for k, v in on_device.items()},
                     imagesPerSecond=round(processed / max(elapsed, 1e-9), 1),
                 )
         train_seconds += time.perf_counter() - epoch_start
+        sums = {k: float(v) for k, v in on_device.items()}
         if parallel:
             sums = distributed.mean_over_ranks(sums, device)
         if last_epoch and phase.model is not None:
