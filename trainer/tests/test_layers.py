@@ -27,8 +27,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Exceptions and exit codes; the package's __init__ holds only its version.
     ("base", ("errors", "__init__")),
     # Self-contained helpers: file formats, the event protocol, the privacy accountant, the
-    # parameter schemas' validator, parameter tables, the registry type, the checkpoint file.
-    ("utilities", ("schema_check", "hyperparams", "registry", "png", "safetensors", "idx", "events", "privacy", "checkpoint")),
+    # parameter schemas' validator, parameter tables, the registry type, the checkpoint file, the
+    # process group of a job on several processes.
+    ("utilities", ("schema_check", "hyperparams", "registry", "png", "safetensors", "idx", "events", "privacy", "checkpoint", "distributed")),
     # Datasets (on disk and on the device) and the network architectures.
     ("data and models", ("data", "models")),
     # What works on a model or a dataset without a job: evaluation, the exported model format,
@@ -46,8 +47,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("defenses", ("defenses",)),
     # Commands: a whole job, poisoning a dataset, the export fixture script.
     ("commands", ("runner", "poison_command", "export_fixture")),
-    # The command line.
-    ("entry point", ("__main__",)),
+    # The command line, and torchrun's launcher for several processes.
+    ("entry point", ("__main__", "torchrun")),
 ]
 
 
