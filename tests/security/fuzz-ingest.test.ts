@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
 import { openArchive } from "../../src/datasets/archive/index.ts";
+import { warmDecodePool } from "../../src/datasets/images/decode-pool.ts";
 import { IngestError, ingest } from "../../src/datasets/ingest.ts";
 import type { DatasetFormat } from "../../src/datasets/types.ts";
 import { tarBytes } from "../datasets/archives.ts";
@@ -131,9 +132,12 @@ const rss = () => {
 
 /**
  * Runs `numRuns` seeded cases through `outcome` after one warm-up case (first use of sharp,
- * yauzl, zlib), then checks the RSS growth and that the generator reached both outcomes.
+ * yauzl, zlib) and with the image-decoding threads started (an ingest worker starts them once;
+ * a warm-up case that fails before decoding would leave their start inside the measurement),
+ * then checks the RSS growth and that the generator reached both outcomes.
  */
 async function fuzz<T>(arb: fc.Arbitrary<T>, seed: number, outcome: (value: T) => Promise<string>) {
+  await warmDecodePool();
   await outcome(fc.sample(arb, { seed, numRuns: 1 })[0] as T);
   const before = rss();
   const seen = new Map<string, number>();

@@ -39,16 +39,13 @@ function decodingPool(): Piscina<DecodeBatch, DecodedBatch> {
   if (pool) return pool;
   const self = new URL(import.meta.url);
   const worker = new URL(`./decode-worker${extname(self.pathname)}`, self);
-  // Sources run through tsx: a thread needs the loader too, even when the process registered it
-  // by API (bin/trapdoor.js) rather than by --import.
-  const needsLoader = worker.pathname.endsWith(".ts") && !process.execArgv.some((a) => a.includes("tsx"));
   pool = new Piscina<DecodeBatch, DecodedBatch>({
     filename: worker.href,
     // Threads stay once started (an ingest worker keeps ingesting); idle ones do not keep the
     // process alive.
     minThreads: DECODE_THREADS,
     maxThreads: DECODE_THREADS,
-    execArgv: needsLoader ? [...process.execArgv, "--import", import.meta.resolve("tsx")] : process.execArgv,
+    execArgv: loaderArgs(worker),
   });
   return pool;
 }
@@ -61,6 +58,25 @@ export async function warmDecodePool(): Promise<void> {
   const pool = decodingPool();
   const empty: DecodeBatch = { bytes: new Uint8Array(0), ends: [], steps: [] };
   await Promise.all(Array.from({ length: DECODE_THREADS }, () => pool.run(empty)));
+}
+
+/**
+ * The module loaders of this process, for the threads: only those, since a thread refuses
+ * process-wide flags (--expose-gc, --max-old-space-size, ...). Sources run through tsx need it
+ * in the thread too, even when the process registered it by API (bin/trapdoor.js).
+ */
+function loaderArgs(worker: URL): string[] {
+  const args: string[] = [];
+  const given = process.execArgv;
+  for (let i = 0; i < given.length; i++) {
+    const arg = given[i] as string;
+    if (/^--(import|require|loader|experimental-loader)=/.test(arg)) args.push(arg);
+    else if (/^--(import|require|loader|experimental-loader)$/.test(arg) && i + 1 < given.length)
+      args.push(arg, given[++i] as string);
+  }
+  if (worker.pathname.endsWith(".ts") && !args.some((a) => a.includes("tsx")))
+    args.push("--import", import.meta.resolve("tsx"));
+  return args;
 }
 
 async function* batches<T extends EncodedImage>(items: AsyncIterable<T>): AsyncGenerator<T[]> {
