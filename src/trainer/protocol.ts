@@ -62,8 +62,8 @@ export interface CheckpointEvent extends EventBase {
 
 export interface ArtifactEvent extends EventBase {
   type: "artifact";
-  kind: "model" | "config" | "metadata" | "onnx" | "preview" | "health";
-  format: "safetensors" | "json" | "onnx" | "png";
+  kind: "model" | "config" | "metadata" | "onnx" | "preview" | "health" | "bundle";
+  format: "safetensors" | "json" | "onnx" | "png" | "tar";
   /** Relative to the trainer's workdir. */
   path: string;
   sha256: string;

@@ -208,7 +208,7 @@ describe("the service end to end (embedded Postgres, local store, in-process wor
     }[];
     assert.deepEqual(
       new Set(artifacts.map((a) => a.kind)),
-      new Set(["model", "config", "metadata", "onnx", "preview", "health"]),
+      new Set(["model", "config", "metadata", "onnx", "preview", "health", "bundle"]),
     );
     // The health report travels as two artifacts of kind "health": the JSON and its PNG summary.
     const reports = await Promise.all(

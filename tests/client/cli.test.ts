@@ -306,7 +306,19 @@ describe("the trapdoor client CLI against a running service", () => {
     assert.equal(st.code, ExitCode.OK, st.stderr);
     const safetensors = res.data?.job.artifacts.find((a) => a.format === "safetensors");
     assert.equal(sha256(readFileSync(join(dir, `${jobId}.safetensors`))), safetensors?.sha256);
-    assert.deepEqual(readdirSync(dir).sort(), [`${jobId}.safetensors`, "defended.onnx"].sort());
+    // The model-card bundle: a tar holding the model files and README.md.
+    const tar = await run(["jobs", "download", jobId, "--format", "tar"], { cwd: dir });
+    assert.equal(tar.code, ExitCode.OK, tar.stderr);
+    const bundle = res.data?.job.artifacts.find((a) => a.format === "tar");
+    const bundleBytes = readFileSync(join(dir, `${jobId}.tar`));
+    assert.equal(sha256(bundleBytes), bundle?.sha256);
+    assert.ok(
+      bundleBytes.includes(Buffer.from("README.md")) && bundleBytes.includes(Buffer.from("model.onnx")),
+    );
+    assert.deepEqual(
+      readdirSync(dir).sort(),
+      [`${jobId}.safetensors`, `${jobId}.tar`, "defended.onnx"].sort(),
+    );
   });
 
   it("a cancelled job ends jobs watch with the job-failed exit code", { timeout: 60_000 }, async () => {

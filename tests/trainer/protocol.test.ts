@@ -68,7 +68,10 @@ describe("trainer protocol (TypeScript types against the real trainer)", () => {
       assert.ok(typeof value === "number" && value >= 0 && value <= 1);
     }
     const kinds = events.filter((e): e is ArtifactEvent => e.type === "artifact").map((e) => e.kind);
-    assert.deepEqual(new Set(kinds), new Set(["model", "config", "metadata", "onnx", "preview", "health"]));
+    assert.deepEqual(
+      new Set(kinds),
+      new Set(["model", "config", "metadata", "onnx", "preview", "health", "bundle"]),
+    );
   });
 
   it("a bad spec exits 2 with the field named, as TrainerSpecError", () => {

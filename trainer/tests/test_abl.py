@@ -96,7 +96,7 @@ def test_cli_run_reports_isolation_precision(job_datasets, tmp_path):
     assert result["isolatedCount"] == 20  # 1 % of the fixture's 2000 training images
     assert isinstance(result["isolationPrecision"], float) and 0 <= result["isolationPrecision"] <= 1
     assert set(result["timings"]) >= {"isolationSeconds", "finetuneSeconds", "unlearnSeconds", "totalSeconds"}
-    assert {e["kind"] for e in events if e["type"] == "artifact"} == {"model", "config", "metadata", "onnx"}
+    assert {e["kind"] for e in events if e["type"] == "artifact"} == {"model", "config", "metadata", "onnx", "bundle"}
     assert {e["stage"] for e in events if e["type"] == "progress"} == {"isolation", "finetune", "unlearn"}
     metadata = json.loads((tmp_path / "work" / "metadata.json").read_text())
     assert metadata["hyperparameters"]["gamma"] == 0.5 and metadata["hyperparameters"]["isolationRatio"] == 0.01

@@ -100,7 +100,7 @@ def test_event_stream_has_every_kind_with_its_fields(trap_and_replace):
     metrics = {(e["stage"], e["name"]) for e in events if e["type"] == "metric"}
     assert {("stage1", "mse"), ("stage1", "holdoutAccuracy"), ("stage1", "train.ce"), ("stage2", "holdoutAccuracy")} <= metrics
     artifacts = {e["path"]: e for e in events if e["type"] == "artifact"}
-    assert {e["kind"] for e in artifacts.values()} == {"model", "config", "metadata", "onnx", "preview", "health"}
+    assert {e["kind"] for e in artifacts.values()} == {"model", "config", "metadata", "onnx", "preview", "health", "bundle"}
     for record in artifacts.values():
         assert (workdir / record["path"]).stat().st_size == record["sizeBytes"]
 
@@ -224,3 +224,28 @@ def test_describe_lists_methods_attacks_and_architectures():
     assert methods["TRAP_AND_REPLACE"]["hyperparameters"]["lambda2"]["default"] == 0.1
     assert {"badnet_grid", "blend", "sig", "lba", "custom"} <= {a["name"] for a in described["attacks"]}
     assert "wrn16-1" in described["architectures"]
+
+
+def test_the_bundle_holds_the_exported_files_and_a_model_card(trap_and_replace):
+    import tarfile
+
+    result, events, workdir = trap_and_replace
+    bundle = next(e for e in events if e["type"] == "artifact" and e["kind"] == "bundle")
+    assert bundle["format"] == "tar" and bundle["path"] == "bundle.tar"
+    with tarfile.open(workdir / "bundle.tar") as tar:
+        assert tar.getnames() == ["model.safetensors", "config.json", "metadata.json", "model.onnx", "README.md"]
+        for name in ("model.safetensors", "config.json", "metadata.json", "model.onnx"):
+            assert tar.extractfile(name).read() == (workdir / name).read_bytes(), name
+        card = tar.extractfile("README.md").read().decode()
+    front, body = card.split("---\n")[1], card.split("---\n", 2)[2]
+    fields = {line.split(": ", 1)[0]: json.loads(line.split(": ", 1)[1]) for line in front.strip().splitlines()}
+    metrics = {m["name"]: m["value"] for m in fields["metrics"]}
+    assert metrics == {"clean_accuracy": result["ca"], "attack_success_rate": result["asr"], "reconstruction_mse": result["mse"]}
+    metadata = json.loads((workdir / "metadata.json").read_text())
+    assert {d["role"]: d["sha256"] for d in fields["datasets"]} == metadata["datasets"]
+    health = json.loads((workdir / "health.json").read_text())
+    assert fields["trapdoor"]["method"] == "TRAP_AND_REPLACE" and fields["trapdoor"]["hyperparameters"] == metadata["hyperparameters"]
+    assert fields["trapdoor"]["health_verdict"] == health["verdict"]
+    assert fields["pipeline_tag"] == "image-classification"
+    assert "## Intended use" in body and "## Limits: what the defense does not guarantee" in body
+    assert f"{100 * result['ca']:.2f} %" in body

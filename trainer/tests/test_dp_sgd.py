@@ -159,7 +159,7 @@ def test_cli_run_reports_epsilon_and_exports_a_group_norm_model(job_datasets, tm
     steps = 2000 // 64  # the fixture's training set holds 2000 images
     expected, _ = SubsampledGaussianAccountant(1.5, 64 / 2000).epsilon(steps, 1e-5)
     assert result["epsilon"] == pytest.approx(expected) and result["delta"] == 1e-5
-    assert {e["kind"] for e in events if e["type"] == "artifact"} == {"model", "config", "metadata", "onnx"}
+    assert {e["kind"] for e in events if e["type"] == "artifact"} == {"model", "config", "metadata", "onnx", "bundle"}
     work = tmp_path / "work"
     assert json.loads((work / "config.json").read_text())["norm"] == "group"
     metadata = json.loads((work / "metadata.json").read_text())

@@ -161,7 +161,7 @@ def test_cli_run_pretrains_prunes_fine_tunes_and_exports(job_datasets, tmp_path)
     for key in ("asr", "ca", "beforeAsr", "beforeCa", "prunedFraction", "prunedAsr", "prunedCa"):
         assert 0 <= result[key] <= 1, key
     assert set(result["timings"]) >= {"pretrainSeconds", "pruneSeconds", "finetuneSeconds", "totalSeconds"}
-    assert {e["kind"] for e in events if e["type"] == "artifact"} == {"model", "config", "metadata", "onnx"}
+    assert {e["kind"] for e in events if e["type"] == "artifact"} == {"model", "config", "metadata", "onnx", "bundle"}
     assert {e["stage"] for e in events if e["type"] == "progress"} == {"pretrain", "finetune"}
     # The exported weights alone carry the pruning.
     metadata = json.loads((tmp_path / "work" / "metadata.json").read_text())

@@ -33,8 +33,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Datasets (on disk and on the device) and the network architectures.
     ("data and models", ("data", "models")),
     # What works on a model or a dataset without a job: evaluation, the exported model format,
-    # triggers and poisoning.
-    ("model tools", ("metrics", "export", "attacks")),
+    # the model card and bundle, triggers and poisoning.
+    ("model tools", ("metrics", "export", "model_card", "attacks")),
     # The method registry (spec validation looks methods up in it) and the catalog built from
     # the method, attack and architecture registries.
     ("method catalogue", ("defenses.registry", "catalog")),

@@ -141,6 +141,6 @@ def test_cli_run_from_an_init_model_teaches_distils_and_exports(job_datasets, in
     for key in ("asr", "ca", "beforeAsr", "beforeCa", "teacherAsr", "teacherCa"):
         assert 0 <= result[key] <= 1, key
     assert set(result["timings"]) >= {"pretrainSeconds", "teacherSeconds", "distillSeconds", "totalSeconds"}
-    assert {e["kind"] for e in events if e["type"] == "artifact"} == {"model", "config", "metadata", "onnx"}
+    assert {e["kind"] for e in events if e["type"] == "artifact"} == {"model", "config", "metadata", "onnx", "bundle"}
     assert {e["stage"] for e in events if e["type"] == "progress"} == {"teacher", "distill"}
     assert result["timings"]["pretrainSeconds"] == 0.0

@@ -100,6 +100,7 @@ def _device_description(device: torch.device) -> dict:
 
 def run_job(spec: RunSpec, workdir: Path, emitter: Emitter, cancel=None) -> dict:
     from .export import artifact_record, export_model  # export pulls in ONNX machinery only when needed
+    from .model_card import write_bundle
 
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -158,6 +159,9 @@ def run_job(spec: RunSpec, workdir: Path, emitter: Emitter, cancel=None) -> dict
         "software": _software(),
     }
     records = export_model(model.cpu().eval(), workdir, config=config, metadata=metadata, image_shape=data.image_shape)
+    health_json = next((p for p in ctx.health_paths if p.suffix == ".json"), None)
+    bundle = write_bundle(workdir, health_json)
+    records.append(artifact_record(workdir, bundle.name, "bundle", "tar"))
     for record in records:
         emitter.artifact(record.to_event())
     for path in ctx.preview_paths:

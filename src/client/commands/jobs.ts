@@ -173,7 +173,7 @@ async function list(connect: () => ApiClient, argv: string[], out: Output): Prom
   return ExitCode.OK;
 }
 
-const EXTENSIONS: Record<string, string> = { onnx: "onnx", safetensors: "safetensors" };
+const EXTENSIONS: Record<string, string> = { onnx: "onnx", safetensors: "safetensors", tar: "tar" };
 
 async function download(connect: () => ApiClient, argv: string[], out: Output): Promise<number> {
   const { values, positionals } = parse(argv, {
@@ -183,7 +183,10 @@ async function download(connect: () => ApiClient, argv: string[], out: Output): 
   const id = positionals[0];
   if (!id || positionals.length > 1) throw usageError("jobs download takes one job ID");
   const format = (values.format ?? "onnx").toLowerCase();
-  if (!EXTENSIONS[format]) throw usageError(`--format must be onnx or safetensors, not ${values.format}`);
+  if (!EXTENSIONS[format])
+    throw usageError(
+      `--format must be onnx, safetensors or tar (the model-card bundle), not ${values.format}`,
+    );
   const api = connect();
   const { job } = await api.request<{ job: { id: string; status: string; artifacts: Artifact[] } | null }>(
     JOB_ARTIFACTS,
