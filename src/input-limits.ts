@@ -22,6 +22,12 @@ export const INPUT_LIMITS = {
   jsonBytes: 16 * 1024,
   /** Cursors the API returned are ~80 characters. */
   cursorChars: 512,
+  /** A job's labels (string → string), as Kubernetes bounds its own. */
+  labels: 32,
+  labelKeyChars: 63,
+  labelValueChars: 256,
+  /** A platform's own id for a job. */
+  externalIdChars: 256,
 } as const;
 
 /** A string of 1..max characters (after trimming it must not be empty). */
@@ -59,6 +65,34 @@ export function checkJsonSize(
   if (value == null) return;
   const bytes = Buffer.byteLength(JSON.stringify(value) ?? "", "utf8");
   if (bytes > maxBytes) throw badInput(`${field} is ${bytes} bytes as JSON; the limit is ${maxBytes}`, field);
+}
+
+const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$/;
+
+/**
+ * Labels: a JSON object of at most INPUT_LIMITS.labels string values, keys of letters, digits and
+ * `.`, `_`, `/`, `-` (starting and ending with a letter or digit). Returns it, or {} for null.
+ */
+export function checkLabels(value: unknown, field: string): Record<string, string> {
+  if (value == null) return {};
+  if (typeof value !== "object" || Array.isArray(value))
+    throw badInput(`${field} must be an object of string values, e.g. {"team": "vision"}`, field);
+  const entries = Object.entries(value as Record<string, unknown>);
+  if (entries.length > INPUT_LIMITS.labels)
+    throw badInput(`${field} may hold at most ${INPUT_LIMITS.labels} labels`, field);
+  for (const [key, label] of entries) {
+    if (key.length > INPUT_LIMITS.labelKeyChars || !LABEL_KEY.test(key))
+      throw badInput(
+        `${field}: the key ${JSON.stringify(key.slice(0, 80))} must be 1 to ${INPUT_LIMITS.labelKeyChars} letters, digits, '.', '_', '/' or '-', starting and ending with a letter or digit`,
+        `${field}.${key.slice(0, 80)}`,
+      );
+    if (typeof label !== "string" || label.length > INPUT_LIMITS.labelValueChars)
+      throw badInput(
+        `${field}.${key} must be a string of at most ${INPUT_LIMITS.labelValueChars} characters`,
+        `${field}.${key}`,
+      );
+  }
+  return value as Record<string, string>;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

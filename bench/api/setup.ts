@@ -77,6 +77,8 @@ export async function seedJobs(app: App, count: number): Promise<{ jobs: string[
       queue: "cpu",
       gpus: null,
       maxRuntimeSeconds: null,
+      labels: { bench: "latency" },
+      externalId: `bench-${i}`,
     });
     await transition(app.db, job.id, "QUEUED", "seeded");
     if (i % 2 === 0) {

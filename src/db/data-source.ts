@@ -4,6 +4,7 @@ import { DatasetIngestOptions1764160000000 } from "../../migrations/176416000000
 import { DatasetProcessing1764170000000 } from "../../migrations/1764170000000-dataset-processing.ts";
 import { JobResources1764180000000 } from "../../migrations/1764180000000-job-resources.ts";
 import { Hardening1764190000000 } from "../../migrations/1764190000000-hardening.ts";
+import { JobLabels1765000000000 } from "../../migrations/1765000000000-job-labels.ts";
 
 /** All migrations, in order. The schema changes only through these (never `synchronize`). */
 export const MIGRATIONS = [
@@ -12,6 +13,7 @@ export const MIGRATIONS = [
   DatasetProcessing1764170000000,
   JobResources1764180000000,
   Hardening1764190000000,
+  JobLabels1765000000000,
 ];
 
 export function createDataSource(databaseUrl: string): DataSource {

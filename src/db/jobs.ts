@@ -37,6 +37,9 @@ export interface JobRow {
   gpus: number | null;
   /** Running time after which the job is stopped (checkpointed) and fails; null = no cap. */
   max_runtime_seconds: number | null;
+  /** the launching platform's own labels and id for the job */
+  labels: Record<string, string>;
+  external_id: string | null;
   attempt: number;
   max_attempts: number;
   worker: string | null;
@@ -72,6 +75,8 @@ export interface NewJob {
   queue: TrainingQueue;
   gpus: number | null;
   maxRuntimeSeconds: number | null;
+  labels: Record<string, string>;
+  externalId: string | null;
 }
 
 /** Insert unless the tenant already used the idempotency key; returns [job, created]. */
@@ -79,8 +84,8 @@ export async function insertJob(db: Queryable, job: NewJob): Promise<[JobRow, bo
   const inserted = await sql<JobRow>(
     db,
     `INSERT INTO training_jobs (tenant_id, idempotency_key, input_hash, method, architecture, status, train_dataset_id, holdout_dataset_id,
-       test_dataset_id, asr_test_dataset_id, attack, target, seed, hyperparameters, queue, gpus, max_runtime_seconds)
-     VALUES ($1, $2, $3, $4, $5, 'VALIDATING', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+       test_dataset_id, asr_test_dataset_id, attack, target, seed, hyperparameters, queue, gpus, max_runtime_seconds, labels, external_id)
+     VALUES ($1, $2, $3, $4, $5, 'VALIDATING', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
      ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING *`,
     [
       job.tenantId,
@@ -99,6 +104,8 @@ export async function insertJob(db: Queryable, job: NewJob): Promise<[JobRow, bo
       job.queue,
       job.gpus,
       job.maxRuntimeSeconds,
+      JSON.stringify(job.labels),
+      job.externalId,
     ],
   );
   if (inserted[0]) {
@@ -134,7 +141,15 @@ export async function getJobs(db: Queryable, tenantId: string, ids: readonly str
 export async function listJobs(
   db: Queryable,
   tenantId: string,
-  opts: { first: number; after?: { createdAt: string; id: string }; status?: JobStatus; method?: string },
+  opts: {
+    first: number;
+    after?: { createdAt: string; id: string };
+    status?: JobStatus;
+    method?: string;
+    /** jobs whose labels include every one of these */
+    labels?: Record<string, string>;
+    externalId?: string;
+  },
 ): Promise<JobRow[]> {
   const params: unknown[] = [tenantId, opts.first + 1];
   let where = "tenant_id = $1";
@@ -145,6 +160,14 @@ export async function listJobs(
   if (opts.method) {
     params.push(opts.method);
     where += ` AND method = $${params.length}`;
+  }
+  if (opts.labels && Object.keys(opts.labels).length > 0) {
+    params.push(JSON.stringify(opts.labels));
+    where += ` AND labels @> $${params.length}::jsonb`;
+  }
+  if (opts.externalId !== undefined) {
+    params.push(opts.externalId);
+    where += ` AND external_id = $${params.length}`;
   }
   if (opts.after) {
     params.push(opts.after.createdAt, opts.after.id);

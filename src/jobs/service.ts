@@ -17,7 +17,13 @@ import {
 } from "../db/jobs.ts";
 import { transaction } from "../db/sql.ts";
 import { badInput, conflict, notFound, precondition } from "../errors.ts";
-import { checkJsonSize, checkOptionalString, checkString, INPUT_LIMITS } from "../input-limits.ts";
+import {
+  checkJsonSize,
+  checkLabels,
+  checkOptionalString,
+  checkString,
+  INPUT_LIMITS,
+} from "../input-limits.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
 import { keys } from "../storage/keys.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
@@ -41,6 +47,9 @@ export interface LaunchInput {
   hyperparameters?: Record<string, unknown> | null;
   seed?: number | null;
   resources?: ResourcesInput | null;
+  /** the platform's own labels and id, found again with jobs(filter: ...) */
+  labels?: Record<string, unknown> | null;
+  externalId?: string | null;
   idempotencyKey: string;
 }
 
@@ -107,9 +116,25 @@ export class JobService {
   /** One page (newest first; `first` + 1 rows, so the caller can tell whether more follow). */
   list(
     tenantId: string,
-    page: { first: number; after?: { createdAt: string; id: string }; status?: JobStatus; method?: string },
+    page: {
+      first: number;
+      after?: { createdAt: string; id: string };
+      status?: JobStatus;
+      method?: string;
+      filter?: { labels?: Record<string, unknown> | null; externalId?: string | null } | null;
+    },
   ): Promise<JobRow[]> {
-    return listJobs(this.db, tenantId, page);
+    const { filter, ...rest } = page;
+    const externalId = checkOptionalString(
+      filter?.externalId,
+      "filter.externalId",
+      INPUT_LIMITS.externalIdChars,
+    );
+    return listJobs(this.db, tenantId, {
+      ...rest,
+      labels: checkLabels(filter?.labels, "filter.labels"),
+      externalId: externalId ?? undefined,
+    });
   }
 
   /** A tenant's job as it changes (see watch.ts); NOT_FOUND for a job the tenant cannot see. */
@@ -148,6 +173,9 @@ export class JobService {
     if (input.attack) checkString(input.attack.name, "attack.name", INPUT_LIMITS.identifierChars);
     checkJsonSize(input.hyperparameters, "hyperparameters");
     checkJsonSize(input.attack?.params, "attack.params");
+    const labels = checkLabels(input.labels, "labels");
+    const externalId =
+      checkOptionalString(input.externalId, "externalId", INPUT_LIMITS.externalIdChars) ?? null;
     const { idempotencyKey, ...rest } = input;
     const inputHash = createHash("sha256").update(canonicalJson(rest)).digest("hex");
     const existing = await this.byKey(tenantId, idempotencyKey);
@@ -161,7 +189,7 @@ export class JobService {
       );
     const [job, created] = await transaction(this.db, async (tx) => {
       await this.quotas.reserve(tx, tenantId, { liveJobs: 1 });
-      return insertJob(tx, { tenantId, idempotencyKey, inputHash, ...validated });
+      return insertJob(tx, { tenantId, idempotencyKey, inputHash, ...validated, labels, externalId });
     });
     if (!created) return this.sameOrConflict(job, inputHash);
     const queued = await transition(this.db, job.id, "QUEUED", "inputs validated");

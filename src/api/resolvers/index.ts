@@ -83,7 +83,17 @@ export const resolvers = {
       );
     },
     job: (_p, a: { id: string }, ctx) => ctx.loaders.job.load(a.id),
-    jobs: async (_p, a: { first?: number; after?: string; status?: JobStatus; method?: string }, ctx) => {
+    jobs: async (
+      _p,
+      a: {
+        first?: number;
+        after?: string;
+        status?: JobStatus;
+        method?: string;
+        filter?: { labels?: Record<string, unknown> | null; externalId?: string | null } | null;
+      },
+      ctx,
+    ) => {
       const first = pageSize(a.first);
       return connection(
         await ctx.jobs.list(ctx.tenant.id, {
@@ -91,6 +101,7 @@ export const resolvers = {
           after: decodeCursor(a.after),
           status: a.status,
           method: a.method,
+          filter: a.filter,
         }),
         first,
       );
@@ -197,6 +208,8 @@ export const resolvers = {
         : null;
     },
     hyperparameters: (j: JobRow) => j.hyperparameters,
+    labels: (j: JobRow) => j.labels,
+    externalId: (j: JobRow) => j.external_id,
     resources: (j: JobRow) => ({
       accelerator: j.queue === "cpu" ? "CPU" : "GPU",
       gpus: j.gpus,
