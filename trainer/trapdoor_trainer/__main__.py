@@ -37,10 +37,7 @@ def _cmd_run(args) -> int:
     spec = load_spec(args.spec)
     # Under torchrun only rank 0 speaks (distributed.py); the others' events go nowhere.
     emitter = Emitter() if distributed.rank() == 0 else Emitter(open(os.devnull, "w"))
-    try:
-        run_job(spec, Path(args.workdir), emitter, cancel=cancel)
-    finally:
-        distributed.shutdown()
+    run_job(spec, Path(args.workdir), emitter, cancel=cancel)
     return EXIT_OK
 
 
@@ -107,14 +104,17 @@ def main(argv=None) -> int:
     if error is not None:
         sys.stderr.write(json.dumps(error) + "\n")
     _state_exit(code, error)
+    # Leave a process group only after the exit code is stated: leaving must not lose it. (Only a
+    # `run` under torchrun loaded the module; the other commands never import torch for this.)
+    group = sys.modules.get(f"{__package__}.distributed")
+    if group is not None:
+        group.shutdown()
     return code
 
 
 def _state_exit(code: int, error) -> None:
     """Under torchrun, rank 0 states the exit code as an event: torchrun exits with its own."""
-    from . import distributed
-
-    if distributed.world_size() > 1 and distributed.rank() == 0:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) == 0:
         from .events import Emitter
 
         Emitter().emit("exit", code=code, **({"error": error} if error is not None else {}))
