@@ -14,7 +14,7 @@
  */
 
 import { fork } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,6 +23,7 @@ import { isMainThread, parentPort, Worker, workerData } from "node:worker_thread
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 import { updateRunning } from "../../src/db/jobs.ts";
+import { removeDataDir } from "../../tests/helpers/app.ts";
 import { seedJobs, startBenchApi } from "./setup.ts";
 
 const SUBSCRIPTION = "subscription($id: ID!) { jobUpdated(id: $id) { id progress { epoch } } }";
@@ -162,7 +163,7 @@ async function main(): Promise<void> {
     second.send("stop");
     await new Promise((resolve) => second.once("exit", resolve));
     await app.stop();
-    rmSync(dir, { recursive: true, force: true });
+    removeDataDir(dir); // and the embedded cluster, where it was kept elsewhere (as root)
   }
 }
 

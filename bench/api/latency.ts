@@ -22,7 +22,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import type { Server } from "node:http";
 import { Session } from "node:inspector";
 import { tmpdir } from "node:os";
@@ -32,6 +32,7 @@ import autocannon from "autocannon";
 import express from "express";
 import pg from "pg";
 import { freePort } from "../../src/db/embedded.ts";
+import { removeDataDir } from "../../tests/helpers/app.ts";
 import { openLoop } from "./open-loop.ts";
 import { seedJobs, startBenchApi } from "./setup.ts";
 
@@ -374,7 +375,7 @@ async function main(): Promise<void> {
   } finally {
     await reference.stop();
     await app.stop();
-    rmSync(dir, { recursive: true, force: true });
+    removeDataDir(dir); // and the embedded cluster, where it was kept elsewhere (as root)
   }
 }
 

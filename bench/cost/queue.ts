@@ -12,7 +12,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,6 +23,7 @@ import {
   launchJob,
   makeDatasets,
   python,
+  removeDataDir,
   uploadJobDatasets,
   waitFor,
 } from "../../tests/helpers/app.ts";
@@ -123,7 +124,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await app.stop();
-    rmSync(dir, { recursive: true, force: true });
+    removeDataDir(dir); // and the embedded cluster, where it was kept elsewhere (as root)
   }
   mkdirSync(values.out, { recursive: true });
   writeFileSync(join(values.out, "queue.json"), JSON.stringify(rows, null, 1));

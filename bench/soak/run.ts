@@ -18,7 +18,6 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
-  rmSync,
   writeFileSync,
 } from "node:fs";
 import { createServer } from "node:net";
@@ -29,6 +28,7 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../../src/config.ts";
 import { createDataSource } from "../../src/db/data-source.ts";
 import { createObjectStore } from "../../src/storage/index.ts";
+import { removeDataDir } from "../../tests/helpers/app.ts";
 import { checkInvariants, type InvariantReport } from "../../tests/helpers/invariants.ts";
 
 const { values: args } = parseArgs({
@@ -680,7 +680,7 @@ async function main(): Promise<number> {
   );
   const cleanup = async () => {
     await stopAll();
-    if (!args.keep) rmSync(dir, { recursive: true, force: true });
+    if (!args.keep) removeDataDir(dir); // and the embedded cluster, where it was kept elsewhere (as root)
   };
   let interrupted = false;
   for (const signal of ["SIGINT", "SIGTERM"] as const)
