@@ -24,6 +24,7 @@ import {
   npyPairParts,
   putUpload,
   python,
+  removeDataDir,
   subscribe,
   uploadNpyPair,
   waitFor,
@@ -48,6 +49,7 @@ describe("a cluster on one machine: 2 × serve, 2 × worker, PostgreSQL, s3rver"
   const processes = new Map<string, ChildProcess>();
   let app: string;
   let pg: Awaited<ReturnType<typeof startEmbeddedPostgres>>;
+  let pgDir: string | undefined;
   let s3: Awaited<ReturnType<typeof startS3rver>>;
   let env: NodeJS.ProcessEnv;
   const apis: string[] = [];
@@ -77,7 +79,8 @@ describe("a cluster on one machine: 2 × serve, 2 × worker, PostgreSQL, s3rver"
 
   before(async () => {
     app = builtApp(root);
-    pg = await startEmbeddedPostgres(mkdtempSync(join(tmpdir(), "trapdoor-cluster-pg-")));
+    pgDir = mkdtempSync(join(tmpdir(), "trapdoor-cluster-pg-"));
+    pg = await startEmbeddedPostgres(pgDir);
     s3 = await startS3rver("trapdoor-cluster");
     env = {
       PATH: process.env.PATH,
@@ -118,6 +121,7 @@ describe("a cluster on one machine: 2 × serve, 2 × worker, PostgreSQL, s3rver"
   after(async () => {
     for (const child of processes.values()) child.kill("SIGKILL");
     await pg?.stop();
+    if (pgDir) removeDataDir(pgDir); // and the cluster, where it was kept elsewhere (as root)
     await s3?.stop();
     rmSync(root, { recursive: true, force: true });
   });

@@ -17,6 +17,7 @@ import {
   makeDatasets,
   putUpload,
   python,
+  removeDataDir,
   uploadJobDatasets,
   waitFor,
 } from "../helpers/app.ts";
@@ -46,13 +47,15 @@ describe("a production install (npm ci --omit=dev) runs every command from dist/
   const root = mkdtempSync(join(tmpdir(), "trapdoor-prod-"));
   let app: string;
   let database: Awaited<ReturnType<typeof startEmbeddedPostgres>>;
+  let databaseDir: string | undefined;
   let env: NodeJS.ProcessEnv;
   const children: ChildProcess[] = [];
 
   before(async () => {
     app = productionTree(root);
     // Its own temporary directory, as the other tests' (the server runs as another user there).
-    database = await startEmbeddedPostgres(mkdtempSync(join(tmpdir(), "trapdoor-prod-pg-")));
+    databaseDir = mkdtempSync(join(tmpdir(), "trapdoor-prod-pg-"));
+    database = await startEmbeddedPostgres(databaseDir);
     const port = await freePort();
     env = {
       PATH: process.env.PATH,
@@ -72,6 +75,7 @@ describe("a production install (npm ci --omit=dev) runs every command from dist/
   after(async () => {
     for (const child of children) child.kill("SIGKILL");
     await database?.stop();
+    if (databaseDir) removeDataDir(databaseDir); // and the cluster, where it was kept elsewhere (as root)
     rmSync(root, { recursive: true, force: true });
   });
 
