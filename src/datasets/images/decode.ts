@@ -19,6 +19,7 @@
 import sharp from "sharp";
 import { IngestError } from "../ingest-error.ts";
 import type { ImageSize } from "../options.ts";
+import { withoutAlpha } from "./alpha.ts";
 import { decodePlainPng } from "./png.ts";
 import { decodePpm, isPpm, type RawImage } from "./ppm.ts";
 import { resizeBilinear } from "./resize.ts";
@@ -83,19 +84,6 @@ function undecodable(what: string, why: string): IngestError {
   return new IngestError("UNDECODABLE_IMAGE", `${what}: cannot decode the image (${why})`);
 }
 
-/** Drops an alpha channel (C = 2 or 4) in place of a copy; C = 1 or 3 is returned as is. */
-function withoutAlpha(data: Buffer, width: number, height: number, channels: number, what: string): RawImage {
-  if (channels === 1 || channels === 3) return { data, width, height, channels };
-  if (channels !== 2 && channels !== 4) throw undecodable(what, `${channels} channels`);
-  const keep = channels - 1;
-  const pixels = width * height;
-  const out = Buffer.allocUnsafe(pixels * keep);
-  for (let p = 0, i = 0, o = 0; p < pixels; p++, i += channels) {
-    for (let c = 0; c < keep; c++) out[o++] = data[i + c] as number;
-  }
-  return { data: out, width, height, channels: keep as 1 | 3 };
-}
-
 /** The libvips path alone (exported so tests can hold the PNG fast path to it). */
 export async function decodeWithSharp(
   bytes: Buffer,
@@ -111,7 +99,9 @@ export async function decodeWithSharp(
       .toColourspace(isGrey(bytes, encoding) ? "b-w" : "srgb")
       .raw({ depth: "uchar" })
       .toBuffer({ resolveWithObject: true });
-    return withoutAlpha(data, info.width, info.height, info.channels, what);
+    const image = withoutAlpha(data, info.width, info.height, info.channels);
+    if (!image) throw undecodable(what, `${info.channels} channels`);
+    return image;
   } catch (e) {
     const message = (e as Error).message.split("\n")[0] ?? "";
     if (/pixel limit/i.test(message)) {

@@ -7,10 +7,11 @@
  * truncated or oversized stream, any structural oddity — returns null and goes to sharp, so the
  * fast path never decides what an unusual or broken file means: the pixels it returns are the
  * ones sharp returns (tests/datasets/png-fast-path.test.ts compares them), and every error still
- * comes from one decoder. Alpha is dropped without compositing, as decode.ts does for sharp.
+ * comes from one decoder. Alpha is dropped as for sharp's output (alpha.ts).
  */
 
 import { crc32, inflateSync } from "node:zlib";
+import { withoutAlpha } from "./alpha.ts";
 import type { RawImage } from "./ppm.ts";
 
 const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
@@ -106,16 +107,6 @@ function unfilter(rows: Buffer, height: number, stride: number, bpp: number): Bu
   return out;
 }
 
-/** Keeps the first `keep` of every `samples` bytes (drops alpha). */
-function dropAlpha(data: Buffer, pixels: number, samples: number): Buffer {
-  const keep = samples - 1;
-  const out = Buffer.allocUnsafe(pixels * keep);
-  for (let p = 0, i = 0, o = 0; p < pixels; p++, i += samples) {
-    for (let c = 0; c < keep; c++) out[o++] = data[i + c] as number;
-  }
-  return out;
-}
-
 /** Decodes a plain 8-bit PNG (see the file comment), or returns null for sharp to decode it. */
 export function decodePlainPng(bytes: Uint8Array, maxPixels: number): RawImage | null {
   const found = readChunks(bytes, maxPixels);
@@ -132,8 +123,5 @@ export function decodePlainPng(bytes: Uint8Array, maxPixels: number): RawImage |
   }
   if (rows.length !== expected) return null;
   const pixels = unfilter(rows, height, stride, samples);
-  if (pixels === null) return null;
-  const hasAlpha = samples === 2 || samples === 4;
-  const data = hasAlpha ? dropAlpha(pixels, width * height, samples) : pixels;
-  return { data, width, height, channels: (hasAlpha ? samples - 1 : samples) as 1 | 3 };
+  return pixels === null ? null : withoutAlpha(pixels, width, height, samples);
 }
