@@ -20,12 +20,16 @@ export async function* mapOrdered<T, R>(
   let readError: { error: unknown } | null = null;
   let stopped = false;
   // Each side waits on the other through one resolver at a time.
-  let wakeReader: (() => void) | null = null;
-  let wakeConsumer: (() => void) | null = null;
-  const signal = (which: "reader" | "consumer") => {
-    const wake = which === "reader" ? wakeReader : wakeConsumer;
-    if (which === "reader") wakeReader = null;
-    else wakeConsumer = null;
+  let readerWaiting: (() => void) | null = null;
+  let consumerWaiting: (() => void) | null = null;
+  const wakeReader = () => {
+    const wake = readerWaiting;
+    readerWaiting = null;
+    wake?.();
+  };
+  const wakeConsumer = () => {
+    const wake = consumerWaiting;
+    consumerWaiting = null;
     wake?.();
   };
 
@@ -38,21 +42,21 @@ export async function* mapOrdered<T, R>(
         task.catch(() => undefined);
         pending.push(task);
         held++;
-        signal("consumer");
-        while (held >= limit && !stopped) await new Promise<void>((r) => (wakeReader = r));
+        wakeConsumer();
+        while (held >= limit && !stopped) await new Promise<void>((r) => (readerWaiting = r));
         if (stopped) break;
       }
     } catch (error) {
       readError = { error };
     } finally {
       finished = true;
-      signal("consumer");
+      wakeConsumer();
     }
   })();
 
   try {
     for (;;) {
-      while (pending.length === 0 && !finished) await new Promise<void>((r) => (wakeConsumer = r));
+      while (pending.length === 0 && !finished) await new Promise<void>((r) => (consumerWaiting = r));
       const next = pending.shift();
       if (next === undefined) {
         if (readError) throw (readError as { error: unknown }).error;
@@ -60,14 +64,14 @@ export async function* mapOrdered<T, R>(
       }
       const result = await next.finally(() => {
         held--;
-        signal("reader");
+        wakeReader();
       });
       yield result;
     }
   } finally {
     // On an error or early exit: stop reading, let running work finish before the caller cleans up.
     stopped = true;
-    signal("reader");
+    wakeReader();
     await reader;
     await Promise.allSettled(pending);
   }

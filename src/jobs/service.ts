@@ -53,6 +53,12 @@ export interface LaunchInput {
   idempotencyKey: string;
 }
 
+/** `jobs(filter: ...)` as the API passes it, checked by `list`. */
+export interface JobFilter {
+  labels?: Record<string, unknown> | null;
+  externalId?: string | null;
+}
+
 /** Stable JSON (sorted keys) so the same input always hashes the same. */
 function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
@@ -121,7 +127,7 @@ export class JobService {
       after?: { createdAt: string; id: string };
       status?: JobStatus;
       method?: string;
-      filter?: { labels?: Record<string, unknown> | null; externalId?: string | null } | null;
+      filter?: JobFilter | null;
     },
   ): Promise<JobRow[]> {
     const { filter, ...rest } = page;

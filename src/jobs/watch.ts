@@ -35,16 +35,14 @@ class JobFeed {
 
   /** The row, read after the latest notification this process received. */
   read(): Promise<JobRow | null> {
-    if (this.current?.generation !== this.generation) {
-      const row = this.load();
-      const entry = { generation: this.generation, row };
-      this.current = entry;
-      // A failed read is not shared with later callers.
-      row.catch(() => {
-        if (this.current === entry) this.current = undefined;
-      });
-    }
-    return (this.current as { row: Promise<JobRow | null> }).row;
+    if (this.current?.generation === this.generation) return this.current.row;
+    const entry = { generation: this.generation, row: this.load() };
+    this.current = entry;
+    // A failed read is not shared with later callers.
+    entry.row.catch(() => {
+      if (this.current === entry) this.current = undefined;
+    });
+    return entry.row;
   }
 
   join(wake: () => void): () => void {

@@ -1,7 +1,7 @@
 import { GraphQLScalarType, Kind, type ValueNode } from "graphql";
 import type { DatasetRole, DatasetRow } from "../../datasets/service.ts";
 import { badInput } from "../../errors.ts";
-import type { ArtifactRow, JobRow, JobStatus } from "../../jobs/service.ts";
+import type { ArtifactRow, JobFilter, JobRow, JobStatus } from "../../jobs/service.ts";
 import type { AuditRow } from "../../tenants/audit.ts";
 import type { ApiKeyRow } from "../../tenants/service.ts";
 import { recordMutation } from "../audit.ts";
@@ -90,7 +90,7 @@ export const resolvers = {
         after?: string;
         status?: JobStatus;
         method?: string;
-        filter?: { labels?: Record<string, unknown> | null; externalId?: string | null } | null;
+        filter?: JobFilter | null;
       },
       ctx,
     ) => {
