@@ -103,21 +103,17 @@ def main(argv=None) -> int:
         code, error = EXIT_CANCELLED, {"cancelled": True, "message": "stopped by SIGTERM after writing a checkpoint"}
     if error is not None:
         sys.stderr.write(json.dumps(error) + "\n")
-    _state_exit(code, error)
-    # Leave a process group only after the exit code is stated: leaving must not lose it. (Only a
-    # `run` under torchrun loaded the module; the other commands never import torch for this.)
+    # `run` loaded the process-group module first thing; the other commands never import torch
+    # for this, and never run under torchrun.
     group = sys.modules.get(f"{__package__}.distributed")
     if group is not None:
-        group.shutdown()
+        if group.world_size() > 1 and group.rank() == 0:
+            # torchrun exits with its own code, so rank 0 states the trainer's as an event
+            from .events import Emitter
+
+            Emitter().emit("exit", code=code, **({"error": error} if error is not None else {}))
+        group.shutdown()  # after the code is stated: leaving the group must not lose it
     return code
-
-
-def _state_exit(code: int, error) -> None:
-    """Under torchrun, rank 0 states the exit code as an event: torchrun exits with its own."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) == 0:
-        from .events import Emitter
-
-        Emitter().emit("exit", code=code, **({"error": error} if error is not None else {}))
 
 
 if __name__ == "__main__":

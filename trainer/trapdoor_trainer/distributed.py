@@ -126,16 +126,15 @@ class _LossModule(torch.nn.Module):
 
 def data_parallel_loss(parameters: list, loss_fn: Callable, device: torch.device) -> Callable:
     """`loss_fn` whose backward averages the gradients of `parameters` across ranks."""
-    module = _LossModule(parameters, loss_fn)
-    wrapped = torch.nn.parallel.DistributedDataParallel(
-        module,
+    return torch.nn.parallel.DistributedDataParallel(
+        _LossModule(parameters, loss_fn),
         device_ids=[device] if device.type == "cuda" else None,
-        # Methods build losses over parts of their models; a parameter one step leaves unused
-        # must not stall the gradient reduction.
+        # Every method's loss uses all of its phase's trainable parameters on every step (all eight
+        # were run on 2 processes); searching for unused ones would walk the graph each step. A
+        # method whose loss skips some would have to turn this on.
         find_unused_parameters=False,
         broadcast_buffers=False,
     )
-    return wrapped
 
 
 def cpu_threads_per_rank(cores: int) -> int:
