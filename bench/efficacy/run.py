@@ -57,6 +57,9 @@ CONFIGS = {
     "isolate-trap-first": {**ISOLATE, "stemCeScale": 0.0},
     # The service's default (trainer defaults), chosen on the development attacks.
     "default": {**ISOLATE, "lambda1": 1.0},
+    # scanDataset's budgets: the verdict alone, from the trap and the probe (defenses/scan.py).
+    "scan-fast": {"method": "SCAN", "budget": "FAST"},
+    "scan-thorough": {"method": "SCAN", "budget": "THOROUGH"},
 }
 
 OUT = REPO / "bench" / "out" / "efficacy"
@@ -70,6 +73,10 @@ def cell_spec(profile: str, attack: str, config: str, overrides: dict, seed: int
     if method == "NO_DEFENSE":  # only the epoch budget applies; other axes would duplicate the run
         overrides = {k: v for k, v in overrides.items() if k == "stage1Epochs"}
         hp = {"epochs": overrides.get("stage1Epochs", p["stage1Epochs"])}
+    elif method == "SCAN":  # the budget is a share of the T&R cell's stage-1 epochs
+        overrides = {k: v for k, v in overrides.items() if k == "stage1Epochs"}
+        hp = {"tnrStage1Epochs": overrides.get("stage1Epochs", p["stage1Epochs"]), **conf}
+        return {"profile": profile, "attack": attack, "config": config, "overrides": overrides, "method": method, "hyperparameters": hp, "seed": seed}
     else:
         hp = {"stage1Epochs": p["stage1Epochs"], "stage2Epochs": p["stage2Epochs"], **conf, **overrides}
         hp = {k: v for k, v in hp.items() if v is not None}
@@ -104,7 +111,9 @@ def run_cell(root: Path, cell: dict, data: dict, device: str) -> dict:
     workdir = root / "work" / key
     workdir.mkdir(parents=True, exist_ok=True)
     checkpoint = workdir / "checkpoints" / "latest.pt"
-    spec = {"architecture": "wrn16-1", "data": data, "target": None if cell["attack"] == CLEAN else TARGET, "seed": cell["seed"], "device": device,
+    if cell["method"] == "SCAN":  # as scanDataset runs it: the training set and the holdout only
+        data = {"train": data["train"], "holdout": data["holdout"], "test": data["holdout"]}
+    spec = {"architecture": "wrn16-1", "data": data, "target": None if cell["attack"] == CLEAN or cell["method"] == "SCAN" else TARGET, "seed": cell["seed"], "device": device,
             "method": cell["method"], "hyperparameters": cell["hyperparameters"], "resumeFrom": str(checkpoint) if checkpoint.exists() else None}
     (workdir / "spec.json").write_text(json.dumps(spec))
     started = time.perf_counter()
@@ -160,7 +169,7 @@ def main() -> None:
                         record = run_cell(root, cell, data, p["device"])
                         r = record["result"]
                         verdict = (record["health"] or {}).get("verdict")
-                        print(f"{attack:13s} {config:18s} {json.dumps(overrides):28s} seed {seed}: ASR {fmt(r.get('asr'))} CA {fmt(r['ca'])} "
+                        print(f"{attack:13s} {config:18s} {json.dumps(overrides):28s} seed {seed}: ASR {fmt(r.get('asr'))} CA {fmt(r.get('ca'))} "
                               f"health {verdict} ({record['wallSeconds']:.0f} s)", flush=True)
     from render import render  # noqa: PLC0415  (bench/efficacy/render.py)
 

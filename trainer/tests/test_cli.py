@@ -220,7 +220,9 @@ def test_describe_lists_methods_attacks_and_architectures():
     from trapdoor_trainer.defenses.registry import methods as registered
 
     assert set(methods) == set(registered()) and {"TRAP_AND_REPLACE", "NO_DEFENSE"} <= set(methods)
-    assert all("epochs" in m["hyperparameters"] or "stage1Epochs" in m["hyperparameters"] for m in methods.values())
+    trains = [m for m in methods.values() if m["kind"] != "scan"]
+    assert all("epochs" in m["hyperparameters"] or "stage1Epochs" in m["hyperparameters"] for m in trains)
+    assert methods["SCAN"]["requiredInputs"] == ["train", "holdout"] and "trapEpochs" in methods["SCAN"]["hyperparameters"]
     assert methods["TRAP_AND_REPLACE"]["hyperparameters"]["lambda2"]["default"] == 0.1
     assert {"badnet_grid", "blend", "sig", "lba", "custom"} <= {a["name"] for a in described["attacks"]}
     assert "wrn16-1" in described["architectures"]

@@ -166,7 +166,11 @@ def test_every_tnr_job_writes_a_health_report_as_artifacts(isolated_run):
     mask = np.load(json.loads((workdir / "metadata.json").read_text())["spec"]["data"]["train"] + "/poison_mask.npy")
     assert mask[report["suspicious"][:100]].mean() >= 0.9
     health = {(e["format"], e["path"]) for e in events if e["type"] == "artifact" and e["kind"] == "health"}
-    assert health == {("json", "health.json"), ("png", "health.png")}
+    assert health == {("json", "health.json"), ("png", "health.png"), ("npy", "health_scores.npy")}
+    scores = np.load(workdir / "health_scores.npy")
+    assert scores.dtype == np.float32 and scores.shape == mask.shape  # every training sample, in dataset order
+    top = np.argsort(-scores, kind="stable")[:200]
+    assert list(top) == report["suspicious"]
     assert (workdir / "health.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -99,8 +99,7 @@ def _device_description(device: torch.device) -> dict:
 
 
 def run_job(spec: RunSpec, workdir: Path, emitter: Emitter, cancel=None) -> dict:
-    from .export import artifact_record, export_model  # export pulls in ONNX machinery only when needed
-    from .model_card import write_bundle
+    from .export import artifact_record
 
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +130,29 @@ def run_job(spec: RunSpec, workdir: Path, emitter: Emitter, cancel=None) -> dict
     if not distributed.is_main():
         return {}  # rank 0 exports and reports
     model = outcome["model"]
+    if model is not None:
+        _export(spec, ctx, data, outcome, device_info)
+    for path in ctx.preview_paths:
+        emitter.artifact(artifact_record(workdir, path.name, "preview", "png").to_event())
+    for path in ctx.health_paths:
+        emitter.artifact(artifact_record(workdir, path.name, "health", path.suffix.lstrip(".")).to_event())
+    result = {
+        **outcome["metrics"],
+        "method": spec.method,
+        "timings": {**outcome["timings"], "totalSeconds": time.perf_counter() - started},
+        "imagesPerSecond": outcome["imagesPerSecond"],
+        "device": device_info,
+    }
+    emitter.result(**result)
+    return result
+
+
+def _export(spec: RunSpec, ctx: RunContext, data: JobData, outcome: dict, device_info: dict) -> None:
+    """The defended model's artifacts: weights, config, metadata, ONNX and the bundle."""
+    from .export import artifact_record, export_model  # export pulls in ONNX machinery only when needed
+    from .model_card import write_bundle
+
+    model, workdir = outcome["model"], ctx.workdir
     c, h, w = data.image_shape
     config = {
         "architecture": spec.architecture,
@@ -144,7 +166,6 @@ def run_job(spec: RunSpec, workdir: Path, emitter: Emitter, cancel=None) -> dict
         "input": {"layout": "NCHW", "dtype": "float32", "range": [0, 1], "normalisation": "none"},
         **outcome.get("config", {}),  # architecture changes a method made, e.g. DP-SGD's {"norm": "group"}
     }
-    total_seconds = time.perf_counter() - started
     metadata = {
         "jobId": spec.job_id,
         "method": spec.method,
@@ -163,17 +184,4 @@ def run_job(spec: RunSpec, workdir: Path, emitter: Emitter, cancel=None) -> dict
     bundle = write_bundle(workdir, health_json)
     records.append(artifact_record(workdir, bundle.name, "bundle", "tar"))
     for record in records:
-        emitter.artifact(record.to_event())
-    for path in ctx.preview_paths:
-        emitter.artifact(artifact_record(workdir, path.name, "preview", "png").to_event())
-    for path in ctx.health_paths:
-        emitter.artifact(artifact_record(workdir, path.name, "health", path.suffix.lstrip(".")).to_event())
-    result = {
-        **outcome["metrics"],
-        "method": spec.method,
-        "timings": {**outcome["timings"], "totalSeconds": time.perf_counter() - started},
-        "imagesPerSecond": outcome["imagesPerSecond"],
-        "device": device_info,
-    }
-    emitter.result(**result)
-    return result
+        ctx.emitter.artifact(record.to_event())

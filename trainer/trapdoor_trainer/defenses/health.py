@@ -40,6 +40,7 @@ VERDICT = {
 }
 LIFT_FLOOR = 0.01  # keeps the lift finite when other classes have no flags at all
 TOP_SUSPICIOUS = 200
+SCORES_FILE = "health_scores.npy"  # float32 (N,), log p_trapped(label) - log p_clean(label)
 THUMBNAILS = 32
 
 
@@ -131,8 +132,8 @@ def summary_image(images: np.ndarray, report: dict, num_classes: int) -> np.ndar
     return canvas
 
 
-def write_health(ctx: RunContext, trapped: dict, final: dict, isolation: Optional[dict]) -> dict:
-    """Write health.json and health.png into the job's workdir and register them as artifacts.
+def write_health(ctx: RunContext, trapped: Optional[dict], final: dict, isolation: Optional[dict]) -> dict:
+    """Write health.json, health.png and health_scores.npy into the job's workdir and register them as artifacts.
     With isolate-and-retrain the ranking comes from the isolation pass, whose stem never learned
     from labels, so its clean probe is the sharper reference."""
     train = ctx.data.train
@@ -146,6 +147,10 @@ def write_health(ctx: RunContext, trapped: dict, final: dict, isolation: Optiona
     json_path.write_text(json.dumps(report, indent=1))
     png_path = ctx.workdir / "health.png"
     write_png(png_path, summary_image(train.images, report, ctx.data.num_classes))
-    ctx.health_paths = [json_path, png_path]
+    # Every sample's score, in dataset order: the service ranks and pages them, and a
+    # sanitize policy (drop the top fraction, a minimum score) reads them.
+    scores_path = ctx.workdir / SCORES_FILE
+    np.save(scores_path, scores.numpy().astype("<f4"), allow_pickle=False)
+    ctx.health_paths = [json_path, png_path, scores_path]
     ctx.emitter.log(f"health: verdict {report['verdict']}, likely target {report['likelyTarget']}, {report['evidence']['flaggedCount']} samples flagged")
     return report

@@ -212,18 +212,27 @@ def run_stage2(ctx: RunContext, runner: PhaseRunner, model, settings: dict, *, n
     ))
 
 
-def isolate_and_drop(ctx: RunContext, runner: PhaseRunner, settings: dict) -> dict:
-    """Isolate-and-retrain, first half: a trap whose stem learns only to reconstruct (so no label
-    shortcut enters it), a probe head trained on the holdout over that stem, then the training
-    samples ranked by suspicion_scores; the top `isolateFraction` are dropped from stage 1."""
-    hp = ctx.hp
-    probe_settings = {**settings, "epochs": hp["isolateProbeEpochs"]}
+def trap_and_probe(ctx: RunContext, runner: PhaseRunner, settings: dict, trap_epochs: int, probe_epochs: int) -> dict:
+    """A trap whose stem learns only to reconstruct (so no label shortcut enters it) and a probe
+    head trained on the holdout over that stem. Isolate-and-retrain and the dataset scan both
+    rank the training samples from what the two heads say: {"trap", "trappedView", "probe",
+    "model" (the stem with the probe head)}."""
+    probe_settings = {**settings, "epochs": probe_epochs}
     model = build_model(ctx, with_decoder=True)
-    trap = run_stage1(ctx, runner, model, name="isolate", epochs=hp["isolateEpochs"] or hp["stage1Epochs"], stem_ce_scale=0.0)
+    trap = run_stage1(ctx, runner, model, name="isolate", epochs=trap_epochs, stem_ce_scale=0.0)
     trapped_view = runner.run(Step("isolate-view", lambda: training_set_view(ctx, model)))
     prepare_stage2(ctx, model, probe_settings)
     probe = run_stage2(ctx, runner, model, probe_settings, name="isolate-probe")
-    dropped = runner.run(Step("isolate-drop", lambda: drop_suspicious(ctx, trapped_view, model)))
+    return {"trap": trap, "trappedView": trapped_view, "probe": probe, "model": model}
+
+
+def isolate_and_drop(ctx: RunContext, runner: PhaseRunner, settings: dict) -> dict:
+    """Isolate-and-retrain, first half: trap_and_probe, then the training samples ranked by
+    suspicion_scores; the top `isolateFraction` are dropped from stage 1."""
+    hp = ctx.hp
+    passed = trap_and_probe(ctx, runner, settings, hp["isolateEpochs"] or hp["stage1Epochs"], hp["isolateProbeEpochs"])
+    trap, probe = passed["trap"], passed["probe"]
+    dropped = runner.run(Step("isolate-drop", lambda: drop_suspicious(ctx, passed["trappedView"], passed["model"])))
     return {
         **dropped, "trapAsr": trap["stage1Asr"], "trapCa": trap["stage1Ca"],
         "history": trap["history"], "probeHistory": probe["history"], "seconds": trap["seconds"] + probe["seconds"],
