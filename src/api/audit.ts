@@ -14,6 +14,7 @@ export const AUDITED: Readonly<Record<string, { type: string; id: Target }>> = {
   deleteDataset: { type: "dataset", id: arg },
   poisonDataset: { type: "dataset", id: resultDataset },
   launchTraining: { type: "job", id: resultId },
+  scanDataset: { type: "job", id: resultId },
   cancelJob: { type: "job", id: arg },
   retryJob: { type: "job", id: arg },
   deleteJob: { type: "job", id: arg },

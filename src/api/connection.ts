@@ -38,3 +38,18 @@ export function connection<T extends { created_at: Date; id: string }>(rows: T[]
     },
   };
 }
+
+/** Cursors over a ranking (health.suspicious): opaque base64 of the rank. */
+export function encodeRankCursor(rank: number): string {
+  return Buffer.from(`rank:${rank}`).toString("base64url");
+}
+
+export function decodeRankCursor(cursor: string | null | undefined): number {
+  if (!cursor) return 0;
+  const match =
+    cursor.length <= INPUT_LIMITS.cursorChars
+      ? /^rank:([1-9][0-9]{0,8})$/.exec(Buffer.from(cursor, "base64url").toString())
+      : null;
+  if (!match) throw badInput("after is not a cursor this API returned", "after");
+  return Number(match[1]);
+}

@@ -5,6 +5,7 @@ import { DatasetProcessing1764170000000 } from "../../migrations/1764170000000-d
 import { JobResources1764180000000 } from "../../migrations/1764180000000-job-resources.ts";
 import { Hardening1764190000000 } from "../../migrations/1764190000000-hardening.ts";
 import { JobLabels1765000000000 } from "../../migrations/1765000000000-job-labels.ts";
+import { JobHealth1765100000000 } from "../../migrations/1765100000000-job-health.ts";
 
 /** All migrations, in order. The schema changes only through these (never `synchronize`). */
 export const MIGRATIONS = [
@@ -14,6 +15,7 @@ export const MIGRATIONS = [
   JobResources1764180000000,
   Hardening1764190000000,
   JobLabels1765000000000,
+  JobHealth1765100000000,
 ];
 
 export function createDataSource(databaseUrl: string): DataSource {

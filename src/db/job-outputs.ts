@@ -1,3 +1,4 @@
+import { forgetThumbnails } from "./job-health.ts";
 import { JOB_UPDATED_CHANNEL } from "./jobs.ts";
 import { type Queryable, sql } from "./sql.ts";
 
@@ -93,6 +94,7 @@ export async function jobsPastRetention(
 /** Forgets a finished job's artifacts and checkpoint (their objects were deleted). */
 export async function markArtifactsExpired(db: Queryable, jobId: string): Promise<void> {
   await sql(db, "DELETE FROM artifacts WHERE job_id = $1", [jobId]);
+  await forgetThumbnails(db, jobId);
   await sql(
     db,
     "UPDATE training_jobs SET artifacts_expired_at = now(), checkpoint_key = NULL WHERE id = $1 AND status IN ('SUCCEEDED','FAILED','CANCELLED')",

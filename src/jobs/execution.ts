@@ -19,9 +19,16 @@ import type { ObjectStore } from "../storage/object-store.ts";
 import type { WorkerDevice } from "../trainer/device.ts";
 import { type RunSpec, TrainerExit } from "../trainer/protocol.ts";
 import type { TrainerOutcome } from "../trainer/run.ts";
+import { ingestHealth } from "./health-ingest.ts";
 import { reapStaleJobs, retryOrFail } from "./recovery.ts";
 
 export type { JobRow };
+
+/** Where a finished trainer's files are: its workdir, and the training set it read. */
+export interface TrainerFiles {
+  workdir: string;
+  trainDir: string;
+}
 
 export interface JobProgress {
   stage: string;
@@ -197,13 +204,17 @@ export class JobExecution {
     return this.queue.enqueue(queueName, message, `resent-${Date.now()}`);
   }
 
-  /** End the attempt according to how the trainer ended (`workdir` holds its files). */
+  /**
+   * End the attempt according to how the trainer ended (`files.workdir` holds its files,
+   * `files.trainDir` the staged training set its health report refers to).
+   */
   async finish(
     job: JobRow,
     outcome: TrainerOutcome,
-    workdir: string,
+    files: TrainerFiles,
     stoppedFor: "shutdown" | "runtime" | null = null,
   ): Promise<void> {
+    const { workdir } = files;
     const current = await getJob(this.db, null, job.id);
     if (
       stoppedFor === "runtime" &&
@@ -219,7 +230,7 @@ export class JobExecution {
       return;
     }
     if (outcome.code === TrainerExit.ok && outcome.result) {
-      await this.succeed(job, outcome, workdir, current?.status);
+      await this.succeed(job, outcome, files, current?.status);
       return;
     }
     if (outcome.code === TrainerExit.cancelled) {
@@ -256,7 +267,7 @@ export class JobExecution {
   private async succeed(
     job: JobRow,
     outcome: TrainerOutcome,
-    workdir: string,
+    { workdir, trainDir }: TrainerFiles,
     status: JobStatus | undefined,
   ): Promise<void> {
     const uploading = await transition(
@@ -288,6 +299,7 @@ export class JobExecution {
         sha256: stored.sha256,
       });
     }
+    await ingestHealth(this.db, this.store, job, workdir, trainDir);
     await transition(this.db, job.id, "SUCCEEDED", "artifacts stored", {}, ["UPLOADING"]);
   }
 }

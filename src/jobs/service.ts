@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type { DataSource } from "typeorm";
 import { type DatasetRow, getDataset } from "../db/datasets.ts";
+import { type HealthRow, healthOf, type SuspiciousRow, suspiciousPage } from "../db/job-health.ts";
 import { isLive, type JobStatus } from "../db/job-lifecycle.ts";
 import { type ArtifactRow, artifactsOf, metricHistory } from "../db/job-outputs.ts";
 import { jobCounts, queueDepths } from "../db/job-stats.ts";
@@ -16,7 +17,7 @@ import {
   transitionsOf,
 } from "../db/jobs.ts";
 import { transaction } from "../db/sql.ts";
-import { badInput, conflict, notFound, precondition } from "../errors.ts";
+import { badInput, conflict, notFound, precondition, ServiceError } from "../errors.ts";
 import {
   checkJsonSize,
   checkLabels,
@@ -33,7 +34,27 @@ import { jobResources, type ResourcesInput } from "./resources.ts";
 import { JobFeeds, type JobUpdateSource, watchJob } from "./watch.ts";
 import type { WorkerRegistry } from "./workers.ts";
 
-export type { ArtifactRow, JobRow, JobStatus, JobUpdateSource };
+export type { ArtifactRow, HealthRow, JobRow, JobStatus, JobUpdateSource, SuspiciousRow };
+
+/** `scanDataset`'s input: a SCAN job over one TRAIN set, with its clean holdout as the reference. */
+export interface ScanInput {
+  datasetId: string;
+  holdoutDatasetId: string;
+  budget?: "FAST" | "THOROUGH" | null;
+  architecture?: string | null;
+  hyperparameters?: Record<string, unknown> | null;
+  seed?: number | null;
+  resources?: ResourcesInput | null;
+  labels?: Record<string, unknown> | null;
+  externalId?: string | null;
+  idempotencyKey: string;
+}
+
+export const SCAN_METHOD = "SCAN";
+const SCAN_FIELDS: Record<string, string> = {
+  trainDatasetId: "datasetId",
+  testDatasetId: "holdoutDatasetId",
+};
 
 export interface LaunchInput {
   method: string;
@@ -57,6 +78,11 @@ export interface LaunchInput {
 export interface JobFilter {
   labels?: Record<string, unknown> | null;
   externalId?: string | null;
+}
+
+function checkExpiry(expiresInSeconds: number): void {
+  if (!Number.isInteger(expiresInSeconds) || expiresInSeconds < 1 || expiresInSeconds > 7 * 24 * 3600)
+    throw badInput("expiresInSeconds must be between 1 and 604800", "expiresInSeconds");
 }
 
 /** Stable JSON (sorted keys) so the same input always hashes the same. */
@@ -167,12 +193,58 @@ export class JobService {
 
   /** A signed, expiring download URL for one artifact (1 s to 7 days). */
   artifactDownloadUrl(artifact: ArtifactRow, expiresInSeconds = 3600): Promise<string> {
-    if (!Number.isInteger(expiresInSeconds) || expiresInSeconds < 1 || expiresInSeconds > 7 * 24 * 3600)
-      throw badInput("expiresInSeconds must be between 1 and 604800", "expiresInSeconds");
+    checkExpiry(expiresInSeconds);
     return this.store.downloadUrl(artifact.storage_key, { expiresInSeconds, fileName: artifact.file_name });
   }
 
-  async launch(tenantId: string, input: LaunchInput): Promise<JobRow> {
+  /** launchTraining: any method but SCAN, which has its own mutation. */
+  launch(tenantId: string, input: LaunchInput): Promise<JobRow> {
+    if (input.method === SCAN_METHOD)
+      throw badInput("SCAN trains no model; launch it with scanDataset", "method");
+    return this.start(tenantId, input);
+  }
+
+  /**
+   * scanDataset: a SCAN job. The scan reads only the training set and the holdout; the holdout
+   * also stands in as the job's test set, the trainer's reporting reference.
+   */
+  scan(tenantId: string, input: ScanInput): Promise<JobRow> {
+    checkJsonSize(input.hyperparameters, "hyperparameters");
+    const hyperparameters = { ...(input.hyperparameters ?? {}) };
+    if (input.budget != null && hyperparameters.budget != null && hyperparameters.budget !== input.budget)
+      throw badInput(`budget (${input.budget}) disagrees with hyperparameters.budget`, "budget");
+    hyperparameters.budget = input.budget ?? hyperparameters.budget ?? "FAST";
+    const { datasetId, holdoutDatasetId, budget: _budget, ...rest } = input;
+    const launch = { ...rest, method: SCAN_METHOD, trainDatasetId: datasetId, holdoutDatasetId };
+    return this.start(tenantId, { ...launch, testDatasetId: holdoutDatasetId, hyperparameters }).catch(
+      (error: unknown) => {
+        // Name the field as scanDataset's input does.
+        if (!(error instanceof ServiceError)) throw error;
+        const field = SCAN_FIELDS[String(error.details.field)];
+        throw field
+          ? new ServiceError(error.code, error.message.replace("trainDatasetId", field), { field })
+          : error;
+      },
+    );
+  }
+
+  /** A SUCCEEDED job's health report (null for other jobs and methods without one). */
+  async health(job: JobRow): Promise<HealthRow | null> {
+    return job.status === "SUCCEEDED" ? healthOf(this.db, job.id) : null;
+  }
+
+  /** One page of a report's ranking, after rank `afterRank`. */
+  suspicious(jobId: string, first: number, afterRank: number): Promise<SuspiciousRow[]> {
+    return suspiciousPage(this.db, jobId, afterRank, first);
+  }
+
+  /** A signed URL of one stored thumbnail (1 s to 7 days). */
+  thumbnailUrl(key: string, expiresInSeconds = 3600): Promise<string> {
+    checkExpiry(expiresInSeconds);
+    return this.store.downloadUrl(key, { expiresInSeconds });
+  }
+
+  private async start(tenantId: string, input: LaunchInput): Promise<JobRow> {
     checkString(input.idempotencyKey, "idempotencyKey", INPUT_LIMITS.idempotencyKeyChars);
     checkString(input.method, "method", INPUT_LIMITS.identifierChars);
     checkOptionalString(input.architecture, "architecture", INPUT_LIMITS.identifierChars);
@@ -235,7 +307,8 @@ export class JobService {
     const roles: [keyof LaunchInput, string, string | null | undefined][] = [
       ["trainDatasetId", "TRAIN", input.trainDatasetId],
       ["holdoutDatasetId", "HOLDOUT", input.holdoutDatasetId],
-      ["testDatasetId", "TEST", input.testDatasetId],
+      // a scan's holdout stands in as its test set (scan())
+      ["testDatasetId", method.kind === "scan" ? "HOLDOUT" : "TEST", input.testDatasetId],
       ["asrTestDatasetId", "ASR_TEST", input.asrTestDatasetId],
     ];
     const datasets: DatasetRow[] = [];

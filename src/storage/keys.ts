@@ -9,6 +9,8 @@ export const keys = {
   checkpoint: (tenantId: string, jobId: string) => `tenants/${tenantId}/jobs/${jobId}/checkpoint.pt`,
   artifact: (tenantId: string, jobId: string, file: string) =>
     `tenants/${tenantId}/jobs/${jobId}/artifacts/${file}`,
+  healthThumbnail: (tenantId: string, jobId: string, sampleIndex: number) =>
+    `tenants/${tenantId}/jobs/${jobId}/health/thumbnails/${sampleIndex}.png`,
 };
 
 /** The tenant and dataset of a raw upload's key, or null for any other key. */

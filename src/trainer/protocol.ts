@@ -63,7 +63,7 @@ export interface CheckpointEvent extends EventBase {
 export interface ArtifactEvent extends EventBase {
   type: "artifact";
   kind: "model" | "config" | "metadata" | "onnx" | "preview" | "health" | "bundle";
-  format: "safetensors" | "json" | "onnx" | "png" | "tar";
+  format: "safetensors" | "json" | "onnx" | "png" | "tar" | "npy";
   /** Relative to the trainer's workdir. */
   path: string;
   sha256: string;
@@ -81,7 +81,8 @@ export interface ResultEvent extends EventBase {
   method: Method;
   /** Fractions in [0, 1]; null where not measurable (no trigger known, no decoder). */
   asr: number | null;
-  ca: number;
+  /** null for a SCAN, which trains no model. */
+  ca: number | null;
   mse: number | null;
   mseTriggered?: number | null;
   stage1Asr?: number | null;
@@ -142,7 +143,7 @@ const REQUIRED: Record<
   result: {
     method: "string",
     asr: "number|null",
-    ca: "number",
+    ca: "number|null",
     mse: "number|null",
     timings: "object",
     imagesPerSecond: "object",

@@ -93,7 +93,12 @@ export class JobRunner {
         overRuntime = true;
       });
       const stoppedFor = this.shuttingDown ? "shutdown" : overRuntime ? "runtime" : null;
-      await execution.finish(job, outcome, trainerWorkdir(scratch), stoppedFor);
+      await execution.finish(
+        job,
+        outcome,
+        { workdir: trainerWorkdir(scratch), trainDir: spec.data.train },
+        stoppedFor,
+      );
       log("trainer ended", { exitCode: outcome.code, stoppedFor });
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);

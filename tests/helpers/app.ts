@@ -306,9 +306,14 @@ export function sha256(bytes: Buffer): string {
 /** Small canonical datasets with an obvious trigger, written by the trainer's own test helper. */
 export function makeDatasets(
   root: string,
-  opts = { nTrain: 600, nHoldout: 120, nTest: 120 },
+  opts: { nTrain: number; nHoldout: number; nTest: number; ratio?: number; seed?: number } = {
+    nTrain: 600,
+    nHoldout: 120,
+    nTest: 120,
+  },
 ): Record<"train" | "holdout" | "test" | "asr", string> {
-  const script = `import sys, json; sys.path.insert(0, 'tests'); from synthetic import write_job_datasets; from pathlib import Path; print(json.dumps(write_job_datasets(Path(sys.argv[1]), n_train=${opts.nTrain}, n_holdout=${opts.nHoldout}, n_test=${opts.nTest})))`;
+  const extra = `, ratio=${opts.ratio ?? 0.1}, seed=${opts.seed ?? 0}`;
+  const script = `import sys, json; sys.path.insert(0, 'tests'); from synthetic import write_job_datasets; from pathlib import Path; print(json.dumps(write_job_datasets(Path(sys.argv[1]), n_train=${opts.nTrain}, n_holdout=${opts.nHoldout}, n_test=${opts.nTest}${extra})))`;
   const out = spawnSync(python, ["-c", script, root], { cwd: trainerRoot, encoding: "utf8" });
   if (out.status !== 0) throw new Error(out.stderr);
   return JSON.parse(out.stdout);

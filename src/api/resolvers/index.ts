@@ -1,11 +1,18 @@
 import { GraphQLScalarType, Kind, type ValueNode } from "graphql";
 import type { DatasetRole, DatasetRow } from "../../datasets/service.ts";
 import { badInput } from "../../errors.ts";
-import type { ArtifactRow, JobFilter, JobRow, JobStatus } from "../../jobs/service.ts";
+import type {
+  ArtifactRow,
+  HealthRow,
+  JobFilter,
+  JobRow,
+  JobStatus,
+  SuspiciousRow,
+} from "../../jobs/service.ts";
 import type { AuditRow } from "../../tenants/audit.ts";
 import type { ApiKeyRow } from "../../tenants/service.ts";
 import { recordMutation } from "../audit.ts";
-import { connection, decodeCursor, pageSize } from "../connection.ts";
+import { connection, decodeCursor, decodeRankCursor, encodeRankCursor, pageSize } from "../connection.ts";
 import type { Context } from "../context.ts";
 import { toGraphQLError } from "../errors.ts";
 
@@ -133,6 +140,8 @@ export const resolvers = {
         ctx.datasets.poison(ctx.tenant.id, a.input),
       launchTraining: (_p, a: { input: Parameters<Context["jobs"]["launch"]>[1] }, ctx) =>
         ctx.jobs.launch(ctx.tenant.id, a.input),
+      scanDataset: (_p, a: { input: Parameters<Context["jobs"]["scan"]>[1] }, ctx) =>
+        ctx.jobs.scan(ctx.tenant.id, a.input),
       cancelJob: (_p, a: { id: string }, ctx) => ctx.jobs.cancel(ctx.tenant.id, a.id),
       retryJob: (_p, a: { id: string }, ctx) => ctx.jobs.retry(ctx.tenant.id, a.id),
       deleteJob: (_p, a: { id: string }, ctx) => ctx.jobs.delete(ctx.tenant.id, a.id),
@@ -225,6 +234,33 @@ export const resolvers = {
       waitingReason: (j: JobRow, _a, ctx) => ctx.jobs.waitingReason(j),
       artifactsExpireAt: (j: JobRow, _a, ctx) => ctx.jobs.artifactsExpireAt(j),
       artifacts: (j: JobRow, _a, ctx) => ctx.jobs.artifacts(j),
+      health: (j: JobRow, _a, ctx) => ctx.jobs.health(j),
+    }),
+  },
+  Health: {
+    verdict: (h: HealthRow) => h.verdict.toUpperCase(),
+    likelyTarget: (h: HealthRow) => h.likely_target,
+    sampleCount: (h: HealthRow) => h.sample_count,
+    ...guarded({
+      suspicious: async (h: HealthRow, a: { first?: number; after?: string }, ctx) => {
+        const first = pageSize(a.first);
+        const rows = await ctx.jobs.suspicious(h.job_id, first, decodeRankCursor(a.after));
+        const page = rows.slice(0, first);
+        return {
+          edges: page.map((node) => ({ cursor: encodeRankCursor(node.rank), node })),
+          pageInfo: {
+            hasNextPage: rows.length > first,
+            endCursor: page.length ? encodeRankCursor((page.at(-1) as SuspiciousRow).rank) : null,
+          },
+        };
+      },
+    }),
+  },
+  SuspiciousSample: {
+    index: (s: SuspiciousRow) => s.sample_index,
+    ...guarded({
+      thumbnailUrl: (s: SuspiciousRow, a: { expiresInSeconds?: number }, ctx) =>
+        s.thumbnail_key ? ctx.jobs.thumbnailUrl(s.thumbnail_key, a.expiresInSeconds) : null,
     }),
   },
   Artifact: guarded({
