@@ -13,6 +13,7 @@ export const AUDITED: Readonly<Record<string, { type: string; id: Target }>> = {
   completeDatasetUpload: { type: "dataset", id: arg },
   deleteDataset: { type: "dataset", id: arg },
   poisonDataset: { type: "dataset", id: resultDataset },
+  sanitizeDataset: { type: "dataset", id: resultId },
   launchTraining: { type: "job", id: resultId },
   scanDataset: { type: "job", id: resultId },
   cancelJob: { type: "job", id: arg },

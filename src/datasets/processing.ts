@@ -1,6 +1,6 @@
 /**
  * Dataset work on the queue: a worker claims a VALIDATING dataset for one attempt (the `ingest`
- * queue for uploads, `poison` for poisoning runs), keeps a heartbeat while it works, and leaves it
+ * queue for uploads, `poison` for poisoning and sanitizing runs), keeps a heartbeat while it works, and leaves it
  * READY or FAILED. The rules are training jobs' own: a worker that dies mid-way stops heartbeating,
  * the reaper sends the dataset back to the queue as the next attempt, and after MAX_ATTEMPTS it
  * fails with WORKER_LOST. A user's bad upload fails once (upload-ingest.ts, poison-run.ts).
@@ -16,13 +16,14 @@ import {
 import type { DatasetMessage, JobQueue } from "../queue/job-queue.ts";
 import { warmDecodePool } from "./images/decode-pool.ts";
 import { type PoisonRecord, runPoison } from "./poison-run.ts";
+import { runSanitize } from "./sanitize-run.ts";
 import { type DatasetProcessing, ingestUpload } from "./upload-ingest.ts";
 
 export const MAX_ATTEMPTS = 3;
 
-/** The queue a dataset's processing runs on. */
-export function processingQueue(dataset: Pick<DatasetRow, "poison">): "ingest" | "poison" {
-  return dataset.poison ? "poison" : "ingest";
+/** The queue a dataset's processing runs on: `poison` for every run of the trainer's dataset commands. */
+export function processingQueue(dataset: Pick<DatasetRow, "poison" | "derived_from">): "ingest" | "poison" {
+  return dataset.poison || dataset.derived_from ? "poison" : "ingest";
 }
 
 export class DatasetProcessor {
@@ -46,10 +47,20 @@ export class DatasetProcessor {
     }, this.heartbeatSeconds * 1000);
     try {
       if (dataset.poison) await this.poison(dataset);
+      else if (dataset.derived_from) await this.sanitize(dataset);
       else await ingestUpload(this.deps, dataset);
     } finally {
       clearInterval(beat);
     }
+  }
+
+  private async sanitize(sanitized: DatasetRow): Promise<void> {
+    const source = await datasetById(this.deps.db, sanitized.derived_from?.datasetId as string);
+    if (!source) {
+      await this.fail(sanitized, "SOURCE_GONE: the training set this sanitizing run reads no longer exists");
+      return;
+    }
+    await runSanitize(this.deps, source, sanitized);
   }
 
   private async poison(poisoned: DatasetRow): Promise<void> {

@@ -28,8 +28,10 @@ import { keys, rawUploadOwner } from "../storage/keys.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
 import type { QuotaService } from "../tenants/quota.ts";
 import { trainerCatalog } from "../trainer/catalog.ts";
+import { type DownloadFormat, datasetDownloadUrl } from "./export.ts";
 import { checkIngestOptions, type DatasetFormat, FORMAT_PARTS, IngestError } from "./ingest.ts";
 import type { IngestOptions } from "./options.ts";
+import { requestSanitize, type SanitizeInput } from "./sanitize.ts";
 
 export type { DatasetRole, DatasetRow };
 
@@ -87,6 +89,19 @@ export class DatasetService {
 
   get(tenantId: string, id: string): Promise<DatasetRow | null> {
     return getDataset(this.db, tenantId, id);
+  }
+
+  /** A new TRAIN dataset without the samples a job's health report flags (sanitize.ts). */
+  sanitize(tenantId: string, input: SanitizeInput): Promise<DatasetRow> {
+    return requestSanitize({ db: this.db, queue: this.queue, quotas: this.quotas }, tenantId, input);
+  }
+
+  /** A signed download URL of a READY dataset's arrays (export.ts). */
+  downloadUrl(
+    dataset: DatasetRow,
+    request: { format: DownloadFormat; part?: string | null; expiresInSeconds: number },
+  ): Promise<string> {
+    return datasetDownloadUrl(this.store, dataset, request);
   }
 
   /**

@@ -6,6 +6,7 @@ import { JobResources1764180000000 } from "../../migrations/1764180000000-job-re
 import { Hardening1764190000000 } from "../../migrations/1764190000000-hardening.ts";
 import { JobLabels1765000000000 } from "../../migrations/1765000000000-job-labels.ts";
 import { JobHealth1765100000000 } from "../../migrations/1765100000000-job-health.ts";
+import { DatasetLineage1765200000000 } from "../../migrations/1765200000000-dataset-lineage.ts";
 
 /** All migrations, in order. The schema changes only through these (never `synchronize`). */
 export const MIGRATIONS = [
@@ -16,6 +17,7 @@ export const MIGRATIONS = [
   Hardening1764190000000,
   JobLabels1765000000000,
   JobHealth1765100000000,
+  DatasetLineage1765200000000,
 ];
 
 export function createDataSource(databaseUrl: string): DataSource {

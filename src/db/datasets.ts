@@ -42,12 +42,23 @@ export interface DatasetRow {
   source_dataset_id: string | null;
   /** A poisoned TRAIN set: the ASR_TEST set its poisoning run builds too. */
   asr_dataset_id: string | null;
+  /** A sanitized TRAIN set: what it was derived from (sanitizeDataset). */
+  derived_from: DerivedFrom | null;
   created_at: Date;
+}
+
+/** A sanitized dataset's lineage; `scoresKey` (the report's scores object) is internal. */
+export interface DerivedFrom {
+  datasetId: string;
+  jobId: string;
+  policy: Record<string, unknown>;
+  removedCount: number | null;
+  scoresKey: string;
 }
 
 const COLUMNS = `id, tenant_id, name, role, format, status, failure_reason, parts, size_bytes, count, height, width, channels,
   num_classes, class_names, class_histogram, manifest, poison, ingest_options, processing_attempt, processing_worker,
-  processing_heartbeat_at, source_dataset_id, asr_dataset_id, created_at`;
+  processing_heartbeat_at, source_dataset_id, asr_dataset_id, derived_from, created_at`;
 
 export async function insertDataset(
   db: Queryable,
@@ -65,13 +76,14 @@ export async function insertDataset(
     sourceId?: string | null;
     ingestOptions?: Record<string, unknown> | null;
     asrDatasetId?: string | null;
+    derivedFrom?: DerivedFrom | null;
   },
 ): Promise<DatasetRow> {
   const rows = await sql<DatasetRow>(
     db,
     `INSERT INTO datasets (id, tenant_id, name, role, format, status, parts, size_bytes, class_names, poison, source_dataset_id,
-       ingest_options, asr_dataset_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ${COLUMNS}`,
+       ingest_options, asr_dataset_id, derived_from)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ${COLUMNS}`,
     [
       row.id,
       row.tenantId,
@@ -86,6 +98,7 @@ export async function insertDataset(
       row.sourceId ?? null,
       row.ingestOptions ? JSON.stringify(row.ingestOptions) : null,
       row.asrDatasetId ?? null,
+      row.derivedFrom ? JSON.stringify(row.derivedFrom) : null,
     ],
   );
   return rows[0] as DatasetRow;

@@ -4,6 +4,8 @@ export const keys = {
     `tenants/${tenantId}/datasets/${datasetId}/raw/${part}`,
   datasetCanonical: (tenantId: string, datasetId: string, file: string) =>
     `tenants/${tenantId}/datasets/${datasetId}/canonical/${file}`,
+  datasetExport: (tenantId: string, datasetId: string, file: string) =>
+    `tenants/${tenantId}/datasets/${datasetId}/exports/${file}`,
   datasetPrefix: (tenantId: string, datasetId: string) => `tenants/${tenantId}/datasets/${datasetId}/`,
   jobPrefix: (tenantId: string, jobId: string) => `tenants/${tenantId}/jobs/${jobId}/`,
   checkpoint: (tenantId: string, jobId: string) => `tenants/${tenantId}/jobs/${jobId}/checkpoint.pt`,

@@ -1,17 +1,28 @@
 /**
  * Health as data: scanDataset runs a SCAN job on the worker (real trainer), and job.health
  * gives its verdict, evidence and the ranked suspicious samples with thumbnails; a T&R job
- * carries the same report.
+ * carries the same report. Then the walkthrough: scan → sanitizeDataset → train on the
+ * sanitized set, and the datasets' downloads (NPY_PAIR, NPZ read back by numpy).
  */
 
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
 import sharp from "sharp";
 import { createApiKey, createTenant } from "../../src/db/tenants.ts";
-import { gql, launchJob, makeDatasets, startTestApp, uploadNpyPair, waitFor } from "../helpers/app.ts";
+import {
+  gql,
+  launchJob,
+  makeDatasets,
+  python,
+  startTestApp,
+  uploadNpyPair,
+  waitFor,
+} from "../helpers/app.ts";
 
 type TestApp = Awaited<ReturnType<typeof startTestApp>>;
 
@@ -242,6 +253,142 @@ describe("health as data: scanDataset and job.health", () => {
       },
     );
     assert.equal(viaLaunch.errors?.[0]?.extensions?.field, "method");
+  });
+
+  const SANITIZE = `mutation($input: SanitizeDatasetInput!) { sanitizeDataset(input: $input) { id status role } }`;
+  const DATASET = `query($id: ID!) { dataset(id: $id) { id status role count failureReason
+    derivedFrom { dataset { id } job { id } policy removedCount removedPoisonedCount } } }`;
+  const sanitize = (input: Record<string, unknown>) =>
+    gql<{ sanitizeDataset: { id: string; status: string; role: string } }>(
+      app.url as string,
+      app.key,
+      SANITIZE,
+      { input },
+    );
+  const download = async (id: string, format: string, part?: string) => {
+    const res = await gql<{ dataset: { downloadUrl: string } }>(
+      app.url as string,
+      app.key,
+      `query($id: ID!, $format: DatasetDownloadFormat!, $part: String) { dataset(id: $id) { downloadUrl(format: $format, part: $part) } }`,
+      { id, format, part },
+    );
+    assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+    const got = await fetch(res.data?.dataset.downloadUrl as string);
+    assert.equal(got.status, 200);
+    return Buffer.from(await got.arrayBuffer());
+  };
+  let sanitizedId: string;
+
+  it("sanitizeDataset drops the top of the scan's ranking into a new READY TRAIN set with its lineage", async () => {
+    const res = await sanitize({ fromJobId: scanId, policy: { dropTopFraction: 0.25 }, name: "clean-ish" });
+    assert.equal(res.errors, undefined, JSON.stringify(res.errors));
+    assert.deepEqual(
+      [res.data?.sanitizeDataset.status, res.data?.sanitizeDataset.role],
+      ["VALIDATING", "TRAIN"],
+    );
+    sanitizedId = res.data?.sanitizeDataset.id as string;
+    const ds = await waitFor("sanitized dataset", async () => {
+      const r = await gql<{ dataset: Record<string, unknown> & { status: string } }>(
+        app.url as string,
+        app.key,
+        DATASET,
+        {
+          id: sanitizedId,
+        },
+      );
+      return r.data?.dataset.status === "VALIDATING" ? null : r.data?.dataset;
+    });
+    assert.equal(ds.status, "READY", String(ds.failureReason));
+    assert.equal(ds.count, N_TRAIN * 0.75);
+    assert.deepEqual(ds.derivedFrom, {
+      dataset: { id: ids.train },
+      job: { id: scanId },
+      policy: { dropTopFraction: 0.25 },
+      removedCount: N_TRAIN * 0.25,
+      removedPoisonedCount: null, // an uploaded set carries no ground truth
+    });
+    // Exactly the 250 most suspicious samples are gone, the rest kept in order.
+    const ranked: number[] = [];
+    let after: string | undefined;
+    while (ranked.length < 250) {
+      const page = (await read(scanId, 100, after)).health?.suspicious as Page;
+      ranked.push(...page.edges.map((e) => e.node.index));
+      after = page.pageInfo.endCursor as string;
+    }
+    const removed = new Set(ranked.slice(0, 250));
+    const kept = Array.from({ length: N_TRAIN }, (_, i) => i).filter((i) => !removed.has(i));
+    const images = readFileSync(join(data.train, "images.npy"));
+    const start = 10 + images.readUInt16LE(8);
+    const expected = Buffer.concat(kept.map((i) => images.subarray(start + i * 256, start + (i + 1) * 256)));
+    const got = await download(sanitizedId, "NPY_PAIR", "images");
+    assert.ok(got.subarray(10 + got.readUInt16LE(8)).equals(expected));
+    const mask = readBoolNpy(join(data.train, "poison_mask.npy"));
+    assert.ok(kept.filter((i) => mask[i]).length <= 25, "at most a tenth of the poison is left");
+  });
+
+  it("a model trains on the sanitized set", async () => {
+    const id = await launchJob(app.url as string, app.key, {
+      method: "NO_DEFENSE",
+      architecture: "small-cnn",
+      trainDatasetId: sanitizedId,
+      holdoutDatasetId: ids.holdout,
+      testDatasetId: ids.test,
+      hyperparameters: { epochs: 1, batchSize: 128, evalEvery: 0 },
+      idempotencyKey: "after-sanitize",
+    });
+    const job = await settled(id);
+    assert.equal(job.status, "SUCCEEDED", JSON.stringify(job.error));
+    assert.equal(job.health, null); // no health report: nothing to sanitize from
+    const refused = await sanitize({ fromJobId: id, policy: { minScore: 1 } });
+    assert.equal(refused.errors?.[0]?.extensions?.code, "FAILED_PRECONDITION");
+  });
+
+  it("sanitizeDataset refuses anything but exactly one valid rule", async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{}, "policy"],
+      [{ dropTopFraction: 0.1, minScore: 2 }, "policy"],
+      [{ dropTopFraction: 1 }, "policy.dropTopFraction"],
+      [{ indices: [0, N_TRAIN] }, "policy.indices"],
+      [{ indices: [3, 3] }, "policy.indices"],
+    ];
+    for (const [policy, field] of cases) {
+      const res = await sanitize({ fromJobId: scanId, policy });
+      assert.equal(res.errors?.[0]?.extensions?.code, "BAD_USER_INPUT", JSON.stringify(res.errors));
+      assert.equal(res.errors?.[0]?.extensions?.field, field);
+    }
+    const unknown = await sanitize({
+      fromJobId: "00000000-0000-4000-8000-000000000000",
+      policy: { minScore: 1 },
+    });
+    assert.equal(unknown.errors?.[0]?.extensions?.code, "NOT_FOUND");
+  });
+
+  it("every dataset downloads as NPZ (read back by numpy) and as its two NPY files", async () => {
+    const npz = await download(sanitizedId, "NPZ");
+    const again = await download(sanitizedId, "NPZ"); // built once, then served as stored
+    assert.ok(npz.equals(again));
+    const dir = mkdtempSync(join(tmpdir(), "trapdoor-npz-"));
+    writeFileSync(join(dir, "d.npz"), npz);
+    writeFileSync(join(dir, "images.npy"), await download(sanitizedId, "NPY_PAIR", "images"));
+    writeFileSync(join(dir, "labels.npy"), await download(sanitizedId, "NPY_PAIR", "labels"));
+    const script = `import numpy as np, sys, zipfile
+d = np.load(sys.argv[1] + "/d.npz", allow_pickle=False)
+assert zipfile.ZipFile(sys.argv[1] + "/d.npz").testzip() is None
+assert sorted(d.files) == ["images", "labels"], d.files
+assert np.array_equal(d["images"], np.load(sys.argv[1] + "/images.npy")) and d["images"].shape == (750, 16, 16, 1)
+assert np.array_equal(d["labels"], np.load(sys.argv[1] + "/labels.npy")) and d["labels"].dtype == np.int64
+print("ok")`;
+    const { stdout } = await promisify(execFile)(python, ["-c", script, dir]);
+    assert.equal(stdout.trim(), "ok");
+    const badPart = await gql(
+      app.url as string,
+      app.key,
+      `query($id: ID!) { dataset(id: $id) { downloadUrl(format: NPY_PAIR) } }`,
+      {
+        id: sanitizedId,
+      },
+    );
+    assert.equal(badPart.errors?.[0]?.extensions?.field, "part");
   });
 
   it("the same idempotencyKey returns the same scan; another tenant sees nothing", async () => {

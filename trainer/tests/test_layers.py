@@ -45,8 +45,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("training", ("context", "training", "phases")),
     # The methods and the steps they share.
     ("defenses", ("defenses",)),
-    # Commands: a whole job, poisoning a dataset, the export fixture script.
-    ("commands", ("runner", "poison_command", "export_fixture")),
+    # Commands: a whole job, poisoning and sanitizing a dataset, the export fixture script.
+    ("commands", ("runner", "poison_command", "sanitize_command", "export_fixture")),
     # The command line, and torchrun's launcher for several processes.
     ("entry point", ("__main__", "torchrun")),
 ]

@@ -1,4 +1,4 @@
-"""Command line: `python -m trapdoor_trainer run|poison|describe|validate-params|device`.
+"""Command line: `python -m trapdoor_trainer run|poison|sanitize|describe|validate-params|device`.
 
 Exit codes: 0 done; 2 invalid spec or data (JSON error on stderr); 3 cancelled by SIGTERM after a
 checkpoint was written; anything else is a crash (the worker may retry it).
@@ -48,6 +48,13 @@ def _cmd_poison(args) -> int:
     return EXIT_OK
 
 
+def _cmd_sanitize(args) -> int:
+    from .sanitize_command import run_sanitize
+
+    run_sanitize(args.spec, Path(args.out))
+    return EXIT_OK
+
+
 def _cmd_describe(args) -> int:
     from .catalog import catalog_json
 
@@ -87,6 +94,10 @@ def main(argv=None) -> int:
     poison.add_argument("--out", required=True)
     poison.add_argument("--asr-out", help="also write the triggered ASR test set here (needs `test` in the spec)")
     poison.set_defaults(handler=_cmd_poison)
+    sanitize = sub.add_parser("sanitize", help="write a training set without the samples a health report's scores flag")
+    sanitize.add_argument("--spec", required=True)
+    sanitize.add_argument("--out", required=True)
+    sanitize.set_defaults(handler=_cmd_sanitize)
     describe = sub.add_parser("describe", help="print the catalog: methods, attacks (with JSON Schemas of their parameters) and architectures")
     describe.set_defaults(handler=_cmd_describe)
     check = sub.add_parser("validate-params", help="check JSON lines {kind, name, value} from stdin against the catalog's schemas")

@@ -138,6 +138,8 @@ export const resolvers = {
       deleteDataset: (_p, a: { id: string }, ctx) => ctx.datasets.delete(ctx.tenant.id, a.id),
       poisonDataset: (_p, a: { input: Parameters<Context["datasets"]["poison"]>[1] }, ctx) =>
         ctx.datasets.poison(ctx.tenant.id, a.input),
+      sanitizeDataset: (_p, a: { input: Parameters<Context["datasets"]["sanitize"]>[1] }, ctx) =>
+        ctx.datasets.sanitize(ctx.tenant.id, a.input),
       launchTraining: (_p, a: { input: Parameters<Context["jobs"]["launch"]>[1] }, ctx) =>
         ctx.jobs.launch(ctx.tenant.id, a.input),
       scanDataset: (_p, a: { input: Parameters<Context["jobs"]["scan"]>[1] }, ctx) =>
@@ -185,7 +187,29 @@ export const resolvers = {
     classNames: (d: DatasetRow) => d.class_names,
     classHistogram: (d: DatasetRow) => d.class_histogram,
     createdAt: (d: DatasetRow) => d.created_at,
+    derivedFrom: (d: DatasetRow) => {
+      if (!d.derived_from) return null;
+      const sanitized = (d.manifest?.sanitized ?? {}) as { removedCount?: number; removedPoisoned?: number };
+      return {
+        datasetId: d.derived_from.datasetId,
+        jobId: d.derived_from.jobId,
+        policy: d.derived_from.policy,
+        removedCount: sanitized.removedCount ?? null,
+        removedPoisonedCount: sanitized.removedPoisoned ?? null,
+      };
+    },
+    ...guarded({
+      downloadUrl: (
+        d: DatasetRow,
+        a: { format: "NPZ" | "NPY_PAIR"; part?: string | null; expiresInSeconds?: number },
+        ctx,
+      ) => ctx.datasets.downloadUrl(d, { ...a, expiresInSeconds: a.expiresInSeconds ?? 3600 }),
+    }),
   },
+  DatasetLineage: guarded({
+    dataset: (l: { datasetId: string }, _a, ctx) => ctx.loaders.dataset.load(l.datasetId),
+    job: (l: { jobId: string }, _a, ctx) => ctx.loaders.job.load(l.jobId),
+  }),
   Subscription: {
     jobUpdated: {
       subscribe: async (_p: unknown, a: { id: string }, ctx: Context) => {
