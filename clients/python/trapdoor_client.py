@@ -218,8 +218,8 @@ class Trapdoor:
             time.sleep(poll_seconds)
 
     def download(self, job_id: str, path: PathLike, format: str = "onnx", kind: Optional[str] = None) -> Path:
-        """Download a job's artifact (by format: onnx, safetensors, tar; or by kind) to `path` and
-        check its sha256."""
+        """Download a job's artifact (by format: onnx, safetensors, tar, npy; or by kind) to `path`
+        and check its sha256."""
         job = self.graphql(
             "query($id: ID!) { job(id: $id) { status artifacts { kind format sha256 downloadUrl } } }", {"id": job_id}
         )["job"]
@@ -228,15 +228,65 @@ class Trapdoor:
         found = [a for a in job["artifacts"] if (a["kind"] == kind if kind else a["format"] == format)]
         if not found:
             raise TrapdoorError(f"job {job_id} is {job['status']} and has no {kind or format} artifact", "FAILED_PRECONDITION")
-        artifact, out = found[0], Path(path)
+        return self._fetch(found[0]["downloadUrl"], Path(path), found[0]["sha256"])
+
+    def _fetch(self, url: str, out: Path, sha256: Optional[str] = None) -> Path:
+        """GET `url` into `out` (through a .part file), checking `sha256` when given."""
         partial = out.with_name(out.name + ".part")
         digest = hashlib.sha256()
-        with urllib.request.urlopen(artifact["downloadUrl"], timeout=self.timeout) as response, open(partial, "wb") as f:
+        with urllib.request.urlopen(url, timeout=self.timeout) as response, open(partial, "wb") as f:
             for block in iter(lambda: response.read(1 << 20), b""):
                 digest.update(block)
                 f.write(block)
-        if digest.hexdigest() != artifact["sha256"]:
+        if sha256 is not None and digest.hexdigest() != sha256:
             partial.unlink()
             raise TrapdoorError(f"{out.name}: sha256 mismatch after download", "CORRUPT_DOWNLOAD")
         partial.replace(out)
         return out
+
+    # -- health, scans and sanitized datasets -----------------------------------------------------
+
+    def scan_dataset(self, dataset: str, holdout: str, budget: str = "FAST", idempotency_key: Optional[str] = None, **fields: Any) -> dict:
+        """scanDataset: a SCAN job (the health report without a defended model). `fields` are the
+        other ScanDatasetInput fields (architecture, hyperparameters, seed, resources, labels,
+        externalId). Wait for it with wait_for_job, read it with health."""
+        spec = {"datasetId": dataset, "holdoutDatasetId": holdout, "budget": budget, "idempotencyKey": idempotency_key or str(uuid.uuid4()), **fields}
+        query = f"mutation($input: ScanDatasetInput!) {{ scanDataset(input: $input) {{ {_JOB_FIELDS} }} }}"
+        return self.graphql(query, {"input": spec})["scanDataset"]
+
+    def health(self, job_id: str, suspicious: int = 20) -> Optional[dict]:
+        """A job's health report (None when it has none): verdict, likelyTarget, evidence,
+        sampleCount and the `suspicious` most suspicious samples (rank, index, score, label,
+        thumbnailUrl), read page by page."""
+        query = """query($id: ID!, $first: Int, $after: String) { job(id: $id) { health { verdict likelyTarget evidence sampleCount
+          suspicious(first: $first, after: $after) { edges { node { rank index score label thumbnailUrl } } pageInfo { hasNextPage endCursor } } } } }"""
+        report, samples, after = None, [], None
+        while True:
+            job = self.graphql(query, {"id": job_id, "first": min(100, max(1, suspicious - len(samples))), "after": after})["job"]
+            if job is None:
+                raise TrapdoorError(f"job {job_id} does not exist", "NOT_FOUND")
+            if job["health"] is None:
+                return None
+            report, page = job["health"], job["health"]["suspicious"]
+            samples += [edge["node"] for edge in page["edges"]]
+            if len(samples) >= suspicious or not page["pageInfo"]["hasNextPage"]:
+                return {**report, "suspicious": samples[:suspicious]}
+            after = page["pageInfo"]["endCursor"]
+
+    def sanitize_dataset(self, from_job: str, name: Optional[str] = None, wait: bool = True, **policy: Any) -> dict:
+        """sanitizeDataset: a new TRAIN dataset without the samples the job's health report flags.
+        `policy`: exactly one of dropTopFraction=, minScore=, indices=. With `wait`, returned READY."""
+        spec: dict[str, Any] = {"fromJobId": from_job, "policy": policy}
+        if name is not None:
+            spec["name"] = name
+        created = self.graphql("mutation($input: SanitizeDatasetInput!) { sanitizeDataset(input: $input) { id } }", {"input": spec}, retry=False)
+        dataset_id = created["sanitizeDataset"]["id"]
+        return self.wait_for_dataset(dataset_id) if wait else self.dataset(dataset_id)
+
+    def download_dataset(self, dataset_id: str, path: PathLike, format: str = "NPZ", part: Optional[str] = None) -> Path:
+        """Download a READY dataset's arrays: NPZ (one file) or NPY_PAIR with part images or labels."""
+        query = "query($id: ID!, $format: DatasetDownloadFormat!, $part: String) { dataset(id: $id) { downloadUrl(format: $format, part: $part) } }"
+        dataset = self.graphql(query, {"id": dataset_id, "format": format, "part": part})["dataset"]
+        if dataset is None:
+            raise TrapdoorError(f"dataset {dataset_id} does not exist", "NOT_FOUND")
+        return self._fetch(dataset["downloadUrl"], Path(path))

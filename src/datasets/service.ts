@@ -131,7 +131,11 @@ export class DatasetService {
     checkString(input.name, "name", INPUT_LIMITS.datasetNameChars);
     checkStringList(input.classNames, "classNames", INPUT_LIMITS.classNames, INPUT_LIMITS.classNameChars);
     const expected = FORMAT_PARTS[input.format];
-    if (!expected) throw badInput(`unknown format ${input.format}`, "format");
+    if (!expected)
+      throw badInput(
+        `${input.format} is not an upload format; upload one of ${Object.keys(FORMAT_PARTS).join(", ")}`,
+        "format",
+      );
     const declared =
       input.parts && input.parts.length > 0
         ? input.parts

@@ -256,7 +256,7 @@ describe("health as data: scanDataset and job.health", () => {
   });
 
   const SANITIZE = `mutation($input: SanitizeDatasetInput!) { sanitizeDataset(input: $input) { id status role } }`;
-  const DATASET = `query($id: ID!) { dataset(id: $id) { id status role count failureReason
+  const DATASET = `query($id: ID!) { dataset(id: $id) { id status role format count failureReason
     derivedFrom { dataset { id } job { id } policy removedCount removedPoisonedCount } } }`;
   const sanitize = (input: Record<string, unknown>) =>
     gql<{ sanitizeDataset: { id: string; status: string; role: string } }>(
@@ -300,6 +300,7 @@ describe("health as data: scanDataset and job.health", () => {
     });
     assert.equal(ds.status, "READY", String(ds.failureReason));
     assert.equal(ds.count, N_TRAIN * 0.75);
+    assert.equal(ds.format, "CANONICAL");
     assert.deepEqual(ds.derivedFrom, {
       dataset: { id: ids.train },
       job: { id: scanId },
@@ -361,6 +362,16 @@ describe("health as data: scanDataset and job.health", () => {
       policy: { minScore: 1 },
     });
     assert.equal(unknown.errors?.[0]?.extensions?.code, "NOT_FOUND");
+    // CANONICAL names what the service makes; it is no upload format.
+    const upload = await gql(
+      app.url as string,
+      app.key,
+      `mutation($input: CreateDatasetUploadInput!) { createDatasetUpload(input: $input) { uploadUrl } }`,
+      {
+        input: { name: "x", role: "TRAIN", format: "CANONICAL", sizeBytes: 10, sha256: "0".repeat(64) },
+      },
+    );
+    assert.equal(upload.errors?.[0]?.extensions?.field, "format");
   });
 
   it("every dataset downloads as NPZ (read back by numpy) and as its two NPY files", async () => {

@@ -15,14 +15,13 @@ import { makeDatasets, python, startTestApp } from "../helpers/app.ts";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 
-/** The ```python block between the README's python-client-example markers. */
-function readmeExample(): string {
+/** The ```python block between the README's `<name>:start` and `<name>:end` markers. */
+function readmeExample(name = "python-client-example"): string {
   const readme = readFileSync(join(repo, "README.md"), "utf8");
-  const block =
-    /<!-- python-client-example:start -->\s*```python\n([\s\S]*?)```\s*<!-- python-client-example:end -->/.exec(
-      readme,
-    );
-  assert.ok(block, "the README has the Python example");
+  const block = new RegExp(
+    `<!-- ${name}:start -->\\s*\`\`\`python\\n([\\s\\S]*?)\`\`\`\\s*<!-- ${name}:end -->`,
+  ).exec(readme);
+  assert.ok(block, `the README has the Python example ${name}`);
   return block[1] as string;
 }
 
@@ -81,6 +80,30 @@ job = td.job(${JSON.stringify(out.found[0])})
 print([a["sha256"] for a in job["artifacts"] if a["format"] == "onnx"][0])`,
     );
     assert.equal(check.stdout.trim(), digest, check.stderr);
+  });
+
+  it("runs the README's scan walkthrough: scan, read the report, sanitize, train, download", async () => {
+    // A quarter of the training set poisoned towards class 0 (trainer/tests/synthetic.py).
+    const poisoned = makeDatasets(mkdtempSync(join(tmpdir(), "trapdoor-pyscan-")), {
+      nTrain: 1000,
+      nHoldout: 200,
+      nTest: 100,
+      ratio: 0.25,
+      seed: 6,
+    });
+    const dataDir = dirname(poisoned.train as string);
+    const run = await runPython(readmeExample("python-scan-example"), { DATA_DIR: dataDir });
+    assert.equal(run.status, 0, run.stderr);
+    const out = JSON.parse(run.stdout.trim().split("\n").at(-1) as string);
+    assert.deepEqual([out.verdict, out.target, out.kept, out.trained], ["POISONED", 0, 750, "SUCCEEDED"]);
+    const mask = readFileSync(join(poisoned.train as string, "poison_mask.npy"));
+    const flags = mask.subarray(10 + mask.readUInt16LE(8));
+    assert.ok(
+      out.top.every((i: number) => flags[i] === 1),
+      "the five most suspicious samples are poisoned",
+    );
+    const npz = readFileSync(join(dataDir, "sanitized.npz"));
+    assert.equal(npz.readUInt32LE(0), 0x04034b50); // a zip: np.load reads it (tests/api/health-scan.test.ts)
   });
 
   it("raises TrapdoorError with the API's code and field", async () => {
