@@ -73,6 +73,8 @@ export interface Config {
     queryCost: number;
     /** Live jobs one tenant may have at once (TRAPDOOR_MAX_LIVE_JOBS): one tenant cannot start 40 GPU pods. */
     maxLiveJobsPerTenant: number;
+    /** Jobs (methods x seeds) one comparison study may launch (TRAPDOOR_MAX_STUDY_JOBS). */
+    maxStudyJobs: number;
     /** Per-tenant defaults (a tenant's own quota overrides them): bytes stored and datasets kept. */
     tenantMaxBytes: number;
     tenantMaxDatasets: number;
@@ -204,6 +206,7 @@ export function loadConfig(
       queryDepth: 10,
       queryCost: 5000,
       maxLiveJobsPerTenant: intFrom(env.TRAPDOOR_MAX_LIVE_JOBS, 20, "TRAPDOOR_MAX_LIVE_JOBS"),
+      maxStudyJobs: intFrom(env.TRAPDOOR_MAX_STUDY_JOBS, 24, "TRAPDOOR_MAX_STUDY_JOBS"),
       tenantMaxBytes: intFrom(env.TRAPDOOR_TENANT_MAX_BYTES, 200 * 1024 ** 3, "TRAPDOOR_TENANT_MAX_BYTES"),
       tenantMaxDatasets: intFrom(env.TRAPDOOR_TENANT_MAX_DATASETS, 1000, "TRAPDOOR_TENANT_MAX_DATASETS"),
       maxDecodedBytes: intFrom(env.TRAPDOOR_MAX_DECODED_BYTES, 8 * 1024 ** 3, "TRAPDOOR_MAX_DECODED_BYTES"),

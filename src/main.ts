@@ -13,6 +13,7 @@ import { sql } from "./db/sql.ts";
 import { API_KEY_REVOKED_CHANNEL, createApiKey, createTenant } from "./db/tenants.ts";
 import { JobExecution } from "./jobs/execution.ts";
 import { JobService } from "./jobs/service.ts";
+import { StudyService } from "./jobs/studies.ts";
 import { WorkerRegistry } from "./jobs/workers.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Sweeper } from "./maintenance/sweeper.ts";
@@ -106,6 +107,7 @@ async function assemble(
     config.gpuCounts,
     config.artifactRetentionDays,
   );
+  const studies = new StudyService(db, jobs, store, quotas, config.limits.maxStudyJobs);
   const tenants = new TenantService(db);
   const execution = new JobExecution(db, store, queue);
   const processing = {
@@ -180,6 +182,7 @@ async function assemble(
         tenants,
         datasets,
         jobs,
+        studies,
         quotas,
         audit: new AuditLog(db),
         rateLimiter,

@@ -17,6 +17,8 @@ export const AUDITED: Readonly<Record<string, { type: string; id: Target }>> = {
   launchTraining: { type: "job", id: resultId },
   scanDataset: { type: "job", id: resultId },
   cancelJob: { type: "job", id: arg },
+  launchStudy: { type: "study", id: resultId },
+  cancelStudy: { type: "study", id: arg },
   retryJob: { type: "job", id: arg },
   deleteJob: { type: "job", id: arg },
   createApiKey: { type: "apiKey", id: resultId },

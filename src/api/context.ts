@@ -3,6 +3,7 @@ import DataLoader from "dataloader";
 import { GraphQLError } from "graphql";
 import type { DatasetRow, DatasetService } from "../datasets/service.ts";
 import type { JobRow, JobService, JobUpdateSource } from "../jobs/service.ts";
+import type { StudyService } from "../jobs/studies.ts";
 import type { AuditLog } from "../tenants/audit.ts";
 import type { ConcurrencyLimiter } from "../tenants/concurrency.ts";
 import type { QuotaService } from "../tenants/quota.ts";
@@ -14,6 +15,7 @@ export interface Services {
   tenants: TenantService;
   datasets: DatasetService;
   jobs: JobService;
+  studies: StudyService;
   quotas: QuotaService;
   audit: AuditLog;
   /** Per-tenant request limit shared by the replicas (429 RATE_LIMITED past it). */

@@ -19,7 +19,7 @@ client (talks to a running API; \`trapdoor login\` first):
   trapdoor <client command> --help for the flags; every client command takes --json
   ${EXIT_CODES_HELP}`;
 
-const CLIENT_COMMANDS = new Set(["login", "datasets", "jobs"]);
+const CLIENT_COMMANDS = new Set(["login", "datasets", "jobs", "studies"]);
 /** `migrate --check`: the schema is behind this version (wait, or run `trapdoor migrate`). */
 const MIGRATIONS_PENDING = 1;
 

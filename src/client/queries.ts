@@ -87,3 +87,22 @@ export interface Page<T> {
   edges: { node: T }[];
   pageInfo: { hasNextPage: boolean; endCursor: string | null };
 }
+
+export interface Study {
+  id: string;
+  status: "RUNNING" | "SUCCEEDED" | "PARTIAL" | "FAILED" | "CANCELLED";
+  table: {
+    job: { id: string };
+    method: string;
+    seed: number;
+    status: string;
+    asr: number | null;
+    ca: number | null;
+    mse: number | null;
+    runtimeSeconds: number | null;
+    healthVerdict: string | null;
+  }[];
+}
+
+export const STUDY = `query($id: ID!) { study(id: $id) { id status
+  table { job { id } method seed status asr ca mse runtimeSeconds healthVerdict } } }`;

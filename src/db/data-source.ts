@@ -7,6 +7,7 @@ import { Hardening1764190000000 } from "../../migrations/1764190000000-hardening
 import { JobLabels1765000000000 } from "../../migrations/1765000000000-job-labels.ts";
 import { JobHealth1765100000000 } from "../../migrations/1765100000000-job-health.ts";
 import { DatasetLineage1765200000000 } from "../../migrations/1765200000000-dataset-lineage.ts";
+import { Studies1765300000000 } from "../../migrations/1765300000000-studies.ts";
 
 /** All migrations, in order. The schema changes only through these (never `synchronize`). */
 export const MIGRATIONS = [
@@ -18,6 +19,7 @@ export const MIGRATIONS = [
   JobLabels1765000000000,
   JobHealth1765100000000,
   DatasetLineage1765200000000,
+  Studies1765300000000,
 ];
 
 export function createDataSource(databaseUrl: string): DataSource {

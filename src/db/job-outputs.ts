@@ -101,3 +101,18 @@ export async function markArtifactsExpired(db: Queryable, jobId: string): Promis
     [jobId],
   );
 }
+
+/** One metric of a job in the order it was reported (stages in run order), latest attempt's. */
+export function metricSeries(
+  db: Queryable,
+  jobId: string,
+  name: string,
+): Promise<{ stage: string; epoch: number | null; value: number | null }[]> {
+  return sql(
+    db,
+    `SELECT stage, epoch, value FROM job_metrics
+     WHERE job_id = $1 AND name = $2 AND attempt = (SELECT max(attempt) FROM job_metrics WHERE job_id = $1 AND name = $2)
+     ORDER BY id`,
+    [jobId, name],
+  );
+}

@@ -40,6 +40,8 @@ export interface JobRow {
   /** the launching platform's own labels and id for the job */
   labels: Record<string, string>;
   external_id: string | null;
+  /** the comparison study it belongs to (null for jobs launched alone) */
+  study_id: string | null;
   attempt: number;
   max_attempts: number;
   worker: string | null;
@@ -77,6 +79,8 @@ export interface NewJob {
   maxRuntimeSeconds: number | null;
   labels: Record<string, string>;
   externalId: string | null;
+  /** the comparison study the job belongs to */
+  studyId?: string | null;
 }
 
 /** Insert unless the tenant already used the idempotency key; returns [job, created]. */
@@ -84,8 +88,8 @@ export async function insertJob(db: Queryable, job: NewJob): Promise<[JobRow, bo
   const inserted = await sql<JobRow>(
     db,
     `INSERT INTO training_jobs (tenant_id, idempotency_key, input_hash, method, architecture, status, train_dataset_id, holdout_dataset_id,
-       test_dataset_id, asr_test_dataset_id, attack, target, seed, hyperparameters, queue, gpus, max_runtime_seconds, labels, external_id)
-     VALUES ($1, $2, $3, $4, $5, 'VALIDATING', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+       test_dataset_id, asr_test_dataset_id, attack, target, seed, hyperparameters, queue, gpus, max_runtime_seconds, labels, external_id, study_id)
+     VALUES ($1, $2, $3, $4, $5, 'VALIDATING', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
      ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING *`,
     [
       job.tenantId,
@@ -106,6 +110,7 @@ export async function insertJob(db: Queryable, job: NewJob): Promise<[JobRow, bo
       job.maxRuntimeSeconds,
       JSON.stringify(job.labels),
       job.externalId,
+      job.studyId ?? null,
     ],
   );
   if (inserted[0]) {

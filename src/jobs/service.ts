@@ -85,6 +85,11 @@ function checkExpiry(expiresInSeconds: number): void {
     throw badInput("expiresInSeconds must be between 1 and 604800", "expiresInSeconds");
 }
 
+/** What an idempotency key is bound to: the launch input's sha256, keys in a stable order. */
+export function inputHashOf(input: unknown): string {
+  return createHash("sha256").update(canonicalJson(input)).digest("hex");
+}
+
 /** Stable JSON (sorted keys) so the same input always hashes the same. */
 function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
@@ -246,6 +251,25 @@ export class JobService {
 
   private async start(tenantId: string, input: LaunchInput): Promise<JobRow> {
     checkString(input.idempotencyKey, "idempotencyKey", INPUT_LIMITS.idempotencyKeyChars);
+    const { idempotencyKey, ...rest } = input;
+    const inputHash = inputHashOf(rest);
+    const existing = await this.byKey(tenantId, idempotencyKey);
+    if (existing) return this.sameOrConflict(existing, inputHash);
+
+    const admitted = await this.admit(tenantId, input);
+    const [job, created] = await transaction(this.db, async (tx) => {
+      await this.quotas.reserve(tx, tenantId, { liveJobs: 1 });
+      return insertJob(tx, { tenantId, idempotencyKey, inputHash, ...admitted });
+    });
+    if (!created) return this.sameOrConflict(job, inputHash);
+    return this.queueNew(job);
+  }
+
+  /**
+   * Everything a launch is checked for before anything is stored: sizes, datasets, method,
+   * hyper-parameters, and a worker (or an autoscaler) for its queue. Returns the job's fields.
+   */
+  async admit(tenantId: string, input: Omit<LaunchInput, "idempotencyKey">) {
     checkString(input.method, "method", INPUT_LIMITS.identifierChars);
     checkOptionalString(input.architecture, "architecture", INPUT_LIMITS.identifierChars);
     if (input.attack) checkString(input.attack.name, "attack.name", INPUT_LIMITS.identifierChars);
@@ -254,22 +278,17 @@ export class JobService {
     const labels = checkLabels(input.labels, "labels");
     const externalId =
       checkOptionalString(input.externalId, "externalId", INPUT_LIMITS.externalIdChars) ?? null;
-    const { idempotencyKey, ...rest } = input;
-    const inputHash = createHash("sha256").update(canonicalJson(rest)).digest("hex");
-    const existing = await this.byKey(tenantId, idempotencyKey);
-    if (existing) return this.sameOrConflict(existing, inputHash);
-
     const validated = await this.validate(tenantId, input);
     const availability = await this.workers.availability(validated.queue);
     if (!availability.served && !availability.autoscaled)
       throw precondition(
         `no live worker serves the ${validated.queue} queue on this deployment${validated.queue === "cpu" ? "" : " (it runs no GPU workers of that size)"}; launch on another accelerator or ask the operator to start one`,
       );
-    const [job, created] = await transaction(this.db, async (tx) => {
-      await this.quotas.reserve(tx, tenantId, { liveJobs: 1 });
-      return insertJob(tx, { tenantId, idempotencyKey, inputHash, ...validated, labels, externalId });
-    });
-    if (!created) return this.sameOrConflict(job, inputHash);
+    return { ...validated, labels, externalId };
+  }
+
+  /** A job just inserted (VALIDATING): QUEUED and on its queue. */
+  async queueNew(job: JobRow): Promise<JobRow> {
     const queued = await transition(this.db, job.id, "QUEUED", "inputs validated");
     await this.queue.enqueue(job.queue, { jobId: job.id, attempt: 1 });
     return queued ?? job;
@@ -290,7 +309,7 @@ export class JobService {
   }
 
   /** Everything that can be checked before queueing: roles, readiness, shapes, classes, method and hyper-parameters. */
-  private async validate(tenantId: string, input: LaunchInput) {
+  private async validate(tenantId: string, input: Omit<LaunchInput, "idempotencyKey">) {
     const catalog = this.catalog;
     const method = catalog.method(input.method);
     if (!method)

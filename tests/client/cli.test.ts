@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,37 +9,11 @@ import { ExitCode } from "../../src/client/exit-codes.ts";
 import { freePort } from "../../src/db/embedded.ts";
 import { createApiKey, createTenant } from "../../src/db/tenants.ts";
 import { gql, makeDatasets, python, sha256, startTestApp } from "../helpers/app.ts";
+import { type Run, trapdoor } from "../helpers/cli.ts";
 import { type Forwarder, startForwarder } from "../helpers/proxy.ts";
 
 type TestApp = Awaited<ReturnType<typeof startTestApp>>;
-const repo = fileURLToPath(new URL("../..", import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** `node bin/trapdoor.js …` as a real subprocess (async: the API under test runs in this process). */
-function trapdoor(
-  args: string[],
-  opts: { env?: Record<string, string>; cwd?: string; stdin?: string } = {},
-): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repo, "bin/trapdoor.js"), ...args], {
-      cwd: opts.cwd ?? repo,
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...opts.env },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => (stdout += chunk));
-    child.stderr.on("data", (chunk) => (stderr += chunk));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(opts.stdin ?? "");
-  });
-}
+const _repo = fileURLToPath(new URL("../..", import.meta.url));
 
 const json = <T>(run: Run): T => {
   assert.ok(run.stdout.trim(), `no stdout; stderr: ${run.stderr}`);

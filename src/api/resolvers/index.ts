@@ -9,6 +9,7 @@ import type {
   JobStatus,
   SuspiciousRow,
 } from "../../jobs/service.ts";
+import type { StudyRow } from "../../jobs/studies.ts";
 import type { AuditRow } from "../../tenants/audit.ts";
 import type { ApiKeyRow } from "../../tenants/service.ts";
 import { recordMutation } from "../audit.ts";
@@ -113,6 +114,14 @@ export const resolvers = {
         first,
       );
     },
+    study: (_p, a: { id: string }, ctx) => ctx.studies.get(ctx.tenant.id, a.id),
+    studies: async (_p, a: { first?: number; after?: string }, ctx) => {
+      const first = pageSize(a.first);
+      return connection(
+        await ctx.studies.list(ctx.tenant.id, { first, after: decodeCursor(a.after) }),
+        first,
+      );
+    },
     methods: (_p, _a, ctx) =>
       ctx.jobs.methods().map((m) => ({
         ...m,
@@ -144,6 +153,9 @@ export const resolvers = {
         ctx.jobs.launch(ctx.tenant.id, a.input),
       scanDataset: (_p, a: { input: Parameters<Context["jobs"]["scan"]>[1] }, ctx) =>
         ctx.jobs.scan(ctx.tenant.id, a.input),
+      launchStudy: (_p, a: { input: Parameters<Context["studies"]["launch"]>[1] }, ctx) =>
+        ctx.studies.launch(ctx.tenant.id, a.input),
+      cancelStudy: (_p, a: { id: string }, ctx) => ctx.studies.cancel(ctx.tenant.id, a.id),
       cancelJob: (_p, a: { id: string }, ctx) => ctx.jobs.cancel(ctx.tenant.id, a.id),
       retryJob: (_p, a: { id: string }, ctx) => ctx.jobs.retry(ctx.tenant.id, a.id),
       deleteJob: (_p, a: { id: string }, ctx) => ctx.jobs.delete(ctx.tenant.id, a.id),
@@ -285,6 +297,29 @@ export const resolvers = {
     ...guarded({
       thumbnailUrl: (s: SuspiciousRow, a: { expiresInSeconds?: number }, ctx) =>
         s.thumbnail_key ? ctx.jobs.thumbnailUrl(s.thumbnail_key, a.expiresInSeconds) : null,
+    }),
+  },
+  Study: {
+    labels: (st: StudyRow) => st.labels,
+    externalId: (st: StudyRow) => st.external_id,
+    createdAt: (st: StudyRow) => st.created_at,
+    ...guarded({
+      status: (st: StudyRow, _a, ctx) => ctx.studies.status(st),
+      jobs: (st: StudyRow, _a, ctx) => ctx.studies.children(st),
+      table: (st: StudyRow, _a, ctx) => ctx.studies.table(st),
+      report: async (st: StudyRow, _a, ctx) => {
+        const report = await ctx.studies.report(st);
+        return report
+          ? {
+              kind: "report",
+              format: "tar",
+              file_name: "report.tar",
+              storage_key: report.key,
+              size_bytes: String(report.sizeBytes),
+              sha256: report.sha256,
+            }
+          : null;
+      },
     }),
   },
   Artifact: guarded({
