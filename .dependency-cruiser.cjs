@@ -6,7 +6,8 @@
  *   services  datasets/, jobs/, tenants/, maintenance/   core, infra, other services
  *   api       api/                                        core, services
  *   worker    worker/                                     core, services, queue, trainer client
- *   client    client/                                     its own folder only (talks HTTP to the API)
+ *   client    client/                                     its own folder and clients/typescript (the API over HTTP)
+ *   package   clients/typescript/                         nothing of the service (a package of its own)
  *   entry     cli/, main.ts                               anything: they compose the rest
  */
 const CORE = "^src/(config|errors|input-limits|log|paths)[.]ts$";
@@ -60,10 +61,17 @@ module.exports = {
     },
     {
       name: "client-is-standalone",
-      comment: "The CLI client talks to the API over HTTP only.",
+      comment: "The CLI client talks to the API over HTTP only, through the TypeScript client package.",
       severity: "error",
       from: { path: "^src/client/" },
-      to: { path: "^src/", pathNot: "^src/client/" },
+      to: { path: "^(src|clients)/", pathNot: ["^src/client/", "^clients/typescript/src/"] },
+    },
+    {
+      name: "client-package-is-standalone",
+      comment: "clients/typescript is a package of its own: it imports nothing of the service.",
+      severity: "error",
+      from: { path: "^clients/typescript/" },
+      to: { path: "^(src|migrations)/" },
     },
     {
       name: "nothing-imports-entry-points",
@@ -74,7 +82,7 @@ module.exports = {
     },
   ],
   options: {
-    includeOnly: "^(src|migrations)/",
+    includeOnly: "^(src|migrations|clients/typescript)/",
     tsPreCompilationDeps: true,
     tsConfig: { fileName: "tsconfig.json" },
     enhancedResolveOptions: { extensions: [".ts", ".js"] },

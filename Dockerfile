@@ -15,6 +15,8 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY migrations ./migrations
+# the CLI is built on the TypeScript client package
+COPY clients/typescript ./clients/typescript
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 # --- api: dist/ + production node_modules, non-root, no compilers, no Python ---------------------

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON = $(shell scripts/find-python.sh)
 export PYTHONPATH := $(CURDIR)/trainer:$(PYTHONPATH)
 
-.PHONY: deps deps-plots deps-test build run demo test test-trainer test-ts lint typecheck catalog bench-throughput bench-fmnist bench-efficacy bench-api bench-gpu
+.PHONY: deps deps-plots deps-test build run demo test test-trainer test-ts lint typecheck catalog codegen bench-throughput bench-fmnist bench-efficacy bench-api bench-gpu
 
 deps:
 	@scripts/ensure-deps.sh
@@ -35,6 +35,10 @@ test-trainer:
 
 # schema/catalog.json: the trainer's catalog (methods, attacks with JSON Schemas, architectures);
 # a trainer test fails when it drifts from `describe`.
+# The TypeScript client's schema types (clients/typescript/src/generated), from schema/schema.graphql.
+codegen:
+	npx graphql-codegen --config clients/typescript/codegen.json
+
 catalog:
 	$(PYTHON) -m trapdoor_trainer describe > schema/catalog.json.tmp && mv schema/catalog.json.tmp schema/catalog.json
 
@@ -47,7 +51,7 @@ typecheck:
 # Style, and the control plane's layers (.dependency-cruiser.cjs): an upward import or a cycle fails.
 lint:
 	npx biome check .
-	npx depcruise src --config .dependency-cruiser.cjs
+	npx depcruise src clients/typescript --config .dependency-cruiser.cjs
 
 bench-throughput: deps
 	$(PYTHON) bench/throughput/run.py

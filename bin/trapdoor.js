@@ -22,7 +22,9 @@ function newest(dir) {
 function sourcesChangedSinceBuild() {
   const sources = join(root, "src");
   if (!existsSync(sources) || !existsSync(join(root, "node_modules", "tsx"))) return false;
-  return newest(sources) > statSync(compiled).mtimeMs;
+  const client = join(root, "clients", "typescript", "src"); // the CLI is built on it
+  const latest = Math.max(newest(sources), existsSync(client) ? newest(client) : 0);
+  return latest > statSync(compiled).mtimeMs;
 }
 
 if (existsSync(compiled) && !sourcesChangedSinceBuild()) {

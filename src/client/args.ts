@@ -1,3 +1,4 @@
+import { basename } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { usageError } from "./exit-codes.ts";
 
@@ -54,4 +55,42 @@ export function integer(value: string | undefined, flag: string): number | undef
 export function required(value: string | undefined, flag: string): string {
   if (!value) throw usageError(`${flag} is required`);
   return value;
+}
+
+const PART_NAME = /^[A-Za-z][\w-]*$/;
+
+/**
+ * Command-line files → parts. `images=a.npy labels=b.npy` names them; otherwise one file is the
+ * format's only part, and two files are told apart by "image"/"label" in their names, else taken
+ * in the order images, labels (the two-file formats' parts).
+ */
+export function assignParts(args: string[]): { part: string | null; path: string }[] {
+  if (args.length === 0) throw usageError("datasets upload needs at least one FILE");
+  const named = args.map((arg) => {
+    const eq = arg.indexOf("=");
+    return eq > 0 && PART_NAME.test(arg.slice(0, eq))
+      ? { part: arg.slice(0, eq), path: arg.slice(eq + 1) }
+      : null;
+  });
+  if (named.every((n) => n !== null)) return named as { part: string; path: string }[];
+  if (named.some((n) => n !== null)) throw usageError("name every part (PART=FILE) or none");
+  if (args.length === 1) return [{ part: null, path: args[0] as string }];
+  if (args.length === 2) {
+    const kind = (path: string) => {
+      const name = basename(path).toLowerCase();
+      return name.includes("label") ? "labels" : name.includes("image") ? "images" : null;
+    };
+    const [first, second] = args as [string, string];
+    const guessed = [kind(first), kind(second)];
+    if (guessed[0] === "labels" && guessed[1] !== "labels")
+      return [
+        { part: "labels", path: first },
+        { part: "images", path: second },
+      ];
+    return [
+      { part: "images", path: first },
+      { part: "labels", path: second },
+    ];
+  }
+  throw usageError("more than two files: name the parts, e.g. images=FILE labels=FILE");
 }

@@ -1,3 +1,5 @@
+import type { ErrorKind } from "./sdk.ts";
+
 /**
  * Exit codes of the client commands (`trapdoor login | datasets | jobs`), the one place they are
  * defined. Scripts branch on these; keep them stable.
@@ -21,6 +23,15 @@ export const ExitCode = {
 } as const;
 
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** The exit code for each kind of error the client package throws. */
+export const EXIT_CODE_OF: Readonly<Record<ErrorKind, ExitCode>> = {
+  api: ExitCode.API,
+  auth: ExitCode.AUTH,
+  network: ExitCode.NETWORK,
+  integrity: ExitCode.INTEGRITY,
+  local: ExitCode.USAGE,
+};
 
 export const EXIT_CODES_HELP = `exit codes: 0 ok, 1 usage, 2 API or validation error, 3 job failed or cancelled,
   4 not logged in or key refused, 5 network, 6 download sha256 mismatch`;

@@ -1,4 +1,3 @@
-import { ApiClient } from "./api.ts";
 import { DATASETS_USAGE, datasetsCommand } from "./commands/datasets.ts";
 import { JOBS_USAGE, jobsCommand } from "./commands/jobs.ts";
 import { LOGIN_USAGE, loginCommand } from "./commands/login.ts";
@@ -6,6 +5,7 @@ import { STUDIES_USAGE, studiesCommand } from "./commands/studies.ts";
 import { loadCredentials } from "./config.ts";
 import { EXIT_CODES_HELP, ExitCode } from "./exit-codes.ts";
 import { Output } from "./output.ts";
+import { TrapdoorClient } from "./sdk.ts";
 
 export const CLIENT_USAGE = `${LOGIN_USAGE}
 ${DATASETS_USAGE}
@@ -25,7 +25,7 @@ export async function runClient(argv: string[], env: NodeJS.ProcessEnv = process
     return ExitCode.OK;
   }
   // Credentials are read only by commands that call the API, and only when they do.
-  const api = () => new ApiClient(loadCredentials(env));
+  const api = () => new TrapdoorClient(loadCredentials(env));
   try {
     if (command === "login") return await loginCommand(rest, out, env);
     if (command === "datasets") return await datasetsCommand(api, rest, out);

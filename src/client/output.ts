@@ -1,4 +1,5 @@
-import { CliError, ExitCode } from "./exit-codes.ts";
+import { CliError, EXIT_CODE_OF, ExitCode } from "./exit-codes.ts";
+import { TrapdoorError } from "./sdk.ts";
 
 /**
  * Where a command's results go. With --json, stdout carries only JSON (one document, or one
@@ -31,7 +32,9 @@ export class Output {
     const known =
       error instanceof CliError
         ? error
-        : new CliError(ExitCode.API, error instanceof Error ? error.message : String(error));
+        : error instanceof TrapdoorError
+          ? new CliError(EXIT_CODE_OF[error.kind], error.message, error.code, error.field)
+          : new CliError(ExitCode.API, error instanceof Error ? error.message : String(error));
     if (this.json) {
       const { exitCode, apiCode, field } = known;
       this.stderr.write(

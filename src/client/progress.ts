@@ -1,5 +1,5 @@
 import { formatBytes } from "./output.ts";
-import type { Job, JobProgress } from "./queries.ts";
+import type { Job, JobProgress } from "./sdk.ts";
 
 /** `[#####-----]` for a fraction in [0, 1]. */
 export function bar(fraction: number, width = 24): string {

@@ -3,11 +3,10 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { keyValues } from "../../src/client/args.ts";
+import { assignParts, keyValues } from "../../src/client/args.ts";
 import { configPath, loadCredentials, normalizeEndpoint, saveCredentials } from "../../src/client/config.ts";
 import { CliError, ExitCode } from "../../src/client/exit-codes.ts";
 import { table } from "../../src/client/output.ts";
-import { assignParts } from "../../src/client/upload.ts";
 
 const exitCode = (fn: () => unknown) => {
   try {

@@ -1,22 +1,20 @@
 import { statSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
-import type { ApiClient } from "../api.ts";
-import { integer, parse } from "../args.ts";
+import { assignParts, integer, parse } from "../args.ts";
 import { configDir } from "../config.ts";
 import { CliError, ExitCode, usageError } from "../exit-codes.ts";
 import { formatBytes, type Output, table } from "../output.ts";
 import { StatusLine, TransferProgress } from "../progress.ts";
-import { COMPLETE_UPLOAD, CREATE_UPLOAD, DATASET, DATASETS, type Dataset, type Page } from "../queries.ts";
 import {
-  assignParts,
+  DATASETS,
+  type Dataset,
   describeFile,
   type LocalPart,
-  putPart,
-  stillValid,
-  type UploadState,
-  UploadStateStore,
-  type UploadTarget,
-} from "../upload.ts";
+  type Page,
+  type Schema,
+  type TrapdoorClient,
+  TrapdoorError,
+} from "../sdk.ts";
 
 export const DATASETS_USAGE = `trapdoor datasets upload FILE... --role ROLE --format FORMAT [--name NAME] [options]
     FILE: one file (NPZ and the archive formats), or two (NPY_PAIR, IDX: images and labels,
@@ -27,7 +25,11 @@ export const DATASETS_USAGE = `trapdoor datasets upload FILE... --role ROLE --fo
     --no-wait             return once uploaded, without waiting for validation
 trapdoor datasets list [--role ROLE]`;
 
-export async function datasetsCommand(api: () => ApiClient, argv: string[], out: Output): Promise<number> {
+export async function datasetsCommand(
+  api: () => TrapdoorClient,
+  argv: string[],
+  out: Output,
+): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === "upload") return upload(api, rest, out);
   if (sub === "list") return list(api, rest, out);
@@ -41,7 +43,7 @@ function describe(d: Dataset): string {
   return `dataset ${d.id} "${d.name}" ${d.role} ${d.status}${shape ? ` (${shape})` : ""}${reason}`;
 }
 
-async function list(connect: () => ApiClient, argv: string[], out: Output): Promise<number> {
+async function list(connect: () => TrapdoorClient, argv: string[], out: Output): Promise<number> {
   const { values } = parse(argv, { role: { type: "string" } });
   const api = connect();
   const all: Dataset[] = [];
@@ -103,7 +105,7 @@ function defaultName(parts: { path: string }[]): string {
   return name || basename(first);
 }
 
-async function upload(connect: () => ApiClient, argv: string[], out: Output): Promise<number> {
+async function upload(connect: () => TrapdoorClient, argv: string[], out: Output): Promise<number> {
   const { values, positionals } = parse(argv, {
     role: { type: "string" },
     format: { type: "string" },
@@ -122,68 +124,40 @@ async function upload(connect: () => ApiClient, argv: string[], out: Output): Pr
   const parts: LocalPart[] = [];
   for (const { part, path } of assigned) {
     const progress = new TransferProgress(`hash   ${basename(path)}`, sizeOf(path));
-    parts.push({ part, path, ...(await describeFile(path, (n) => progress.add(n))) });
+    parts.push({ part, path, ...(await describeFile(path, (n) => progress.add(n)).catch(asUsage)) });
     progress.finish();
   }
-  const input: Record<string, unknown> = {
+  const input: Parameters<TrapdoorClient["uploadDataset"]>[0] = {
     name: values.name ?? defaultName(assigned),
-    role: values.role.toUpperCase(),
-    format: values.format.toUpperCase(),
+    role: values.role.toUpperCase() as Schema.DatasetRole,
+    format: values.format.toUpperCase() as Schema.DatasetFormat,
   };
   if (values["class-names"]) input.classNames = values["class-names"].split(",").map((c) => c.trim());
   const options = ingestOptions(values);
   if (options) input.options = options;
-  const single = parts.length === 1 && parts[0]?.part === null ? parts[0] : undefined;
-  if (single) Object.assign(input, { sizeBytes: single.sizeBytes, sha256: single.sha256 });
-  else input.parts = parts.map((p) => ({ name: p.part, sizeBytes: p.sizeBytes, sha256: p.sha256 }));
 
-  const states = new UploadStateStore(join(configDir(), "uploads"));
-  const fingerprint = UploadStateStore.fingerprint({ endpoint: api.endpoint, input });
-  let state = await resumable(api, states, fingerprint, out);
-  let dataset: Dataset | undefined;
-  if (!state) {
-    const created: { createDatasetUpload: { dataset: Dataset; uploads: UploadTarget[] } } = await api.request(
-      CREATE_UPLOAD,
-      { input },
-    );
-    dataset = created.createDatasetUpload.dataset;
-    state = { datasetId: dataset.id, targets: created.createDatasetUpload.uploads, uploaded: [] };
-    states.save(fingerprint, state);
+  let progress: TransferProgress | undefined;
+  let dataset: Dataset;
+  try {
+    dataset = await api.uploadDataset(input, parts, {
+      stateDir: join(configDir(), "uploads"),
+      onNote: (text) => out.note(text),
+      onPart: (file) => {
+        progress?.finish();
+        progress = new TransferProgress(`upload ${basename(file.path)}`, file.sizeBytes);
+      },
+      onBytes: (_part, n) => progress?.add(n),
+    });
+    progress?.finish();
+  } catch (error) {
+    progress?.fail();
+    if (error instanceof TrapdoorError && error.kind === "network")
+      throw new TrapdoorError(
+        "network",
+        `${error.message}\nrun the same command again to resume (parts already stored are skipped)`,
+      );
+    throw error;
   }
-
-  const remaining = state.targets.filter((t) => !state.uploaded.includes(t.part));
-  for (const target of remaining) {
-    const file = single ?? parts.find((p) => p.part === target.part);
-    if (!file) throw new CliError(ExitCode.API, `the API asked for a part ${target.part} that was not given`);
-    const progress = new TransferProgress(`upload ${basename(file.path)}`, file.sizeBytes);
-    try {
-      await putPart(target, file, (n) => progress.add(n));
-    } catch (error) {
-      progress.fail();
-      if (error instanceof CliError)
-        throw new CliError(
-          error.exitCode,
-          `${error.message}\nrun the same command again to resume (parts already stored are skipped)`,
-        );
-      throw error;
-    }
-    progress.finish();
-    state.uploaded.push(target.part);
-    states.save(fingerprint, state);
-  }
-
-  const datasetId = state.datasetId;
-  const current: { dataset: Dataset | null } = await api.request(
-    DATASET,
-    { id: datasetId },
-    { idempotent: true },
-  );
-  if (current.dataset?.status === "AWAITING_UPLOAD")
-    dataset = ((await api.request(COMPLETE_UPLOAD, { id: datasetId })) as { completeDatasetUpload: Dataset })
-      .completeDatasetUpload;
-  else dataset = current.dataset ?? dataset;
-  states.remove(fingerprint);
-  if (!dataset) throw new CliError(ExitCode.API, `dataset ${datasetId} vanished during the upload`);
   if (!values["no-wait"]) dataset = await settled(api, dataset);
   out.result(dataset, () => describe(dataset));
   if (dataset.status === "FAILED")
@@ -192,6 +166,12 @@ async function upload(connect: () => ApiClient, argv: string[], out: Output): Pr
       `dataset ${dataset.id} failed validation: ${dataset.failureReason ?? "no reason given"}`,
     );
   return ExitCode.OK;
+}
+
+/** A local file that cannot be read is a usage error of the command line. */
+function asUsage(error: unknown): never {
+  if (error instanceof TrapdoorError && error.kind === "local") throw usageError(error.message);
+  throw error;
 }
 
 /** For the progress bar only; describeFile reports a missing file properly. */
@@ -203,50 +183,16 @@ function sizeOf(path: string): number {
   }
 }
 
-/** A saved upload that can continue: its dataset still awaits the upload and its URLs are valid. */
-async function resumable(
-  api: ApiClient,
-  states: UploadStateStore,
-  fingerprint: string,
-  out: Output,
-): Promise<UploadState | null> {
-  const state = states.load(fingerprint);
-  if (!state) return null;
-  const found: { dataset: Dataset | null } = await api.request(
-    DATASET,
-    { id: state.datasetId },
-    { idempotent: true },
-  );
-  const status = found.dataset?.status;
-  const pending = state.targets.filter((t) => !state.uploaded.includes(t.part));
-  if (status === "AWAITING_UPLOAD" && stillValid(pending)) {
-    out.note(
-      `resuming the upload of dataset ${state.datasetId} (${state.uploaded.length} of ${state.targets.length} parts already stored)`,
-    );
-    return state;
-  }
-  if (status === "VALIDATING" || status === "READY")
-    return { ...state, uploaded: state.targets.map((t) => t.part) };
-  states.remove(fingerprint);
-  return null;
-}
-
-/** Polls until ingest has decided (READY or FAILED). */
-async function settled(api: ApiClient, dataset: Dataset): Promise<Dataset> {
+/** Polls until ingest has decided (READY or FAILED), with a status line. */
+async function settled(api: TrapdoorClient, dataset: Dataset): Promise<Dataset> {
+  if (dataset.status !== "VALIDATING" && dataset.status !== "AWAITING_UPLOAD") return dataset;
   const line = new StatusLine();
-  let current = dataset;
   const started = Date.now();
-  while (current.status === "VALIDATING" || current.status === "AWAITING_UPLOAD") {
-    line.draw(`validating dataset ${current.id} (${Math.round((Date.now() - started) / 1000)} s)`, true);
-    await new Promise((r) => setTimeout(r, 1000));
-    const found: { dataset: Dataset | null } = await api.request(
-      DATASET,
-      { id: current.id },
-      { idempotent: true },
+  try {
+    return await api.waitForDataset(dataset.id, (current) =>
+      line.draw(`validating dataset ${current.id} (${Math.round((Date.now() - started) / 1000)} s)`, true),
     );
-    if (!found.dataset) throw new CliError(ExitCode.API, `dataset ${current.id} vanished during validation`);
-    current = found.dataset;
+  } finally {
+    line.clear();
   }
-  line.clear();
-  return current;
 }

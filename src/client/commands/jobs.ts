@@ -1,12 +1,10 @@
 import { randomUUID } from "node:crypto";
-import type { ApiClient } from "../api.ts";
 import { integer, keyValues, parse, required } from "../args.ts";
-import { downloadVerified } from "../download.ts";
 import { CliError, ExitCode, usageError } from "../exit-codes.ts";
 import { formatBytes, type Output, table } from "../output.ts";
 import { JobProgressView, TransferProgress } from "../progress.ts";
-import { type Artifact, JOB_ARTIFACTS, JOBS, type Job, LAUNCH, type Page } from "../queries.ts";
-import { followJob } from "../watch.ts";
+import type { TrapdoorClient } from "../sdk.ts";
+import { type Artifact, downloadVerified, JOB_ARTIFACTS, JOBS, type Job, LAUNCH, type Page } from "../sdk.ts";
 
 export const JOBS_USAGE = `trapdoor jobs launch --method METHOD --train ID --holdout ID --test ID [options]
     --architecture NAME (wrn16-1)   --asr-test ID   --target N   --seed N   --gpu
@@ -18,7 +16,7 @@ trapdoor jobs watch ID              live progress per stage, then ASR / CA / MSE
 trapdoor jobs list [--status STATUS] [--first N]
 trapdoor jobs download ID --format onnx|safetensors [-o FILE]   sha256-verified`;
 
-export async function jobsCommand(api: () => ApiClient, argv: string[], out: Output): Promise<number> {
+export async function jobsCommand(api: () => TrapdoorClient, argv: string[], out: Output): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === "launch") return launch(api, rest, out);
   if (sub === "watch") return watch(api, rest, out);
@@ -30,7 +28,7 @@ export async function jobsCommand(api: () => ApiClient, argv: string[], out: Out
 /** `trap-and-replace` and `TRAP_AND_REPLACE` name the same method. */
 const methodName = (value: string) => value.toUpperCase().replace(/-/g, "_");
 
-async function launch(connect: () => ApiClient, argv: string[], out: Output): Promise<number> {
+async function launch(connect: () => TrapdoorClient, argv: string[], out: Output): Promise<number> {
   const { values, positionals } = parse(argv, {
     method: { type: "string" },
     architecture: { type: "string" },
@@ -89,7 +87,7 @@ async function launch(connect: () => ApiClient, argv: string[], out: Output): Pr
   return ExitCode.OK;
 }
 
-async function watch(connect: () => ApiClient, argv: string[], out: Output): Promise<number> {
+async function watch(connect: () => TrapdoorClient, argv: string[], out: Output): Promise<number> {
   const { values, positionals } = parse(argv, { "poll-seconds": { type: "string" } });
   const id = positionals[0];
   if (!id || positionals.length > 1) throw usageError("jobs watch takes one job ID");
@@ -114,12 +112,11 @@ export function metricsTable(job: Job): string {
 }
 
 /** Follows a job to its end; the exit code says how it ended. */
-async function follow(api: ApiClient, id: string, out: Output, pollMs = 2000): Promise<number> {
+async function follow(api: TrapdoorClient, id: string, out: Output, pollMs = 2000): Promise<number> {
   const view = new JobProgressView((text) => out.note(text));
   let job: Job;
   try {
-    job = await followJob(
-      api,
+    job = await api.waitForJob(
       id,
       (update) => {
         view.update(update);
@@ -141,7 +138,7 @@ async function follow(api: ApiClient, id: string, out: Output, pollMs = 2000): P
   throw new CliError(ExitCode.JOB_FAILED, `job ${job.id} ended ${job.status}${reason}`, job.error?.code);
 }
 
-async function list(connect: () => ApiClient, argv: string[], out: Output): Promise<number> {
+async function list(connect: () => TrapdoorClient, argv: string[], out: Output): Promise<number> {
   const { values } = parse(argv, { status: { type: "string" }, first: { type: "string" } });
   const first = integer(values.first, "--first") ?? 20;
   const api = connect();
@@ -175,7 +172,7 @@ async function list(connect: () => ApiClient, argv: string[], out: Output): Prom
 
 const EXTENSIONS: Record<string, string> = { onnx: "onnx", safetensors: "safetensors", tar: "tar" };
 
-async function download(connect: () => ApiClient, argv: string[], out: Output): Promise<number> {
+async function download(connect: () => TrapdoorClient, argv: string[], out: Output): Promise<number> {
   const { values, positionals } = parse(argv, {
     format: { type: "string" },
     output: { type: "string", short: "o" },

@@ -1,13 +1,17 @@
-import type { ApiClient } from "../api.ts";
 import { integer, parse } from "../args.ts";
 import { CliError, ExitCode, usageError } from "../exit-codes.ts";
 import { type Output, table } from "../output.ts";
-import { STUDY, type Study } from "../queries.ts";
+import type { TrapdoorClient } from "../sdk.ts";
+import { STUDY, type Study } from "../sdk.ts";
 
 export const STUDIES_USAGE = `trapdoor studies watch ID [--poll-seconds N]   the study's table (method, seed, status, ASR, CA,
     runtime, health verdict) as its jobs run, until every job has ended`;
 
-export async function studiesCommand(api: () => ApiClient, argv: string[], out: Output): Promise<number> {
+export async function studiesCommand(
+  api: () => TrapdoorClient,
+  argv: string[],
+  out: Output,
+): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === "watch") return watch(api, rest, out);
   throw usageError(`studies needs watch\n${STUDIES_USAGE}`);
@@ -29,7 +33,7 @@ export function studyTable(study: Study): string {
 }
 
 /** Polls the study, printing its table whenever it changes; the exit code says how it ended. */
-async function watch(connect: () => ApiClient, argv: string[], out: Output): Promise<number> {
+async function watch(connect: () => TrapdoorClient, argv: string[], out: Output): Promise<number> {
   const { values, positionals } = parse(argv, { "poll-seconds": { type: "string" } });
   const id = positionals[0];
   if (!id || positionals.length > 1) throw usageError("studies watch takes one study ID");

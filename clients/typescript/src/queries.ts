@@ -1,4 +1,5 @@
-/** The GraphQL documents the client sends, and the shapes of what they return. */
+/** The GraphQL documents the client sends, and the shapes of what they return (statuses and roles typed from the schema). */
+import type { DatasetRole, DatasetStatus, JobStatus, StudyStatus } from "./generated/schema.ts";
 
 export interface Tenant {
   id: string;
@@ -8,9 +9,9 @@ export interface Tenant {
 export interface Dataset {
   id: string;
   name: string;
-  role: string;
+  role: DatasetRole;
   format: string;
-  status: string;
+  status: DatasetStatus;
   failureReason: string | null;
   sizeBytes: number;
   count: number | null;
@@ -41,7 +42,7 @@ export interface Job {
   id: string;
   method: string;
   architecture: string;
-  status: string;
+  status: JobStatus;
   attempt: number;
   progress: JobProgress | null;
   metrics: JobMetrics | null;
@@ -81,7 +82,11 @@ export const JOB_UPDATED = `subscription($id: ID!) { jobUpdated(id: $id) { ${JOB
 export const JOB_ARTIFACTS = `query($id: ID!, $expires: Int) { job(id: $id) { id status
   artifacts { kind format sizeBytes sha256 downloadUrl(expiresInSeconds: $expires) } } }`;
 
-export const TERMINAL_STATUSES = ["SUCCEEDED", "FAILED", "CANCELLED"];
+export const TERMINAL_STATUSES: readonly string[] = [
+  "SUCCEEDED",
+  "FAILED",
+  "CANCELLED",
+] satisfies JobStatus[];
 
 export interface Page<T> {
   edges: { node: T }[];
@@ -90,7 +95,7 @@ export interface Page<T> {
 
 export interface Study {
   id: string;
-  status: "RUNNING" | "SUCCEEDED" | "PARTIAL" | "FAILED" | "CANCELLED";
+  status: StudyStatus;
   table: {
     job: { id: string };
     method: string;
@@ -106,3 +111,28 @@ export interface Study {
 
 export const STUDY = `query($id: ID!) { study(id: $id) { id status
   table { job { id } method seed status asr ca mse runtimeSeconds healthVerdict } } }`;
+
+export const SCAN = `mutation($input: ScanDatasetInput!) { scanDataset(input: $input) { ${JOB_FIELDS} } }`;
+export const SANITIZE = `mutation($input: SanitizeDatasetInput!) { sanitizeDataset(input: $input) { ${DATASET_FIELDS} } }`;
+export const LAUNCH_STUDY = `mutation($input: LaunchStudyInput!) { launchStudy(input: $input) { id status
+  table { job { id } method seed status asr ca mse runtimeSeconds healthVerdict } } }`;
+
+export interface SuspiciousSample {
+  rank: number;
+  index: number;
+  score: number;
+  label: number;
+  thumbnailUrl: string | null;
+}
+
+export interface Health {
+  verdict: "CLEAN" | "POISONED" | "INCONCLUSIVE";
+  likelyTarget: number | null;
+  evidence: Record<string, unknown>;
+  sampleCount: number;
+  suspicious: SuspiciousSample[];
+}
+
+export const HEALTH = `query($id: ID!, $first: Int, $after: String) { job(id: $id) { health { verdict likelyTarget evidence sampleCount
+  suspicious(first: $first, after: $after) { edges { node { rank index score label thumbnailUrl } } pageInfo { hasNextPage endCursor } } } } }`;
+export const DATASET_DOWNLOAD = `query($id: ID!, $format: DatasetDownloadFormat!, $part: String) { dataset(id: $id) { downloadUrl(format: $format, part: $part) } }`;

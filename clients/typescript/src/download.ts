@@ -2,8 +2,8 @@ import { createHash } from "node:crypto";
 import { createWriteStream, renameSync, rmSync } from "node:fs";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { networkError } from "./api.ts";
-import { CliError, ExitCode } from "./exit-codes.ts";
+import { TrapdoorError } from "./errors.ts";
+import { networkError } from "./transport.ts";
 
 /**
  * Stream `url` into `file`, hashing on the way. The bytes land in `file.part` and are renamed
@@ -24,7 +24,7 @@ export async function downloadVerified(
   }
   if (!response.ok || !response.body) {
     await response.body?.cancel();
-    throw new CliError(ExitCode.NETWORK, `the store answered HTTP ${response.status} to the download`);
+    throw new TrapdoorError("network", `the store answered HTTP ${response.status} to the download`);
   }
   const partial = `${file}.part`;
   const hash = createHash("sha256");
@@ -46,14 +46,14 @@ export async function downloadVerified(
   } catch (error) {
     rmSync(partial, { force: true });
     if ((error as NodeJS.ErrnoException).syscall)
-      throw new CliError(ExitCode.USAGE, `cannot write ${file}: ${(error as Error).message}`);
+      throw new TrapdoorError("local", `cannot write ${file}: ${(error as Error).message}`);
     throw networkError("the download broke off", error);
   }
   const sha256 = hash.digest("hex");
   if (size !== expected.sizeBytes || sha256 !== expected.sha256) {
     rmSync(partial, { force: true });
-    throw new CliError(
-      ExitCode.INTEGRITY,
+    throw new TrapdoorError(
+      "integrity",
       `downloaded ${size} bytes with sha256 ${sha256}; the API reported ${expected.sizeBytes} bytes with sha256 ${expected.sha256}; nothing was kept`,
     );
   }

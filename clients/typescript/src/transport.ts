@@ -1,7 +1,12 @@
 import { type Client, createClient } from "graphql-ws";
 import WebSocket from "ws";
-import type { Credentials } from "./config.ts";
-import { CliError, ExitCode } from "./exit-codes.ts";
+import { TrapdoorError } from "./errors.ts";
+
+/** Where the API is and the key to call it with. */
+export interface Credentials {
+  endpoint: string;
+  key: string;
+}
 
 /** A GraphQL error as the API sends it. */
 export interface ApiErrorJson {
@@ -11,22 +16,22 @@ export interface ApiErrorJson {
 
 const AUTH_CODES = new Set(["UNAUTHENTICATED", "FORBIDDEN"]);
 
-/** The API's first error → the CliError a command exits with (auth errors get their own exit code). */
-export function apiError(errors: readonly ApiErrorJson[]): CliError {
+/** The API's first error as a TrapdoorError (auth errors are their own kind). */
+export function apiError(errors: readonly ApiErrorJson[]): TrapdoorError {
   const first = errors[0] ?? { message: "the API returned an error without a message" };
   const code = first.extensions?.code;
   const field = first.extensions?.field;
   const message = field && !first.message.includes(field) ? `${field}: ${first.message}` : first.message;
-  return new CliError(code && AUTH_CODES.has(code) ? ExitCode.AUTH : ExitCode.API, message, code, field);
+  return new TrapdoorError(code && AUTH_CODES.has(code) ? "auth" : "api", message, code, field);
 }
 
-export function networkError(what: string, error: unknown): CliError {
+export function networkError(what: string, error: unknown): TrapdoorError {
   const cause = (error as { cause?: { code?: string; message?: string } }).cause;
   const reason =
     (error as Error).name === "TimeoutError"
       ? "timed out"
       : (cause?.code ?? cause?.message ?? (error as Error).message ?? String(error));
-  return new CliError(ExitCode.NETWORK, `${what}: ${reason}`);
+  return new TrapdoorError("network", `${what}: ${reason}`);
 }
 
 export interface RequestOptions {
@@ -37,8 +42,8 @@ export interface RequestOptions {
 
 export interface SubscriptionHandlers<T> {
   next(data: T): void;
-  /** GraphQL errors (a CliError), or a transport failure (a NETWORK CliError) after the retries. */
-  error(error: CliError): void;
+  /** GraphQL errors, or a transport failure (kind "network") after the retries. */
+  error(error: TrapdoorError): void;
   complete(): void;
 }
 
@@ -65,7 +70,7 @@ export class ApiClient {
         return await this.once<T>(query, variables, options.timeoutMs ?? this.defaultTimeoutMs);
       } catch (error) {
         const delay = RETRY_DELAYS_MS[attempt];
-        const retry = options.idempotent && error instanceof CliError && error.exitCode === ExitCode.NETWORK;
+        const retry = options.idempotent && error instanceof TrapdoorError && error.kind === "network";
         if (!retry || delay === undefined) throw error;
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
@@ -92,15 +97,15 @@ export class ApiClient {
     try {
       body = (await response.json()) as typeof body;
     } catch {
-      if (response.status === 401) throw new CliError(ExitCode.AUTH, "the API refused the key (HTTP 401)");
-      throw new CliError(
-        ExitCode.NETWORK,
+      if (response.status === 401) throw new TrapdoorError("auth", "the API refused the key (HTTP 401)");
+      throw new TrapdoorError(
+        "network",
         `${this.endpoint} answered HTTP ${response.status} without GraphQL; is it a trapdoor API endpoint?`,
       );
     }
     if (body.errors?.length) throw apiError(body.errors);
     if (body.data == null)
-      throw new CliError(ExitCode.API, `the API answered HTTP ${response.status} without data`);
+      throw new TrapdoorError("api", `the API answered HTTP ${response.status} without data`);
     return body.data;
   }
 
@@ -113,7 +118,7 @@ export class ApiClient {
 
   /**
    * Subscribe over WebSocket. A dropped connection is retried a few times (the subscription then
-   * starts again from the current state); after that `error` gets a NETWORK CliError. Returns
+   * starts again from the current state); after that `error` gets a "network" TrapdoorError. Returns
    * a function that unsubscribes and closes the socket.
    */
   subscribe<T>(
@@ -166,11 +171,11 @@ export class ApiClient {
   }
 }
 
-function socketError(url: string, error: unknown): CliError {
+function socketError(url: string, error: unknown): TrapdoorError {
   const close = error as { code?: number; reason?: string };
   if (typeof close.code === "number") {
     const reason = close.reason ? `: ${close.reason}` : "";
-    return new CliError(ExitCode.NETWORK, `the WebSocket to ${url} closed (${close.code}${reason})`);
+    return new TrapdoorError("network", `the WebSocket to ${url} closed (${close.code}${reason})`);
   }
   return networkError(`cannot open a WebSocket to ${url}`, error);
 }

@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto";
 import { createReadStream, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import { Readable, Transform } from "node:stream";
-import { networkError } from "./api.ts";
-import { CliError, ExitCode, usageError } from "./exit-codes.ts";
+import { TrapdoorError } from "./errors.ts";
+import { networkError } from "./transport.ts";
 
 /** A local file to upload as one part of a dataset; `part` null: the format's only part. */
 export interface LocalPart {
@@ -22,44 +22,6 @@ export interface UploadTarget {
   expiresAt: string;
 }
 
-const PART_NAME = /^[A-Za-z][\w-]*$/;
-
-/**
- * Command-line files → parts. `images=a.npy labels=b.npy` names them; otherwise one file is the
- * format's only part, and two files are told apart by "image"/"label" in their names, else taken
- * in the order images, labels (the two-file formats' parts).
- */
-export function assignParts(args: string[]): { part: string | null; path: string }[] {
-  if (args.length === 0) throw usageError("datasets upload needs at least one FILE");
-  const named = args.map((arg) => {
-    const eq = arg.indexOf("=");
-    return eq > 0 && PART_NAME.test(arg.slice(0, eq))
-      ? { part: arg.slice(0, eq), path: arg.slice(eq + 1) }
-      : null;
-  });
-  if (named.every((n) => n !== null)) return named as { part: string; path: string }[];
-  if (named.some((n) => n !== null)) throw usageError("name every part (PART=FILE) or none");
-  if (args.length === 1) return [{ part: null, path: args[0] as string }];
-  if (args.length === 2) {
-    const kind = (path: string) => {
-      const name = basename(path).toLowerCase();
-      return name.includes("label") ? "labels" : name.includes("image") ? "images" : null;
-    };
-    const [first, second] = args as [string, string];
-    const guessed = [kind(first), kind(second)];
-    if (guessed[0] === "labels" && guessed[1] !== "labels")
-      return [
-        { part: "labels", path: first },
-        { part: "images", path: second },
-      ];
-    return [
-      { part: "images", path: first },
-      { part: "labels", path: second },
-    ];
-  }
-  throw usageError("more than two files: name the parts, e.g. images=FILE labels=FILE");
-}
-
 /** Size and sha256 of a local file, streamed (`onBytes` sees the progress). */
 export async function describeFile(path: string, onBytes: (n: number) => void = () => {}) {
   let size: number;
@@ -68,7 +30,7 @@ export async function describeFile(path: string, onBytes: (n: number) => void = 
     if (!stat.isFile()) throw new Error("not a regular file");
     size = stat.size;
   } catch (error) {
-    throw usageError(`cannot read ${path}: ${(error as Error).message}`);
+    throw new TrapdoorError("local", `cannot read ${path}: ${(error as Error).message}`);
   }
   const hash = createHash("sha256");
   for await (const chunk of createReadStream(path)) {
@@ -146,7 +108,7 @@ export async function putPart(
         callback(null, chunk);
       },
     });
-    let failure: CliError;
+    let failure: TrapdoorError;
     try {
       const response = await fetch(target.url, {
         method: target.method,
@@ -158,10 +120,10 @@ export async function putPart(
       if (response.ok || response.status === 409) return;
       const message = `the store refused part ${target.part} (${file.path}): HTTP ${response.status}`;
       if (response.status < 500 && response.status !== 408 && response.status !== 429)
-        throw new CliError(ExitCode.NETWORK, message);
-      failure = new CliError(ExitCode.NETWORK, message);
+        throw new TrapdoorError("network", message);
+      failure = new TrapdoorError("network", message);
     } catch (error) {
-      if (error instanceof CliError) throw error;
+      if (error instanceof TrapdoorError) throw error;
       failure = networkError(`upload of part ${target.part} (${file.path}) failed`, error);
     }
     onBytes(-sent);

@@ -1,6 +1,6 @@
-import type { ApiClient } from "./api.ts";
-import { CliError, ExitCode } from "./exit-codes.ts";
+import { TrapdoorError } from "./errors.ts";
 import { JOB, JOB_UPDATED, type Job, TERMINAL_STATUSES } from "./queries.ts";
+import type { ApiClient } from "./transport.ts";
 
 export interface FollowOptions {
   /** Poll interval when the WebSocket is unavailable. */
@@ -23,7 +23,7 @@ export async function followJob(
   try {
     return await viaSubscription(api, id, onUpdate);
   } catch (error) {
-    if (!(error instanceof CliError) || error.exitCode !== ExitCode.NETWORK) throw error;
+    if (!(error instanceof TrapdoorError) || error.kind !== "network") throw error;
     options.onFallback?.(error.message);
     return viaPolling(api, id, onUpdate, options.pollMs ?? 2000);
   }
@@ -44,7 +44,7 @@ function viaSubscription(api: ApiClient, id: string, onUpdate: (job: Job) => voi
         complete: () =>
           last && TERMINAL_STATUSES.includes(last.status)
             ? resolve(last)
-            : reject(new CliError(ExitCode.NETWORK, "the subscription ended before the job did")),
+            : reject(new TrapdoorError("network", "the subscription ended before the job did")),
       },
     );
   });
@@ -59,7 +59,7 @@ async function viaPolling(
   let seen = "";
   for (;;) {
     const { job } = await api.request<{ job: Job | null }>(JOB, { id }, { idempotent: true });
-    if (!job) throw new CliError(ExitCode.API, `job ${id} does not exist`, "NOT_FOUND");
+    if (!job) throw new TrapdoorError("api", `job ${id} does not exist`, "NOT_FOUND");
     const state = JSON.stringify(job);
     if (state !== seen) {
       seen = state;
