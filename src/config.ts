@@ -103,6 +103,15 @@ export interface Config {
   sweepIntervalSeconds: number;
   /** GPU counts a job may ask for (TRAPDOOR_GPU_COUNTS, e.g. "1,4"): the GPU worker pools offered. */
   gpuCounts: number[];
+  webhooks: {
+    /** CIDRs webhooks may reach although private or loopback (TRAPDOOR_WEBHOOK_ALLOWED_NETWORKS). */
+    allowedNetworks: string[];
+    /** Plain http:// endpoints (TRAPDOOR_WEBHOOK_ALLOW_HTTP; default https only). */
+    allowHttp: boolean;
+    /** Retries after a failed delivery, the first after retryDelaySeconds, doubling (TRAPDOOR_WEBHOOK_RETRY_*). */
+    retryLimit: number;
+    retryDelaySeconds: number;
+  };
 }
 
 export class ConfigError extends Error {}
@@ -232,6 +241,18 @@ export function loadConfig(
       30,
       "TRAPDOOR_ARTIFACT_RETENTION_DAYS",
     ),
+    webhooks: {
+      allowedNetworks: (env.TRAPDOOR_WEBHOOK_ALLOWED_NETWORKS ?? "")
+        .split(",")
+        .map((n) => n.trim())
+        .filter(Boolean),
+      allowHttp: booleanFrom(env.TRAPDOOR_WEBHOOK_ALLOW_HTTP, false, "TRAPDOOR_WEBHOOK_ALLOW_HTTP"),
+      retryLimit: intFrom(env.TRAPDOOR_WEBHOOK_RETRY_LIMIT, 8, "TRAPDOOR_WEBHOOK_RETRY_LIMIT"),
+      retryDelaySeconds: Math.max(
+        1,
+        intFrom(env.TRAPDOOR_WEBHOOK_RETRY_DELAY_SECONDS, 10, "TRAPDOOR_WEBHOOK_RETRY_DELAY_SECONDS"),
+      ),
+    },
     sweepIntervalSeconds: Math.max(
       1,
       intFrom(env.TRAPDOOR_SWEEP_INTERVAL_SECONDS, 600, "TRAPDOOR_SWEEP_INTERVAL_SECONDS"),

@@ -25,6 +25,9 @@ import { ConcurrencyLimiter } from "./tenants/concurrency.ts";
 import { QuotaService, quotaDefaults } from "./tenants/quota.ts";
 import { RateLimiter } from "./tenants/rate-limiter.ts";
 import { TenantService } from "./tenants/service.ts";
+import { AddressPolicy } from "./webhooks/address-policy.ts";
+import { WebhookDispatcher } from "./webhooks/dispatcher.ts";
+import { WebhookService } from "./webhooks/service.ts";
 import { type RunningWorker, startWorker } from "./worker/index.ts";
 
 export interface App {
@@ -108,6 +111,12 @@ async function assemble(
     config.artifactRetentionDays,
   );
   const studies = new StudyService(db, jobs, store, quotas, config.limits.maxStudyJobs);
+  const webhookPolicy = new AddressPolicy(config.webhooks.allowedNetworks);
+  const webhooks = new WebhookService(db, {
+    serviceSecret: config.signingSecret,
+    policy: webhookPolicy,
+    allowHttp: config.webhooks.allowHttp,
+  });
   const tenants = new TenantService(db);
   const execution = new JobExecution(db, store, queue);
   const processing = {
@@ -176,6 +185,16 @@ async function assemble(
     await keyRevocations.start();
     stops.unshift(() => keyRevocations.stop());
     tenants.cacheKeys(config.limits.keyCacheSeconds, keyRevocations);
+    // API processes deliver webhooks: they run in every deployment, whatever workers are up.
+    const dispatcher = new WebhookDispatcher(db, queue, {
+      databaseUrl,
+      serviceSecret: config.signingSecret,
+      policy: webhookPolicy,
+      retryLimit: config.webhooks.retryLimit,
+      retryDelaySeconds: config.webhooks.retryDelaySeconds,
+    });
+    await dispatcher.start();
+    stops.unshift(() => dispatcher.stop());
     const api = await createApi(
       config,
       {
@@ -183,6 +202,7 @@ async function assemble(
         datasets,
         jobs,
         studies,
+        webhooks,
         quotas,
         audit: new AuditLog(db),
         rateLimiter,

@@ -21,6 +21,9 @@ export const AUDITED: Readonly<Record<string, { type: string; id: Target }>> = {
   cancelStudy: { type: "study", id: arg },
   retryJob: { type: "job", id: arg },
   deleteJob: { type: "job", id: arg },
+  createWebhook: { type: "webhook", id: (_a, r) => (r as { webhook?: { id?: string } } | null)?.webhook?.id },
+  rotateWebhookSecret: { type: "webhook", id: arg },
+  deleteWebhook: { type: "webhook", id: arg },
   createApiKey: { type: "apiKey", id: resultId },
   revokeApiKey: { type: "apiKey", id: arg },
 };

@@ -9,6 +9,7 @@ import type { ConcurrencyLimiter } from "../tenants/concurrency.ts";
 import type { QuotaService } from "../tenants/quota.ts";
 import type { RateLimiter } from "../tenants/rate-limiter.ts";
 import type { Tenant, TenantService } from "../tenants/service.ts";
+import type { WebhookService } from "../webhooks/service.ts";
 
 /** What the API serves from: services only (resolvers never reach the database or the store). */
 export interface Services {
@@ -16,6 +17,7 @@ export interface Services {
   datasets: DatasetService;
   jobs: JobService;
   studies: StudyService;
+  webhooks: WebhookService;
   quotas: QuotaService;
   audit: AuditLog;
   /** Per-tenant request limit shared by the replicas (429 RATE_LIMITED past it). */

@@ -8,6 +8,7 @@ import { JobLabels1765000000000 } from "../../migrations/1765000000000-job-label
 import { JobHealth1765100000000 } from "../../migrations/1765100000000-job-health.ts";
 import { DatasetLineage1765200000000 } from "../../migrations/1765200000000-dataset-lineage.ts";
 import { Studies1765300000000 } from "../../migrations/1765300000000-studies.ts";
+import { Webhooks1765400000000 } from "../../migrations/1765400000000-webhooks.ts";
 
 /** All migrations, in order. The schema changes only through these (never `synchronize`). */
 export const MIGRATIONS = [
@@ -20,6 +21,7 @@ export const MIGRATIONS = [
   JobHealth1765100000000,
   DatasetLineage1765200000000,
   Studies1765300000000,
+  Webhooks1765400000000,
 ];
 
 export function createDataSource(databaseUrl: string): DataSource {

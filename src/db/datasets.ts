@@ -1,5 +1,6 @@
 import { isUuid } from "../input-limits.ts";
-import { type Queryable, sql } from "./sql.ts";
+import { atomically, type Queryable, sql } from "./sql.ts";
+import { recordEvent } from "./webhooks.ts";
 
 /** SQL for the datasets table. Every statement is scoped by tenant. */
 
@@ -187,12 +188,29 @@ export async function setDatasetStatus(
   to: DatasetStatus,
   reason: string | null = null,
 ): Promise<boolean> {
-  const rows = await sql(
-    db,
-    "UPDATE datasets SET status = $2, failure_reason = $3, updated_at = now() WHERE id = $1 AND status = ANY($4) RETURNING id",
-    [id, to, reason, from],
-  );
-  return rows.length > 0;
+  return atomically(db, async (tx) => {
+    const rows = await sql<DatasetRow>(
+      tx,
+      `UPDATE datasets SET status = $2, failure_reason = $3, updated_at = now() WHERE id = $1 AND status = ANY($4) RETURNING ${COLUMNS}`,
+      [id, to, reason, from],
+    );
+    const row = rows[0];
+    if (row && to === "FAILED")
+      await recordEvent(tx, row.tenant_id, "DATASET_FAILED", { dataset: datasetEventData(row) });
+    return row !== undefined;
+  });
+}
+
+/** What a dataset's webhook event carries. */
+function datasetEventData(d: DatasetRow): Record<string, unknown> {
+  return {
+    id: d.id,
+    name: d.name,
+    role: d.role,
+    status: d.status,
+    count: d.count,
+    failureReason: d.failure_reason,
+  };
 }
 
 export async function markDatasetReady(
@@ -209,23 +227,27 @@ export async function markDatasetReady(
   },
 ): Promise<boolean> {
   // A dataset deleted while it was being processed stays deleted (false: the caller removes what it stored).
-  const rows = await sql(
-    db,
-    `UPDATE datasets SET status = 'READY', failure_reason = NULL, count = $2, height = $3, width = $4, channels = $5, num_classes = $6,
-       class_names = $7, class_histogram = $8, manifest = $9, updated_at = now() WHERE id = $1 AND deleted_at IS NULL RETURNING id`,
-    [
-      id,
-      manifest.count,
-      manifest.height,
-      manifest.width,
-      manifest.channels,
-      manifest.numClasses,
-      JSON.stringify(manifest.classNames),
-      JSON.stringify(manifest.classHistogram),
-      JSON.stringify(manifest),
-    ],
-  );
-  return rows.length > 0;
+  return atomically(db, async (tx) => {
+    const rows = await sql<DatasetRow>(
+      tx,
+      `UPDATE datasets SET status = 'READY', failure_reason = NULL, count = $2, height = $3, width = $4, channels = $5, num_classes = $6,
+       class_names = $7, class_histogram = $8, manifest = $9, updated_at = now() WHERE id = $1 AND deleted_at IS NULL RETURNING ${COLUMNS}`,
+      [
+        id,
+        manifest.count,
+        manifest.height,
+        manifest.width,
+        manifest.channels,
+        manifest.numClasses,
+        JSON.stringify(manifest.classNames),
+        JSON.stringify(manifest.classHistogram),
+        JSON.stringify(manifest),
+      ],
+    );
+    const row = rows[0];
+    if (row) await recordEvent(tx, row.tenant_id, "DATASET_READY", { dataset: datasetEventData(row) });
+    return row !== undefined;
+  });
 }
 
 /** A dataset by id, whatever its tenant (workers; never for a tenant's request). */

@@ -47,3 +47,14 @@ export function sourcesOf(to: JobStatus): JobStatus[] {
 export function isLive(status: JobStatus): boolean {
   return LIVE_STATES.includes(status);
 }
+
+export type StudyStatus = "RUNNING" | "SUCCEEDED" | "PARTIAL" | "FAILED" | "CANCELLED";
+
+/** A study's status from its jobs': RUNNING while one is live; then SUCCEEDED (all), FAILED (none), PARTIAL, or CANCELLED. */
+export function studyStatus(cancelled: boolean, statuses: JobStatus[]): StudyStatus {
+  if (statuses.some(isLive)) return "RUNNING";
+  const succeeded = statuses.filter((s) => s === "SUCCEEDED").length;
+  if (succeeded === statuses.length && statuses.length > 0) return "SUCCEEDED";
+  if (cancelled) return "CANCELLED";
+  return succeeded === 0 ? "FAILED" : "PARTIAL";
+}

@@ -3,6 +3,8 @@ import { isUuid } from "../input-limits.ts";
 import type { JobStatus } from "./job-lifecycle.ts";
 import { isLive, sourcesOf } from "./job-lifecycle.ts";
 import { atomically, type Queryable, sql } from "./sql.ts";
+import { markStudyDoneIfFinished } from "./study-done.ts";
+import { recordEvent, type WebhookEvent } from "./webhooks.ts";
 
 /** SQL for training jobs and their transitions (metrics and artifacts: job-outputs.ts). Tenant-scoped reads. */
 
@@ -225,8 +227,30 @@ export async function transition(
     await recordTransition(tx, id, row.prev_status, to, reason);
     await sql(tx, "SELECT pg_notify($1, $2)", [JOB_UPDATED_CHANNEL, id]);
     const { prev_status: _, ...job } = row;
+    if (isLive(row.prev_status) && !isLive(to)) {
+      // The job ended: its webhook event (and its study's, when it was the last) commit with it.
+      await recordEvent(tx, job.tenant_id, `JOB_${to}` as WebhookEvent, { job: jobEventData(job as JobRow) });
+      if (job.study_id) await markStudyDoneIfFinished(tx, job.study_id);
+    }
     return job as JobRow;
   });
+}
+
+/** What a job's webhook event carries: enough to act on without another call. */
+function jobEventData(job: JobRow): Record<string, unknown> {
+  const m = job.metrics ?? {};
+  return {
+    id: job.id,
+    status: job.status,
+    method: job.method,
+    architecture: job.architecture,
+    metrics: { asr: m.asr ?? null, ca: m.ca ?? null, mse: m.mse ?? null },
+    error: job.error,
+    labels: job.labels,
+    externalId: job.external_id,
+    studyId: job.study_id,
+    finishedAt: job.finished_at,
+  };
 }
 
 export async function recordTransition(

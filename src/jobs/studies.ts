@@ -5,7 +5,7 @@
  * each time it is read; its report bundle is built once, when the last child has ended.
  */
 import type { DataSource } from "typeorm";
-import { isLive, type JobStatus } from "../db/job-lifecycle.ts";
+import { isLive, type StudyStatus, studyStatus } from "../db/job-lifecycle.ts";
 import { insertJob, type JobRow } from "../db/jobs.ts";
 import { transaction } from "../db/sql.ts";
 import {
@@ -28,8 +28,7 @@ import type { ResourcesInput } from "./resources.ts";
 import { inputHashOf, type JobService, SCAN_METHOD } from "./service.ts";
 import { buildStudyReport, type StudyTableRow, studyTable } from "./study-report.ts";
 
-export type { StudyRow };
-export type StudyStatus = "RUNNING" | "SUCCEEDED" | "PARTIAL" | "FAILED" | "CANCELLED";
+export type { StudyRow, StudyStatus };
 
 export interface StudyInput {
   methods: { method: string; hyperparameters?: Record<string, unknown> | null }[];
@@ -44,15 +43,6 @@ export interface StudyInput {
   labels?: Record<string, unknown> | null;
   externalId?: string | null;
   idempotencyKey: string;
-}
-
-/** RUNNING while a child is live; then SUCCEEDED (all), FAILED (none), PARTIAL, or CANCELLED. */
-export function studyStatus(cancelled: boolean, statuses: JobStatus[]): StudyStatus {
-  if (statuses.some(isLive)) return "RUNNING";
-  const succeeded = statuses.filter((s) => s === "SUCCEEDED").length;
-  if (succeeded === statuses.length && statuses.length > 0) return "SUCCEEDED";
-  if (cancelled) return "CANCELLED";
-  return succeeded === 0 ? "FAILED" : "PARTIAL";
 }
 
 export class StudyService {

@@ -21,6 +21,7 @@ export interface DatasetMessage {
 
 type Message<Q extends QueueName> = Q extends "ingest" | "poison" ? DatasetMessage : QueueMessage;
 const EXPIRE_HOURS = 23; // pg-boss 10 caps expiry below 24 h
+const WEBHOOK_QUEUE = "webhooks";
 
 export class JobQueue {
   private readonly boss: PgBoss;
@@ -67,6 +68,47 @@ export class JobQueue {
     return this.boss.work<Message<Q>>(queue, { batchSize: 1, pollingIntervalSeconds }, async (jobs) => {
       for (const job of jobs) await handler(job.data);
     });
+  }
+
+  /**
+   * Webhook deliveries ride their own queue, the one place pg-boss retries by itself: a failed
+   * attempt comes back after `retryDelaySeconds`, doubling each time (retryBackoff), up to
+   * `retryLimit` retries. The singleton key is the delivery id, so a delivery is queued once.
+   */
+  async sendDelivery(deliveryId: string, retry: { limit: number; delaySeconds: number }): Promise<void> {
+    if (!(await this.boss.getQueue(WEBHOOK_QUEUE)))
+      await this.boss.createQueue(WEBHOOK_QUEUE, { name: WEBHOOK_QUEUE, expireInHours: 1 });
+    await this.boss.send(
+      WEBHOOK_QUEUE,
+      { deliveryId },
+      {
+        singletonKey: deliveryId,
+        retryLimit: retry.limit,
+        retryDelay: retry.delaySeconds,
+        retryBackoff: true,
+        expireInMinutes: 5,
+      },
+    );
+  }
+
+  /** Handle deliveries; the handler is told which attempt this is (0-based) of how many retries. */
+  async workDeliveries(
+    pollingIntervalSeconds: number,
+    handler: (deliveryId: string, attempt: { retryCount: number; retryLimit: number }) => Promise<void>,
+  ): Promise<string> {
+    if (!(await this.boss.getQueue(WEBHOOK_QUEUE)))
+      await this.boss.createQueue(WEBHOOK_QUEUE, { name: WEBHOOK_QUEUE, expireInHours: 1 });
+    return this.boss.work<{ deliveryId: string }>(
+      WEBHOOK_QUEUE,
+      { batchSize: 1, pollingIntervalSeconds, includeMetadata: true },
+      async (jobs) => {
+        for (const job of jobs) await handler(job.data.deliveryId, job);
+      },
+    );
+  }
+
+  async stopDeliveries(): Promise<void> {
+    await this.boss.offWork(WEBHOOK_QUEUE);
   }
 
   /** Stop taking messages from `queue` (messages being handled finish). */

@@ -12,6 +12,8 @@ import type {
 import type { StudyRow } from "../../jobs/studies.ts";
 import type { AuditRow } from "../../tenants/audit.ts";
 import type { ApiKeyRow } from "../../tenants/service.ts";
+import { eventBody } from "../../webhooks/dispatcher.ts";
+import type { DeliveryRow, WebhookEvent, WebhookRow } from "../../webhooks/service.ts";
 import { recordMutation } from "../audit.ts";
 import { connection, decodeCursor, decodeRankCursor, encodeRankCursor, pageSize } from "../connection.ts";
 import type { Context } from "../context.ts";
@@ -122,6 +124,8 @@ export const resolvers = {
         first,
       );
     },
+    webhooks: (_p, _a, ctx) => ctx.webhooks.list(ctx.tenant.id),
+    webhook: (_p, a: { id: string }, ctx) => ctx.webhooks.get(ctx.tenant.id, a.id),
     methods: (_p, _a, ctx) =>
       ctx.jobs.methods().map((m) => ({
         ...m,
@@ -159,6 +163,10 @@ export const resolvers = {
       cancelJob: (_p, a: { id: string }, ctx) => ctx.jobs.cancel(ctx.tenant.id, a.id),
       retryJob: (_p, a: { id: string }, ctx) => ctx.jobs.retry(ctx.tenant.id, a.id),
       deleteJob: (_p, a: { id: string }, ctx) => ctx.jobs.delete(ctx.tenant.id, a.id),
+      createWebhook: (_p, a: { input: { url: string; events: WebhookEvent[] } }, ctx) =>
+        ctx.webhooks.create(ctx.tenant.id, a.input),
+      rotateWebhookSecret: (_p, a: { id: string }, ctx) => ctx.webhooks.rotate(ctx.tenant.id, a.id),
+      deleteWebhook: (_p, a: { id: string }, ctx) => ctx.webhooks.delete(ctx.tenant.id, a.id),
       createApiKey: (_p, a: { name: string; expiresAt?: Date | null }, ctx) =>
         ctx.tenants.createApiKey(ctx.tenant.id, a.name, a.expiresAt),
       revokeApiKey: (_p, a: { id: string }, ctx) => ctx.tenants.revokeApiKey(ctx.tenant.id, a.id),
@@ -321,6 +329,23 @@ export const resolvers = {
           : null;
       },
     }),
+  },
+  Webhook: {
+    createdAt: (w: WebhookRow) => w.created_at,
+    secretRotatedAt: (w: WebhookRow) => w.secret_rotated_at,
+    ...guarded({
+      deliveries: async (w: WebhookRow, a: { first?: number; after?: string }, ctx) => {
+        const first = pageSize(a.first);
+        return connection(await ctx.webhooks.deliveries(w, first, decodeCursor(a.after)), first);
+      },
+    }),
+  },
+  WebhookDelivery: {
+    payload: (d: DeliveryRow) => eventBody(d),
+    lastError: (d: DeliveryRow) => d.last_error,
+    lastStatusCode: (d: DeliveryRow) => d.last_status_code,
+    createdAt: (d: DeliveryRow) => d.created_at,
+    deliveredAt: (d: DeliveryRow) => d.delivered_at,
   },
   Artifact: guarded({
     sizeBytes: (a: ArtifactRow) => Number(a.size_bytes),

@@ -105,6 +105,11 @@ export type CreateDatasetUploadInput = {
   sizeBytes?: InputMaybe<Scalars['Float']['input']>;
 };
 
+export type CreateWebhookInput = {
+  events: Array<WebhookEvent>;
+  url: Scalars['String']['input'];
+};
+
 export type CreatedApiKey = {
   __typename?: 'CreatedApiKey';
   expiresAt?: Maybe<Scalars['DateTime']['output']>;
@@ -112,6 +117,13 @@ export type CreatedApiKey = {
   /** Shown once; only its hash is stored. */
   key: Scalars['String']['output'];
   name: Scalars['String']['output'];
+};
+
+export type CreatedWebhook = {
+  __typename?: 'CreatedWebhook';
+  /** whsec_...: keep it; it is not shown again. */
+  secret: Scalars['String']['output'];
+  webhook: Webhook;
 };
 
 export type Dataset = {
@@ -240,6 +252,13 @@ export type DatasetUpload = {
   /** Upload each part with its method and headers, then call completeDatasetUpload. */
   uploads: Array<UploadTarget>;
 };
+
+export type DeliveryStatus =
+  | 'DELIVERED'
+  /** Every attempt failed. */
+  | 'FAILED'
+  /** Not delivered yet: waiting for its first attempt or a retry (exponential backoff). */
+  | 'PENDING';
 
 /** Is the training set poisoned, towards which class, and which samples. */
 export type Health = {
@@ -404,9 +423,17 @@ export type Mutation = {
   /** A new key for the caller's tenant; with expiresAt it stops working then. */
   createApiKey: CreatedApiKey;
   createDatasetUpload: DatasetUpload;
+  /**
+   * A webhook: every event named is POSTed to url, signed (header trapdoor-signature,
+   * t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">) with a trapdoor-delivery-id header for
+   * de-duplication. The signing secret is returned here only. URLs must be https (unless the operator
+   * allows http) and resolve to public addresses (unless the operator allows a network).
+   */
+  createWebhook: CreatedWebhook;
   deleteDataset: Scalars['Boolean']['output'];
   /** Deletes a finished job with its artifacts and checkpoint (CONFLICT while it is live: cancel it first). */
   deleteJob: Scalars['Boolean']['output'];
+  deleteWebhook: Scalars['Boolean']['output'];
   /**
    * Compare defenses in one call: every method x seed as a job on the same data, through the queue
    * (each counts toward the tenant's live-job cap; at most TRAPDOOR_MAX_STUDY_JOBS per study).
@@ -416,6 +443,8 @@ export type Mutation = {
   poisonDataset: PoisonDatasetPayload;
   retryJob: TrainingJob;
   revokeApiKey: Scalars['Boolean']['output'];
+  /** A new signing secret (returned once); the previous one also signs deliveries for 24 hours. */
+  rotateWebhookSecret: CreatedWebhook;
   /**
    * A new TRAIN dataset without the training samples a job's health report flags (built on a
    * worker: VALIDATING, then READY), its lineage in derivedFrom. FAILED_PRECONDITION when the job
@@ -456,12 +485,22 @@ export type MutationCreateDatasetUploadArgs = {
 };
 
 
+export type MutationCreateWebhookArgs = {
+  input: CreateWebhookInput;
+};
+
+
 export type MutationDeleteDatasetArgs = {
   id: Scalars['ID']['input'];
 };
 
 
 export type MutationDeleteJobArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+export type MutationDeleteWebhookArgs = {
   id: Scalars['ID']['input'];
 };
 
@@ -487,6 +526,11 @@ export type MutationRetryJobArgs = {
 
 
 export type MutationRevokeApiKeyArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+export type MutationRotateWebhookSecretArgs = {
   id: Scalars['ID']['input'];
 };
 
@@ -544,6 +588,9 @@ export type Query = {
   study?: Maybe<Study>;
   /** The caller's tenant. */
   viewer: Tenant;
+  webhook?: Maybe<Webhook>;
+  /** The tenant's webhooks, newest first. */
+  webhooks: Array<Webhook>;
 };
 
 
@@ -580,6 +627,11 @@ export type QueryStudiesArgs = {
 
 
 export type QueryStudyArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+export type QueryWebhookArgs = {
   id: Scalars['ID']['input'];
 };
 
@@ -859,3 +911,56 @@ export type Usage = {
   datasets: Scalars['Int']['output'];
   liveJobs: Scalars['Int']['output'];
 };
+
+export type Webhook = {
+  __typename?: 'Webhook';
+  createdAt: Scalars['DateTime']['output'];
+  /** Newest first. */
+  deliveries: WebhookDeliveryConnection;
+  events: Array<WebhookEvent>;
+  id: Scalars['ID']['output'];
+  secretRotatedAt?: Maybe<Scalars['DateTime']['output']>;
+  url: Scalars['String']['output'];
+};
+
+
+export type WebhookDeliveriesArgs = {
+  after?: InputMaybe<Scalars['String']['input']>;
+  first?: InputMaybe<Scalars['Int']['input']>;
+};
+
+export type WebhookDelivery = {
+  __typename?: 'WebhookDelivery';
+  attempts: Scalars['Int']['output'];
+  createdAt: Scalars['DateTime']['output'];
+  deliveredAt?: Maybe<Scalars['DateTime']['output']>;
+  event: WebhookEvent;
+  /** Also sent as the trapdoor-delivery-id header: a receiver drops a delivery it has seen. */
+  id: Scalars['ID']['output'];
+  lastError?: Maybe<Scalars['String']['output']>;
+  lastStatusCode?: Maybe<Scalars['Int']['output']>;
+  /** The body that is POSTed: {id, event, createdAt, data}. */
+  payload: Scalars['JSON']['output'];
+  status: DeliveryStatus;
+};
+
+export type WebhookDeliveryConnection = {
+  __typename?: 'WebhookDeliveryConnection';
+  edges: Array<WebhookDeliveryEdge>;
+  pageInfo: PageInfo;
+};
+
+export type WebhookDeliveryEdge = {
+  __typename?: 'WebhookDeliveryEdge';
+  cursor: Scalars['String']['output'];
+  node: WebhookDelivery;
+};
+
+export type WebhookEvent =
+  | 'DATASET_FAILED'
+  | 'DATASET_READY'
+  | 'JOB_CANCELLED'
+  | 'JOB_FAILED'
+  | 'JOB_SUCCEEDED'
+  /** Every job of a study has ended. */
+  | 'STUDY_DONE';
