@@ -39,7 +39,8 @@ def test_budgets_take_their_share_of_the_tnr_stage1_epochs():
     resolve = get_method("SCAN").resolve
     assert trap_epochs(resolve({})) == 50  # a quarter of a default T&R run's 200
     assert trap_epochs(resolve({"budget": "THOROUGH"})) == 100
-    assert trap_epochs(resolve({"budget": "FAST", "tnrStage1Epochs": 6})) == 2  # rounded up
+    assert trap_epochs(resolve({"budget": "FAST", "tnrStage1Epochs": 6})) == 1  # rounded down
+    assert trap_epochs(resolve({"budget": "THOROUGH", "tnrStage1Epochs": 7})) == 3
     assert trap_epochs(resolve({"budget": "THOROUGH", "tnrStage1Epochs": 1})) == 1
     assert trap_epochs(resolve({"budget": "THOROUGH", "trapEpochs": 7})) == 7
 

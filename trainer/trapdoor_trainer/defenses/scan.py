@@ -41,7 +41,10 @@ HYPERPARAMETERS = {
 
 
 def trap_epochs(hp: dict) -> int:
-    return hp["trapEpochs"] or max(1, math.ceil(BUDGET_SHARE[hp["budget"]] * hp["tnrStage1Epochs"]))
+    """Rounded down: the scan's fixed costs (the probe, two passes over the training set) come on
+    top of the trap, and rounding up would take a small run past its share (6 T&R epochs: a
+    quarter is 1.5)."""
+    return hp["trapEpochs"] or max(1, math.floor(BUDGET_SHARE[hp["budget"]] * hp["tnrStage1Epochs"]))
 
 
 def as_tnr_context(ctx: RunContext) -> RunContext:
