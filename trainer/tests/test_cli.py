@@ -220,7 +220,7 @@ def test_describe_lists_methods_attacks_and_architectures():
     from trapdoor_trainer.defenses.registry import methods as registered
 
     assert set(methods) == set(registered()) and {"TRAP_AND_REPLACE", "NO_DEFENSE"} <= set(methods)
-    trains = [m for m in methods.values() if m["kind"] != "scan"]
+    trains = [m for m in methods.values() if m["kind"] not in ("scan", "evaluation")]
     assert all("epochs" in m["hyperparameters"] or "stage1Epochs" in m["hyperparameters"] for m in trains)
     assert methods["SCAN"]["requiredInputs"] == ["train", "holdout"] and "trapEpochs" in methods["SCAN"]["hyperparameters"]
     assert methods["TRAP_AND_REPLACE"]["hyperparameters"]["lambda2"]["default"] == 0.1

@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("data and models", ("data", "models")),
     # What works on a model or a dataset without a job: evaluation, the exported model format,
     # the model card and bundle, triggers and poisoning.
-    ("model tools", ("metrics", "export", "model_card", "attacks")),
+    ("model tools", ("metrics", "export", "model_card", "attacks", "model_check")),
     # The method registry (spec validation looks methods up in it) and the catalog built from
     # the method, attack and architecture registries.
     ("method catalogue", ("defenses.registry", "catalog")),

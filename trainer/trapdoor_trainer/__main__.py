@@ -1,4 +1,4 @@
-"""Command line: `python -m trapdoor_trainer run|poison|sanitize|describe|validate-params|device`.
+"""Command line: `python -m trapdoor_trainer run|poison|sanitize|check-model|describe|validate-params|device`.
 
 Exit codes: 0 done; 2 invalid spec or data (JSON error on stderr); 3 cancelled by SIGTERM after a
 checkpoint was written; anything else is a crash (the worker may retry it).
@@ -55,6 +55,13 @@ def _cmd_sanitize(args) -> int:
     return EXIT_OK
 
 
+def _cmd_check_model(args) -> int:
+    from .model_check import run_check_model
+
+    print(json.dumps(run_check_model(args.spec)))
+    return EXIT_OK
+
+
 def _cmd_describe(args) -> int:
     from .catalog import catalog_json
 
@@ -98,6 +105,9 @@ def main(argv=None) -> int:
     sanitize.add_argument("--spec", required=True)
     sanitize.add_argument("--out", required=True)
     sanitize.set_defaults(handler=_cmd_sanitize)
+    check_model = sub.add_parser("check-model", help="check an uploaded safetensors model against a catalog architecture")
+    check_model.add_argument("--spec", required=True)
+    check_model.set_defaults(handler=_cmd_check_model)
     describe = sub.add_parser("describe", help="print the catalog: methods, attacks (with JSON Schemas of their parameters) and architectures")
     describe.set_defaults(handler=_cmd_describe)
     check = sub.add_parser("validate-params", help="check JSON lines {kind, name, value} from stdin against the catalog's schemas")

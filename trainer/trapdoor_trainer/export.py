@@ -187,7 +187,13 @@ def load_exported_model(workdir: PathLike) -> SplitModel:
         with_decoder=False,
         norm=str(config.get("norm", "batch")),
     )
-    model.load_state_dict(load_file(root / MODEL_FILE), strict=True)
+    tensors = load_file(root / MODEL_FILE)
+    expected = model.state_dict()
+    # Weights uploaded in half precision are held in the model's own dtypes.
+    model.load_state_dict({k: v.to(expected[k].dtype) if k in expected else v for k, v in tensors.items()}, strict=True)
+    preprocessing = config.get("preprocessing")
+    if preprocessing:
+        model.set_input_normalization(preprocessing["mean"], preprocessing["std"])
     return model.eval()
 
 

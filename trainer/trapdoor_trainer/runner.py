@@ -166,6 +166,9 @@ def _export(spec: RunSpec, ctx: RunContext, data: JobData, outcome: dict, device
         "input": {"layout": "NCHW", "dtype": "float32", "range": [0, 1], "normalisation": "none"},
         **outcome.get("config", {}),  # architecture changes a method made, e.g. DP-SGD's {"norm": "group"}
     }
+    if model.input_normalization is not None:  # a model its user brought, normalising inside
+        config["preprocessing"] = model.input_normalization
+        config["input"] = {**config["input"], "normalisation": "inside the model (preprocessing)"}
     metadata = {
         "jobId": spec.job_id,
         "method": spec.method,

@@ -23,7 +23,7 @@ FIELD = "hyperparameters"
 class MethodInfo:
     name: str
     description: str
-    kind: str  # "training" (from scratch on the poisoned set) | "post-training" (starts from a backdoored model) | "scan" (no model)
+    kind: str  # "training" (from scratch on the poisoned set) | "post-training" (starts from a backdoored model) | "scan" (no model) | "evaluation" (measures a given model)
     hyperparameters: dict
     run: Callable
     order: int = 100  # position in listings
@@ -45,7 +45,7 @@ class MethodInfo:
             "name": self.name,
             "description": self.description,
             "kind": self.kind,
-            "requiredInputs": ["train", "holdout"] if self.kind == "scan" else ["train", "holdout", "test"],
+            "requiredInputs": {"scan": ["train", "holdout"], "evaluation": ["test", "initModel"]}.get(self.kind, ["train", "holdout", "test"]),
             "optionalInputs": {"post-training": ["asrTest", "initModel"], "scan": []}.get(self.kind, ["asrTest"]),
             "hyperparameters": {k: p.describe() for k, p in self.hyperparameters.items()},
             "hyperparametersSchema": self.schema,

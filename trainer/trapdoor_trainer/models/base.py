@@ -40,7 +40,24 @@ class SplitModel(nn.Module):
         # the exported ONNX graph always take the dataset's own H x W.
         self.padded = padded
 
+    def set_input_normalization(self, mean: list, std: list) -> None:
+        """For a model trained on (x - mean) / std (a model brought by its user): the model takes
+        images in [0,1] like every other, and normalises them itself. Not in the state dict
+        (config.json's `preprocessing` carries it), so the weights keep the uploaded layout."""
+        shape = (1, len(mean), 1, 1)
+        self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32).view(shape), persistent=False)
+        self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32).view(shape), persistent=False)
+
+    @property
+    def input_normalization(self) -> Optional[dict]:
+        mean = getattr(self, "input_mean", None)
+        if mean is None:
+            return None
+        return {"mean": mean.flatten().tolist(), "std": self.input_std.flatten().tolist()}
+
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        if getattr(self, "input_mean", None) is not None:
+            x = (x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype)
         h, w = self.image_size
         ph, pw = self.padded
         if (ph, pw) == (h, w):
