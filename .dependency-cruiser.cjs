@@ -4,7 +4,7 @@
  *   core      config, errors, input-limits, log, paths    imports only core
  *   infra     db/, storage/, queue/, trainer/ (client)    core and its own folder only
  *   services  datasets/, jobs/, tenants/, maintenance/,  core, infra, other services
- *             webhooks/
+ *             models/, webhooks/
  *   api       api/                                        core, services
  *   worker    worker/                                     core, services, queue, trainer client
  *   client    client/                                     its own folder and clients/typescript (the API over HTTP)
@@ -13,7 +13,7 @@
  */
 const CORE = "^src/(config|errors|input-limits|log|paths)[.]ts$";
 const INFRA = "^src/(db|storage|queue|trainer)/";
-const SERVICES = "^src/(datasets|jobs|maintenance|tenants|webhooks)/";
+const SERVICES = "^src/(datasets|jobs|maintenance|models|tenants|webhooks)/";
 const ENTRY = "^src/(cli/|main[.]ts$)";
 
 module.exports = {

@@ -17,6 +17,7 @@ import { StudyService } from "./jobs/studies.ts";
 import { WorkerRegistry } from "./jobs/workers.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Sweeper } from "./maintenance/sweeper.ts";
+import { ModelService } from "./models/service.ts";
 import { JobQueue } from "./queue/job-queue.ts";
 import { createObjectStore, LocalStore, localStoreRouter } from "./storage/index.ts";
 import type { ObjectStore } from "./storage/object-store.ts";
@@ -45,6 +46,7 @@ export interface App {
   execution: JobExecution;
   /** What workers use to ingest and poison datasets. */
   datasetProcessor: DatasetProcessor;
+  models: ModelService;
   databaseUrl: string;
   url?: string;
   worker?: RunningWorker;
@@ -111,6 +113,7 @@ async function assemble(
     config.artifactRetentionDays,
   );
   const studies = new StudyService(db, jobs, store, quotas, config.limits.maxStudyJobs);
+  const models = new ModelService(db, store, queue, quotas, config.limits.maxUploadBytes);
   const webhookPolicy = new AddressPolicy(config.webhooks.allowedNetworks);
   const webhooks = new WebhookService(db, {
     serviceSecret: config.signingSecret,
@@ -152,6 +155,7 @@ async function assemble(
     sweeper,
     execution,
     datasetProcessor,
+    models,
     databaseUrl,
     stop: stopAll,
   };
@@ -166,7 +170,12 @@ async function assemble(
     stops.unshift(() => jobUpdates.stop());
     const routes: Record<string, RequestHandler> =
       store instanceof LocalStore
-        ? { "/objects": localStoreRouter(store, (key) => datasets.acceptsUpload(key)) }
+        ? {
+            "/objects": localStoreRouter(
+              store,
+              async (key) => (await datasets.acceptsUpload(key)) || (await models.acceptsUpload(key)),
+            ),
+          }
         : {};
     const ready = () => readiness(db, store);
     const rateLimiter = new RateLimiter(
@@ -203,6 +212,7 @@ async function assemble(
         jobs,
         studies,
         webhooks,
+        models,
         quotas,
         audit: new AuditLog(db),
         rateLimiter,
@@ -222,7 +232,7 @@ async function assemble(
   if (roles.worker) {
     app.worker = await startWorker(
       config,
-      { execution, datasets: datasetProcessor, workers },
+      { execution, datasets: datasetProcessor, models, workers },
       queue,
       undefined,
       log,

@@ -24,6 +24,10 @@ export const AUDITED: Readonly<Record<string, { type: string; id: Target }>> = {
   createWebhook: { type: "webhook", id: (_a, r) => (r as { webhook?: { id?: string } } | null)?.webhook?.id },
   rotateWebhookSecret: { type: "webhook", id: arg },
   deleteWebhook: { type: "webhook", id: arg },
+  createModelUpload: { type: "model", id: (_a, r) => (r as { model?: { id?: string } } | null)?.model?.id },
+  completeModelUpload: { type: "model", id: arg },
+  deleteModel: { type: "model", id: arg },
+  evaluateModel: { type: "job", id: resultId },
   createApiKey: { type: "apiKey", id: resultId },
   revokeApiKey: { type: "apiKey", id: arg },
 };

@@ -4,6 +4,7 @@ import { GraphQLError } from "graphql";
 import type { DatasetRow, DatasetService } from "../datasets/service.ts";
 import type { JobRow, JobService, JobUpdateSource } from "../jobs/service.ts";
 import type { StudyService } from "../jobs/studies.ts";
+import type { ModelService } from "../models/service.ts";
 import type { AuditLog } from "../tenants/audit.ts";
 import type { ConcurrencyLimiter } from "../tenants/concurrency.ts";
 import type { QuotaService } from "../tenants/quota.ts";
@@ -18,6 +19,7 @@ export interface Services {
   jobs: JobService;
   studies: StudyService;
   webhooks: WebhookService;
+  models: ModelService;
   quotas: QuotaService;
   audit: AuditLog;
   /** Per-tenant request limit shared by the replicas (429 RATE_LIMITED past it). */

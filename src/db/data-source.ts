@@ -9,6 +9,7 @@ import { JobHealth1765100000000 } from "../../migrations/1765100000000-job-healt
 import { DatasetLineage1765200000000 } from "../../migrations/1765200000000-dataset-lineage.ts";
 import { Studies1765300000000 } from "../../migrations/1765300000000-studies.ts";
 import { Webhooks1765400000000 } from "../../migrations/1765400000000-webhooks.ts";
+import { Models1765500000000 } from "../../migrations/1765500000000-models.ts";
 
 /** All migrations, in order. The schema changes only through these (never `synchronize`). */
 export const MIGRATIONS = [
@@ -22,6 +23,7 @@ export const MIGRATIONS = [
   DatasetLineage1765200000000,
   Studies1765300000000,
   Webhooks1765400000000,
+  Models1765500000000,
 ];
 
 export function createDataSource(databaseUrl: string): DataSource {

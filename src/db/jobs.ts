@@ -44,6 +44,9 @@ export interface JobRow {
   external_id: string | null;
   /** the comparison study it belongs to (null for jobs launched alone) */
   study_id: string | null;
+  /** the model it starts from (post-training defenses, evaluations): uploaded, or an earlier job's */
+  model_id: string | null;
+  init_job_id: string | null;
   attempt: number;
   max_attempts: number;
   worker: string | null;
@@ -83,6 +86,9 @@ export interface NewJob {
   externalId: string | null;
   /** the comparison study the job belongs to */
   studyId?: string | null;
+  /** the model it starts from: an uploaded one, or an earlier job's */
+  modelId?: string | null;
+  initJobId?: string | null;
 }
 
 /** Insert unless the tenant already used the idempotency key; returns [job, created]. */
@@ -90,8 +96,9 @@ export async function insertJob(db: Queryable, job: NewJob): Promise<[JobRow, bo
   const inserted = await sql<JobRow>(
     db,
     `INSERT INTO training_jobs (tenant_id, idempotency_key, input_hash, method, architecture, status, train_dataset_id, holdout_dataset_id,
-       test_dataset_id, asr_test_dataset_id, attack, target, seed, hyperparameters, queue, gpus, max_runtime_seconds, labels, external_id, study_id)
-     VALUES ($1, $2, $3, $4, $5, 'VALIDATING', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+       test_dataset_id, asr_test_dataset_id, attack, target, seed, hyperparameters, queue, gpus, max_runtime_seconds, labels, external_id, study_id,
+       model_id, init_job_id)
+     VALUES ($1, $2, $3, $4, $5, 'VALIDATING', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
      ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING *`,
     [
       job.tenantId,
@@ -113,6 +120,8 @@ export async function insertJob(db: Queryable, job: NewJob): Promise<[JobRow, bo
       JSON.stringify(job.labels),
       job.externalId,
       job.studyId ?? null,
+      job.modelId ?? null,
+      job.initJobId ?? null,
     ],
   );
   if (inserted[0]) {

@@ -61,7 +61,8 @@ export async function tenantUsage(db: Queryable, tenantId: string): Promise<Usag
     db,
     `SELECT
        (SELECT COALESCE(SUM(size_bytes + ${CANONICAL_BYTES}), 0) FROM datasets WHERE tenant_id = $1 AND deleted_at IS NULL)
-       + (SELECT COALESCE(SUM(size_bytes), 0) FROM artifacts WHERE tenant_id = $1) AS bytes,
+       + (SELECT COALESCE(SUM(size_bytes), 0) FROM artifacts WHERE tenant_id = $1)
+       + (SELECT COALESCE(SUM(size_bytes), 0) FROM models WHERE tenant_id = $1 AND deleted_at IS NULL) AS bytes,
        (SELECT count(*) FROM datasets WHERE tenant_id = $1 AND deleted_at IS NULL) AS datasets,
        (SELECT count(*) FROM training_jobs WHERE tenant_id = $1
           AND status IN ('VALIDATING','QUEUED','STARTING','RUNNING','UPLOADING','CANCELLING')) AS live_jobs`,

@@ -11,8 +11,10 @@ import { isGpuQueue } from "../config.ts";
 import { stageCanonical } from "../datasets/staging.ts";
 import type { DatasetRow } from "../db/datasets.ts";
 import type { JobStatus } from "../db/job-lifecycle.ts";
-import { insertMetric, upsertArtifact } from "../db/job-outputs.ts";
+import { artifactsOf, insertMetric, upsertArtifact } from "../db/job-outputs.ts";
 import { firstRunningAt, getJob, heartbeat, type JobRow, transition, updateRunning } from "../db/jobs.ts";
+import { getModel } from "../db/models.ts";
+import { stageModel } from "../models/service.ts";
 import type { JobQueue, QueueMessage } from "../queue/job-queue.ts";
 import { keys } from "../storage/keys.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
@@ -82,6 +84,7 @@ export class JobExecution {
       if (!dataset) throw new Error(`dataset ${id} vanished`);
       data[role] = await stageCanonical(this.store, dataset, join(dir, "data", role));
     }
+    const initModel = await this.stageStartingModel(job, join(dir, "init"));
     let resumeFrom: string | null = null;
     if (job.checkpoint_key && (await this.store.stat(job.checkpoint_key))) {
       resumeFrom = join(dir, "resume.pt");
@@ -96,6 +99,7 @@ export class JobExecution {
         holdout: data.holdout as string,
         test: data.test as string,
         asrTest: data.asrTest ?? null,
+        initModel,
       },
       attack: job.attack,
       target: job.target,
@@ -106,6 +110,27 @@ export class JobExecution {
       processes: isGpuQueue(job.queue) ? (job.gpus ?? 1) : 1,
       resumeFrom,
     };
+  }
+
+  /** The model a post-training defense or an evaluation starts from, staged in `dir` (null: none). */
+  private async stageStartingModel(job: JobRow, dir: string): Promise<string | null> {
+    if (job.model_id) {
+      const model = await getModel(this.db, null, job.model_id);
+      if (!model) throw new Error(`model ${job.model_id} vanished`);
+      return stageModel(this.store, model, dir);
+    }
+    if (job.init_job_id) {
+      const artifacts = await artifactsOf(this.db, job.tenant_id, job.init_job_id);
+      for (const file of ["model.safetensors", "config.json"]) {
+        const artifact = artifacts.find((a) => a.file_name === file);
+        if (!artifact) throw new Error(`job ${job.init_job_id} no longer has its ${file}`);
+        const got = await this.store.downloadToFile(artifact.storage_key, join(dir, file));
+        if (got.sha256 !== artifact.sha256)
+          throw new Error(`${file} of job ${job.init_job_id} does not match its sha256`);
+      }
+      return dir;
+    }
+    return null;
   }
 
   /**

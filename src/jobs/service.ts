@@ -16,6 +16,7 @@ import {
   transition,
   transitionsOf,
 } from "../db/jobs.ts";
+import { getModel } from "../db/models.ts";
 import { transaction } from "../db/sql.ts";
 import { badInput, conflict, notFound, precondition, ServiceError } from "../errors.ts";
 import {
@@ -51,10 +52,19 @@ export interface ScanInput {
 }
 
 export const SCAN_METHOD = "SCAN";
-const SCAN_FIELDS: Record<string, string> = {
-  trainDatasetId: "datasetId",
-  testDatasetId: "holdoutDatasetId",
-};
+export const EVALUATE_METHOD = "EVALUATE";
+
+/** A launch's refusal, its field named as the calling mutation's input names it. */
+function renameFields(names: Record<string, string>) {
+  return (error: unknown): never => {
+    if (!(error instanceof ServiceError)) throw error;
+    const from = String(error.details.field);
+    const field = names[from];
+    throw field
+      ? new ServiceError(error.code, error.message.replace(from, field), { ...error.details, field })
+      : error;
+  };
+}
 
 export interface LaunchInput {
   method: string;
@@ -69,6 +79,22 @@ export interface LaunchInput {
   seed?: number | null;
   resources?: ResourcesInput | null;
   /** the platform's own labels and id, found again with jobs(filter: ...) */
+  labels?: Record<string, unknown> | null;
+  externalId?: string | null;
+  /** post-training defenses and evaluations: start from an uploaded model, or an earlier job's */
+  modelId?: string | null;
+  initJobId?: string | null;
+  idempotencyKey: string;
+}
+
+/** `evaluateModel`'s input: an EVALUATE job of a model on a test set. */
+export interface EvaluateInput {
+  modelId?: string | null;
+  initJobId?: string | null;
+  testDatasetId: string;
+  asrTestDatasetId?: string | null;
+  target?: number | null;
+  resources?: ResourcesInput | null;
   labels?: Record<string, unknown> | null;
   externalId?: string | null;
   idempotencyKey: string;
@@ -206,6 +232,8 @@ export class JobService {
   launch(tenantId: string, input: LaunchInput): Promise<JobRow> {
     if (input.method === SCAN_METHOD)
       throw badInput("SCAN trains no model; launch it with scanDataset", "method");
+    if (input.method === EVALUATE_METHOD)
+      throw badInput("EVALUATE measures a model; launch it with evaluateModel", "method");
     return this.start(tenantId, input);
   }
 
@@ -222,15 +250,20 @@ export class JobService {
     const { datasetId, holdoutDatasetId, budget: _budget, ...rest } = input;
     const launch = { ...rest, method: SCAN_METHOD, trainDatasetId: datasetId, holdoutDatasetId };
     return this.start(tenantId, { ...launch, testDatasetId: holdoutDatasetId, hyperparameters }).catch(
-      (error: unknown) => {
-        // Name the field as scanDataset's input does.
-        if (!(error instanceof ServiceError)) throw error;
-        const field = SCAN_FIELDS[String(error.details.field)];
-        throw field
-          ? new ServiceError(error.code, error.message.replace("trainDatasetId", field), { field })
-          : error;
-      },
+      renameFields({ trainDatasetId: "datasetId", testDatasetId: "holdoutDatasetId" }),
     );
+  }
+
+  /** evaluateModel: an EVALUATE job (the test set stands in for the training and holdout sets, which it never reads). */
+  evaluate(tenantId: string, input: EvaluateInput): Promise<JobRow> {
+    const { testDatasetId, ...rest } = input;
+    return this.start(tenantId, {
+      ...rest,
+      method: EVALUATE_METHOD,
+      trainDatasetId: testDatasetId,
+      holdoutDatasetId: testDatasetId,
+      testDatasetId,
+    }).catch(renameFields({ trainDatasetId: "testDatasetId", holdoutDatasetId: "testDatasetId" }));
   }
 
   /** A SUCCEEDED job's health report (null for other jobs and methods without one). */
@@ -317,16 +350,20 @@ export class JobService {
         `unknown method ${input.method}; known: ${catalog.data.methods.map((m) => m.name).join(", ")}`,
         "method",
       );
-    const architecture = input.architecture ?? "wrn16-1";
+    const start = await this.startingModel(tenantId, input, method.kind);
+    const architecture = input.architecture ?? start?.architecture ?? "wrn16-1";
+    if (start && start.architecture !== architecture)
+      throw badInput(`the model is a ${start.architecture}, not a ${architecture}`, "architecture");
     if (!catalog.data.architectures.includes(architecture))
       throw badInput(
         `unknown architecture ${architecture}; known: ${catalog.data.architectures.join(", ")}`,
         "architecture",
       );
+    // A scan's holdout stands in as its test set (scan()); an evaluation has only a test set (evaluate()).
+    const evaluation = method.kind === "evaluation";
     const roles: [keyof LaunchInput, string, string | null | undefined][] = [
-      ["trainDatasetId", "TRAIN", input.trainDatasetId],
-      ["holdoutDatasetId", "HOLDOUT", input.holdoutDatasetId],
-      // a scan's holdout stands in as its test set (scan())
+      ["trainDatasetId", evaluation ? "TEST" : "TRAIN", input.trainDatasetId],
+      ["holdoutDatasetId", evaluation ? "TEST" : "HOLDOUT", input.holdoutDatasetId],
       ["testDatasetId", method.kind === "scan" ? "HOLDOUT" : "TEST", input.testDatasetId],
       ["asrTestDatasetId", "ASR_TEST", input.asrTestDatasetId],
     ];
@@ -341,6 +378,19 @@ export class JobService {
       datasets.push(ds);
     }
     const [train] = datasets as [DatasetRow];
+    if (start) {
+      const shape = `${start.height}x${start.width}x${start.channels}, ${start.numClasses} classes`;
+      if (
+        start.height !== train.height ||
+        start.width !== train.width ||
+        start.channels !== train.channels ||
+        start.numClasses !== train.num_classes
+      )
+        throw badInput(
+          `the model takes ${shape}; the data is ${train.height}x${train.width}x${train.channels}, ${train.num_classes} classes`,
+          start.field,
+        );
+    }
     for (const ds of datasets) {
       if (ds.height !== train.height || ds.width !== train.width || ds.channels !== train.channels) {
         throw badInput(
@@ -388,7 +438,59 @@ export class JobService {
       target,
       seed,
       hyperparameters,
+      modelId: input.modelId ?? null,
+      initJobId: input.initJobId ?? null,
       ...jobResources(input.resources, this.gpuCounts),
+    };
+  }
+
+  /**
+   * The model a post-training defense or an evaluation starts from: an uploaded one (modelId) or
+   * an earlier job's (initJobId), with the shape it takes; null when none is given.
+   */
+  private async startingModel(tenantId: string, input: Omit<LaunchInput, "idempotencyKey">, kind: string) {
+    const given = [input.modelId ? "modelId" : null, input.initJobId ? "initJobId" : null].filter(Boolean);
+    if (given.length > 1) throw badInput("give modelId or initJobId, not both", "modelId");
+    if (given.length === 0) {
+      if (kind === "evaluation")
+        throw badInput("an evaluation needs a model: modelId or initJobId", "modelId");
+      return null;
+    }
+    const field = given[0] as "modelId" | "initJobId";
+    if (kind !== "post-training" && kind !== "evaluation")
+      throw badInput(
+        `${input.method} trains its model from scratch; only post-training defenses start from one`,
+        field,
+      );
+    if (input.modelId) {
+      const model = await getModel(this.db, tenantId, input.modelId);
+      if (!model) throw badInput(`model ${input.modelId} does not exist`, field);
+      if (model.status !== "READY") throw badInput(`model ${model.id} is ${model.status}, not READY`, field);
+      return {
+        field,
+        architecture: model.architecture,
+        height: model.height,
+        width: model.width,
+        channels: model.channels,
+        numClasses: model.num_classes,
+      };
+    }
+    const job = await getJob(this.db, tenantId, input.initJobId as string);
+    if (!job) throw badInput(`job ${input.initJobId} does not exist`, field);
+    const files = new Set((await artifactsOf(this.db, tenantId, job.id)).map((a) => a.file_name));
+    if (job.status !== "SUCCEEDED" || !files.has("model.safetensors") || !files.has("config.json"))
+      throw badInput(
+        `job ${job.id} has no model to start from (it is ${job.status}, or its artifacts expired)`,
+        field,
+      );
+    const train = await getDataset(this.db, tenantId, job.train_dataset_id);
+    return {
+      field,
+      architecture: job.architecture,
+      height: train?.height ?? null,
+      width: train?.width ?? null,
+      channels: train?.channels ?? null,
+      numClasses: train?.num_classes ?? null,
     };
   }
 

@@ -19,7 +19,17 @@ export interface DatasetMessage {
   attempt: number;
 }
 
-type Message<Q extends QueueName> = Q extends "ingest" | "poison" ? DatasetMessage : QueueMessage;
+/** An uploaded model's check (queue `poison`, the trainer-run work beside training). */
+export interface ModelMessage {
+  modelId: string;
+  attempt: number;
+}
+
+type Message<Q extends QueueName> = Q extends "ingest"
+  ? DatasetMessage
+  : Q extends "poison"
+    ? DatasetMessage | ModelMessage
+    : QueueMessage;
 const EXPIRE_HOURS = 23; // pg-boss 10 caps expiry below 24 h
 const WEBHOOK_QUEUE = "webhooks";
 
@@ -52,7 +62,8 @@ export class JobQueue {
    * worker that shut down), which must not be taken for a duplicate of the one being handled.
    */
   async enqueue<Q extends QueueName>(queue: Q, message: Message<Q>, resend?: string): Promise<void> {
-    const id = "jobId" in message ? message.jobId : message.datasetId;
+    const id =
+      "jobId" in message ? message.jobId : "datasetId" in message ? message.datasetId : message.modelId;
     await this.boss.send(queue, message, {
       singletonKey: resend ? `${id}:${message.attempt}:${resend}` : `${id}:${message.attempt}`,
       retryLimit: 0,

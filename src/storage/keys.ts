@@ -11,6 +11,8 @@ export const keys = {
   checkpoint: (tenantId: string, jobId: string) => `tenants/${tenantId}/jobs/${jobId}/checkpoint.pt`,
   artifact: (tenantId: string, jobId: string, file: string) =>
     `tenants/${tenantId}/jobs/${jobId}/artifacts/${file}`,
+  model: (tenantId: string, modelId: string) => `tenants/${tenantId}/models/${modelId}/model.safetensors`,
+  modelPrefix: (tenantId: string, modelId: string) => `tenants/${tenantId}/models/${modelId}/`,
   studyReport: (tenantId: string, studyId: string) => `tenants/${tenantId}/studies/${studyId}/report.tar`,
   healthThumbnail: (tenantId: string, jobId: string, sampleIndex: number) =>
     `tenants/${tenantId}/jobs/${jobId}/health/thumbnails/${sampleIndex}.png`,

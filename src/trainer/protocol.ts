@@ -13,7 +13,8 @@ export interface RunSpec {
   jobId?: string | null;
   method: Method;
   architecture?: Architecture;
-  data: { train: string; holdout: string; test: string; asrTest?: string | null };
+  /** initModel: the directory of the model a post-training defense or an evaluation starts from. */
+  data: { train: string; holdout: string; test: string; asrTest?: string | null; initModel?: string | null };
   attack?: { name: string; target: number; params?: Record<string, unknown> } | null;
   target?: number | null;
   hyperparameters?: Record<string, number | string | boolean | null>;

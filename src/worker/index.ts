@@ -4,6 +4,7 @@ import type { DatasetProcessor } from "../datasets/processing.ts";
 import type { JobExecution } from "../jobs/execution.ts";
 import type { WorkerRegistry } from "../jobs/workers.ts";
 import { createLogger, type Logger } from "../log.ts";
+import type { ModelService } from "../models/service.ts";
 import type { JobQueue } from "../queue/job-queue.ts";
 import { describeDevice } from "../trainer/device.ts";
 import { WorkerMetrics } from "./metrics.ts";
@@ -23,6 +24,8 @@ export interface RunningWorker {
 export interface WorkerServices {
   execution: JobExecution;
   datasets: DatasetProcessor;
+  /** Checks uploaded models (queue `poison`). */
+  models: ModelService;
   /** Where the worker says which queues it serves (a launch nobody can serve is refused). */
   workers: WorkerRegistry;
 }
@@ -85,7 +88,13 @@ export async function startWorker(
   }
   const every = config.worker.pollingIntervalSeconds;
   for (const q of queues) {
-    if (q === "ingest" || q === "poison") await queue.work(q, every, (m) => datasets.handle(m, runner.name));
+    if (q === "poison")
+      await queue.work(q, every, (m) =>
+        "modelId" in m
+          ? services.models.validate(m.modelId, `${config.dataDir}/scratch`, config.python)
+          : datasets.handle(m, runner.name),
+      );
+    else if (q === "ingest") await queue.work(q, every, (m) => datasets.handle(m, runner.name));
     else await queue.work(q, every, (m) => runner.handle(m));
   }
   // Registered once it takes work; the registry's heartbeat rides on the reaper's timer.

@@ -51,7 +51,12 @@ describe("/metrics for Prometheus", () => {
 
       const worker = await startWorker(
         { ...app.config, worker: { ...app.config.worker, queues: ["cpu"], metricsPort: 0 } },
-        { execution: app.execution, datasets: app.datasetProcessor, workers: app.workers },
+        {
+          execution: app.execution,
+          datasets: app.datasetProcessor,
+          models: app.models,
+          workers: app.workers,
+        },
         app.queue,
         "measured",
       );

@@ -48,7 +48,7 @@ function launch(
 function inProcessWorker(app: TestApp, queue: QueueName, name: string) {
   return startWorker(
     { ...app.config, worker: { ...app.config.worker, queues: [queue] } },
-    { execution: app.execution, datasets: app.datasetProcessor, workers: app.workers },
+    { execution: app.execution, datasets: app.datasetProcessor, models: app.models, workers: app.workers },
     app.queue,
     name,
   );

@@ -28,7 +28,12 @@ describe("abuse: a worker killed mid-poisoning (case 2)", () => {
       });
       const ingester = await startWorker(
         { ...app.config, worker: { ...app.config.worker, queues: ["ingest"] } },
-        { execution: app.execution, datasets: app.datasetProcessor, workers: app.workers },
+        {
+          execution: app.execution,
+          datasets: app.datasetProcessor,
+          models: app.models,
+          workers: app.workers,
+        },
         app.queue,
         "ingester",
       );
@@ -72,7 +77,12 @@ describe("abuse: a worker killed mid-poisoning (case 2)", () => {
       process.kill(-(victim.pid as number), "SIGKILL");
       const rescuer = await startWorker(
         { ...app.config, worker: { ...app.config.worker, queues: ["poison"] } },
-        { execution: app.execution, datasets: app.datasetProcessor, workers: app.workers },
+        {
+          execution: app.execution,
+          datasets: app.datasetProcessor,
+          models: app.models,
+          workers: app.workers,
+        },
         app.queue,
         "rescuer",
       );

@@ -10,6 +10,7 @@ import type {
   SuspiciousRow,
 } from "../../jobs/service.ts";
 import type { StudyRow } from "../../jobs/studies.ts";
+import type { ModelRow } from "../../models/service.ts";
 import type { AuditRow } from "../../tenants/audit.ts";
 import type { ApiKeyRow } from "../../tenants/service.ts";
 import { eventBody } from "../../webhooks/dispatcher.ts";
@@ -124,6 +125,11 @@ export const resolvers = {
         first,
       );
     },
+    model: (_p, a: { id: string }, ctx) => ctx.models.get(ctx.tenant.id, a.id),
+    models: async (_p, a: { first?: number; after?: string }, ctx) => {
+      const first = pageSize(a.first);
+      return connection(await ctx.models.list(ctx.tenant.id, { first, after: decodeCursor(a.after) }), first);
+    },
     webhooks: (_p, _a, ctx) => ctx.webhooks.list(ctx.tenant.id),
     webhook: (_p, a: { id: string }, ctx) => ctx.webhooks.get(ctx.tenant.id, a.id),
     methods: (_p, _a, ctx) =>
@@ -163,6 +169,12 @@ export const resolvers = {
       cancelJob: (_p, a: { id: string }, ctx) => ctx.jobs.cancel(ctx.tenant.id, a.id),
       retryJob: (_p, a: { id: string }, ctx) => ctx.jobs.retry(ctx.tenant.id, a.id),
       deleteJob: (_p, a: { id: string }, ctx) => ctx.jobs.delete(ctx.tenant.id, a.id),
+      createModelUpload: (_p, a: { input: Parameters<Context["models"]["createUpload"]>[1] }, ctx) =>
+        ctx.models.createUpload(ctx.tenant.id, a.input),
+      completeModelUpload: (_p, a: { id: string }, ctx) => ctx.models.complete(ctx.tenant.id, a.id),
+      deleteModel: (_p, a: { id: string }, ctx) => ctx.models.delete(ctx.tenant.id, a.id),
+      evaluateModel: (_p, a: { input: Parameters<Context["jobs"]["evaluate"]>[1] }, ctx) =>
+        ctx.jobs.evaluate(ctx.tenant.id, a.input),
       createWebhook: (_p, a: { input: { url: string; events: WebhookEvent[] } }, ctx) =>
         ctx.webhooks.create(ctx.tenant.id, a.input),
       rotateWebhookSecret: (_p, a: { id: string }, ctx) => ctx.webhooks.rotate(ctx.tenant.id, a.id),
@@ -329,6 +341,16 @@ export const resolvers = {
           : null;
       },
     }),
+  },
+  Model: {
+    numClasses: (m: ModelRow) => m.num_classes,
+    classNames: (m: ModelRow) => m.class_names,
+    dtype: (m: ModelRow) => ({ F32: "FLOAT32", F16: "FLOAT16", BF16: "BFLOAT16" })[m.dtype],
+    failureCode: (m: ModelRow) => failureCode(m.failure_reason),
+    failureReason: (m: ModelRow) => m.failure_reason,
+    sizeBytes: (m: ModelRow) => Number(m.size_bytes),
+    parameters: (m: ModelRow) => (m.parameters === null ? null : Number(m.parameters)),
+    createdAt: (m: ModelRow) => m.created_at,
   },
   Webhook: {
     createdAt: (w: WebhookRow) => w.created_at,

@@ -105,6 +105,22 @@ export type CreateDatasetUploadInput = {
   sizeBytes?: InputMaybe<Scalars['Float']['input']>;
 };
 
+export type CreateModelUploadInput = {
+  /** A catalog architecture (methods and the README list them). */
+  architecture: Scalars['String']['input'];
+  classNames?: InputMaybe<Array<Scalars['String']['input']>>;
+  /** The floating-point tensors' dtype in the file. */
+  dtype: ModelDtype;
+  inputShape: ModelInputShapeInput;
+  name: Scalars['String']['input'];
+  numClasses: Scalars['Int']['input'];
+  preprocessing?: InputMaybe<PreprocessingInput>;
+  sha256: Scalars['String']['input'];
+  sizeBytes: Scalars['Float']['input'];
+  /** WRN only: the block the stem ends with (4, 5 or 6; default 5), which decides the tensor names. */
+  stemEndBlock?: InputMaybe<Scalars['Int']['input']>;
+};
+
 export type CreateWebhookInput = {
   events: Array<WebhookEvent>;
   url: Scalars['String']['input'];
@@ -260,6 +276,18 @@ export type DeliveryStatus =
   /** Not delivered yet: waiting for its first attempt or a retry (exponential backoff). */
   | 'PENDING';
 
+export type EvaluateModelInput = {
+  asrTestDatasetId?: InputMaybe<Scalars['ID']['input']>;
+  externalId?: InputMaybe<Scalars['String']['input']>;
+  idempotencyKey: Scalars['String']['input'];
+  initJobId?: InputMaybe<Scalars['ID']['input']>;
+  labels?: InputMaybe<Scalars['JSON']['input']>;
+  modelId?: InputMaybe<Scalars['ID']['input']>;
+  resources?: InputMaybe<ResourcesInput>;
+  target?: InputMaybe<Scalars['Int']['input']>;
+  testDatasetId: Scalars['ID']['input'];
+};
+
 /** Is the training set poisoned, towards which class, and which samples. */
 export type Health = {
   __typename?: 'Health';
@@ -368,6 +396,7 @@ export type LaunchStudyInput = {
 };
 
 export type LaunchTrainingInput = {
+  /** Default: the starting model's (modelId, initJobId), else wrn16-1. */
   architecture?: InputMaybe<Scalars['String']['input']>;
   asrTestDatasetId?: InputMaybe<Scalars['ID']['input']>;
   attack?: InputMaybe<JobAttackInput>;
@@ -376,9 +405,16 @@ export type LaunchTrainingInput = {
   holdoutDatasetId: Scalars['ID']['input'];
   hyperparameters?: InputMaybe<Scalars['JSON']['input']>;
   idempotencyKey: Scalars['String']['input'];
+  /** Post-training defenses: start from the model an earlier SUCCEEDED job produced. */
+  initJobId?: InputMaybe<Scalars['ID']['input']>;
   /** The platform's own labels, string to string (at most 32; keys of letters, digits, '.', '_', '/', '-'), found again with jobs(filter: {labels}). */
   labels?: InputMaybe<Scalars['JSON']['input']>;
   method: Scalars['String']['input'];
+  /**
+   * Post-training defenses (FINE_PRUNING, NAD, I_BAU, ANP): start from this READY uploaded model
+   * instead of training a backdoored one first (pretrainEpochs is then unused).
+   */
+  modelId?: InputMaybe<Scalars['ID']['input']>;
   resources?: InputMaybe<ResourcesInput>;
   seed?: InputMaybe<Scalars['Int']['input']>;
   target?: InputMaybe<Scalars['Int']['input']>;
@@ -414,15 +450,81 @@ export type Metrics = {
   stage1Ca?: Maybe<Scalars['Float']['output']>;
 };
 
+export type Model = {
+  __typename?: 'Model';
+  architecture: Scalars['String']['output'];
+  channels: Scalars['Int']['output'];
+  classNames?: Maybe<Array<Scalars['String']['output']>>;
+  createdAt: Scalars['DateTime']['output'];
+  dtype: ModelDtype;
+  /** Machine-readable reason when FAILED: SHA256_MISMATCH or MODEL_MISMATCH (the tensors that differ are named). */
+  failureCode?: Maybe<Scalars['String']['output']>;
+  failureReason?: Maybe<Scalars['String']['output']>;
+  height: Scalars['Int']['output'];
+  id: Scalars['ID']['output'];
+  name: Scalars['String']['output'];
+  numClasses: Scalars['Int']['output'];
+  parameters?: Maybe<Scalars['Float']['output']>;
+  preprocessing?: Maybe<Scalars['JSON']['output']>;
+  sha256: Scalars['String']['output'];
+  sizeBytes: Scalars['Float']['output'];
+  status: ModelStatus;
+  /** Tensors and parameters, once checked. */
+  tensors?: Maybe<Scalars['Int']['output']>;
+  width: Scalars['Int']['output'];
+};
+
+export type ModelConnection = {
+  __typename?: 'ModelConnection';
+  edges: Array<ModelEdge>;
+  pageInfo: PageInfo;
+};
+
+export type ModelDtype =
+  | 'BFLOAT16'
+  | 'FLOAT16'
+  | 'FLOAT32';
+
+export type ModelEdge = {
+  __typename?: 'ModelEdge';
+  cursor: Scalars['String']['output'];
+  node: Model;
+};
+
+export type ModelInputShapeInput = {
+  channels: Scalars['Int']['input'];
+  height: Scalars['Int']['input'];
+  width: Scalars['Int']['input'];
+};
+
+export type ModelStatus =
+  | 'AWAITING_UPLOAD'
+  | 'FAILED'
+  | 'READY'
+  | 'VALIDATING';
+
+export type ModelUpload = {
+  __typename?: 'ModelUpload';
+  model: Model;
+  upload: UploadTarget;
+};
+
 export type Mutation = {
   __typename?: 'Mutation';
   cancelJob: TrainingJob;
   /** Cancels every live job of the study; it ends CANCELLED once they have stopped. */
   cancelStudy: Study;
   completeDatasetUpload: Dataset;
+  /** The file is uploaded: a worker checks it tensor by tensor (VALIDATING, then READY or FAILED). */
+  completeModelUpload: Model;
   /** A new key for the caller's tenant; with expiresAt it stops working then. */
   createApiKey: CreatedApiKey;
   createDatasetUpload: DatasetUpload;
+  /**
+   * Bring your own model: declare a safetensors file of a catalog architecture (its tensor names,
+   * e.g. as trapdoor exports them), PUT it to the returned URL, then completeModelUpload.
+   */
+  createModelUpload: ModelUpload;
   /**
    * A webhook: every event named is POSTed to url, signed (header trapdoor-signature,
    * t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">) with a trapdoor-delivery-id header for
@@ -433,7 +535,13 @@ export type Mutation = {
   deleteDataset: Scalars['Boolean']['output'];
   /** Deletes a finished job with its artifacts and checkpoint (CONFLICT while it is live: cancel it first). */
   deleteJob: Scalars['Boolean']['output'];
+  deleteModel: Scalars['Boolean']['output'];
   deleteWebhook: Scalars['Boolean']['output'];
+  /**
+   * Measure a model (modelId: uploaded; initJobId: an earlier job's) on a TEST set: an EVALUATE job
+   * whose metrics hold ca, asr (with an ASR test set and its target) and perClassAccuracy.
+   */
+  evaluateModel: TrainingJob;
   /**
    * Compare defenses in one call: every method x seed as a job on the same data, through the queue
    * (each counts toward the tenant's live-job cap; at most TRAPDOOR_MAX_STUDY_JOBS per study).
@@ -474,6 +582,11 @@ export type MutationCompleteDatasetUploadArgs = {
 };
 
 
+export type MutationCompleteModelUploadArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
 export type MutationCreateApiKeyArgs = {
   expiresAt?: InputMaybe<Scalars['DateTime']['input']>;
   name: Scalars['String']['input'];
@@ -482,6 +595,11 @@ export type MutationCreateApiKeyArgs = {
 
 export type MutationCreateDatasetUploadArgs = {
   input: CreateDatasetUploadInput;
+};
+
+
+export type MutationCreateModelUploadArgs = {
+  input: CreateModelUploadInput;
 };
 
 
@@ -500,8 +618,18 @@ export type MutationDeleteJobArgs = {
 };
 
 
+export type MutationDeleteModelArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
 export type MutationDeleteWebhookArgs = {
   id: Scalars['ID']['input'];
+};
+
+
+export type MutationEvaluateModelArgs = {
+  input: EvaluateModelInput;
 };
 
 
@@ -564,6 +692,12 @@ export type PoisonDatasetPayload = {
   dataset: Dataset;
 };
 
+/** Per-channel normalisation the model was trained with: it is given (x - mean) / std of images in [0,1]. */
+export type PreprocessingInput = {
+  mean: Array<Scalars['Float']['input']>;
+  std: Array<Scalars['Float']['input']>;
+};
+
 export type Progress = {
   __typename?: 'Progress';
   epoch?: Maybe<Scalars['Int']['output']>;
@@ -583,6 +717,9 @@ export type Query = {
   jobs: TrainingJobConnection;
   /** Defense methods with their hyper-parameters and defaults, read from the trainer. */
   methods: Array<Method>;
+  model?: Maybe<Model>;
+  /** The tenant's uploaded models, newest first. */
+  models: ModelConnection;
   /** The tenant's comparison studies, newest first. */
   studies: StudyConnection;
   study?: Maybe<Study>;
@@ -617,6 +754,17 @@ export type QueryJobsArgs = {
   first?: InputMaybe<Scalars['Int']['input']>;
   method?: InputMaybe<Scalars['String']['input']>;
   status?: InputMaybe<JobStatus>;
+};
+
+
+export type QueryModelArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+export type QueryModelsArgs = {
+  after?: InputMaybe<Scalars['String']['input']>;
+  first?: InputMaybe<Scalars['Int']['input']>;
 };
 
 
