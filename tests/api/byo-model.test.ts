@@ -95,7 +95,7 @@ describe("bring your own model", () => {
       },
     );
     assert.equal(res.errors, undefined, JSON.stringify(res.errors));
-    const { model, upload } = res.data?.createModelUpload as {
+    const { model, upload } = (res.data as NonNullable<typeof res.data>).createModelUpload as {
       model: { id: string };
       upload: { url: string; method: string; headers: Record<string, string> };
     };
@@ -212,7 +212,7 @@ describe("bring your own model", () => {
       "the same CA as the job that trained it",
     );
     assert.ok(Math.abs((evaluated.metrics?.asr ?? -1) - (trained.metrics?.asr ?? -2)) < 1e-6);
-    assert.equal((evaluated.metrics?.all.perClassAccuracy as number[]).length, 4);
+    assert.equal((evaluated.metrics?.all as { perClassAccuracy: number[] }).perClassAccuracy.length, 4);
     assert.deepEqual(evaluated.artifacts, []);
   });
 
