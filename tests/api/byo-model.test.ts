@@ -212,7 +212,7 @@ describe("bring your own model", () => {
       "the same CA as the job that trained it",
     );
     assert.ok(Math.abs((evaluated.metrics?.asr ?? -1) - (trained.metrics?.asr ?? -2)) < 1e-6);
-    assert.equal((evaluated.metrics?.all as { perClassAccuracy: number[] }).perClassAccuracy.length, 4);
+    assert.equal((evaluated.metrics as { all: { perClassAccuracy: number[] } }).all.perClassAccuracy.length, 4);
     assert.deepEqual(evaluated.artifacts, []);
   });
 
