@@ -212,7 +212,8 @@ describe("bring your own model", () => {
       "the same CA as the job that trained it",
     );
     assert.ok(Math.abs((evaluated.metrics?.asr ?? -1) - (trained.metrics?.asr ?? -2)) < 1e-6);
-    assert.equal((evaluated.metrics as { all: { perClassAccuracy: number[] } }).all.perClassAccuracy.length, 4);
+    const perClass = evaluated.metrics?.all.perClassAccuracy as number[] | undefined;
+    assert.equal(perClass?.length, 4);
     assert.deepEqual(evaluated.artifacts, []);
   });
 
