@@ -32,10 +32,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 _JOB_FIELDS = """id method architecture status attempt labels externalId
   progress { stage epoch epochs fraction imagesPerSecond }
-  metrics { asr ca mse stage1Asr stage1Ca }
+  metrics { asr ca mse stage1Asr stage1Ca all }
   error { code message }
   artifacts { kind format sizeBytes sha256 }"""
 _DATASET_FIELDS = "id name role format status failureCode failureReason count height width channels numClasses"
+_MODEL_FIELDS = "id name architecture status failureCode failureReason tensors parameters dtype"
 
 
 class TrapdoorError(Exception):
@@ -243,6 +244,70 @@ class Trapdoor:
             raise TrapdoorError(f"{out.name}: sha256 mismatch after download", "CORRUPT_DOWNLOAD")
         partial.replace(out)
         return out
+
+    # -- models brought by their users ---------------------------------------------------------
+
+    def upload_model(
+        self,
+        path: PathLike,
+        name: str,
+        architecture: str,
+        input_shape: tuple,
+        num_classes: int,
+        dtype: str = "FLOAT32",
+        preprocessing: Optional[Mapping[str, list]] = None,
+        wait: bool = True,
+        **fields: Any,
+    ) -> dict:
+        """Upload a safetensors file of a catalog architecture (`input_shape` = (height, width,
+        channels); `preprocessing` = {"mean": [...], "std": [...]} when it was trained on normalised
+        input). With `wait`, returned READY once a worker has checked it (TrapdoorError with its
+        failure code, e.g. MODEL_MISMATCH naming the tensors, when it FAILED)."""
+        file = Path(path)
+        height, width, channels = input_shape
+        spec: dict[str, Any] = {
+            "name": name, "architecture": architecture, "inputShape": {"height": height, "width": width, "channels": channels},
+            "numClasses": num_classes, "dtype": dtype, "sizeBytes": file.stat().st_size, "sha256": _sha256(file), **fields,
+        }
+        if preprocessing is not None:
+            spec["preprocessing"] = dict(preprocessing)
+        created = self.graphql(
+            "mutation($input: CreateModelUploadInput!) { createModelUpload(input: $input) { model { id } upload { part url method headers } } }",
+            {"input": spec},
+            retry=False,
+        )["createModelUpload"]
+        self._put(created["upload"], file)
+        model_id = created["model"]["id"]
+        self.graphql("mutation($id: ID!) { completeModelUpload(id: $id) { id } }", {"id": model_id})
+        return self.wait_for_model(model_id) if wait else self.model(model_id)
+
+    def model(self, model_id: str) -> Optional[dict]:
+        return self.graphql(f"query($id: ID!) {{ model(id: $id) {{ {_MODEL_FIELDS} }} }}", {"id": model_id})["model"]
+
+    def wait_for_model(self, model_id: str, poll_seconds: float = 1.0, timeout: Optional[float] = None) -> dict:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            model = self.model(model_id)
+            if model is None:
+                raise TrapdoorError(f"model {model_id} does not exist", "NOT_FOUND")
+            if model["status"] == "READY":
+                return model
+            if model["status"] == "FAILED":
+                raise TrapdoorError(model.get("failureReason") or "the model FAILED", model.get("failureCode") or "FAILED")
+            if deadline is not None and time.monotonic() > deadline:
+                raise TrapdoorError(f"model {model_id} is still {model['status']}", "TIMEOUT")
+            time.sleep(poll_seconds)
+
+    def evaluate_model(self, test: str, model: Optional[str] = None, init_job: Optional[str] = None, asr_test: Optional[str] = None,
+                       target: Optional[int] = None, idempotency_key: Optional[str] = None, **fields: Any) -> dict:
+        """evaluateModel: an EVALUATE job of an uploaded model (or an earlier job's, `init_job`) on a
+        TEST set; its metrics hold ca, asr and all.perClassAccuracy once it SUCCEEDED."""
+        spec = {"testDatasetId": test, "idempotencyKey": idempotency_key or str(uuid.uuid4()), **fields}
+        for key, value in (("modelId", model), ("initJobId", init_job), ("asrTestDatasetId", asr_test), ("target", target)):
+            if value is not None:
+                spec[key] = value
+        query = f"mutation($input: EvaluateModelInput!) {{ evaluateModel(input: $input) {{ {_JOB_FIELDS} }} }}"
+        return self.graphql(query, {"input": spec})["evaluateModel"]
 
     # -- health, scans and sanitized datasets -----------------------------------------------------
 

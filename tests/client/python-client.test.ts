@@ -106,6 +106,30 @@ print([a["sha256"] for a in job["artifacts"] if a["format"] == "onnx"][0])`,
     assert.equal(npz.readUInt32LE(0), 0x04034b50); // a zip: np.load reads it (tests/api/health-scan.test.ts)
   });
 
+  it("runs the README's bring-your-own-model walkthrough: upload, evaluate, ANP, download", async () => {
+    const dataDir = dirname(data.train as string);
+    // A model "trained elsewhere": a no-defense job's weights, saved as the user would have them.
+    const elsewhere = await runPython(
+      `import os, sys
+sys.path.insert(0, "clients/python")
+from trapdoor_client import Trapdoor
+td = Trapdoor(os.environ["TRAPDOOR_ENDPOINT"], os.environ["TRAPDOOR_KEY"])
+data = os.environ["DATA_DIR"]
+ids = {r: td.upload_dataset(r, r.upper(), "NPY_PAIR", {p: f"{data}/{r}/{p}.npy" for p in ("images", "labels")})["id"] for r in ("train", "holdout", "test")}
+job = td.wait_for_job(td.launch_training(method="NO_DEFENSE", architecture="small-cnn", hyperparameters={"epochs": 2}, **ids)["id"], poll_seconds=1)
+td.download(job["id"], f"{data}/mine.safetensors", format="safetensors")`,
+      { DATA_DIR: dataDir },
+    );
+    assert.equal(elsewhere.status, 0, elsewhere.stderr);
+    const run = await runPython(readmeExample("python-byo-example"), { DATA_DIR: dataDir });
+    assert.equal(run.status, 0, run.stderr);
+    const out = JSON.parse(run.stdout.trim().split("\n").at(-1) as string);
+    assert.deepEqual([out.model, out.status], ["READY", "SUCCEEDED"]);
+    assert.equal(out.before.all.perClassAccuracy.length, 4);
+    assert.equal(out.after.all.timings.pretrainSeconds, 0);
+    assert.ok(readFileSync(join(dataDir, "defended.onnx")).length > 1000);
+  });
+
   it("raises TrapdoorError with the API's code and field", async () => {
     const run = await runPython(`import json, os, sys
 sys.path.insert(0, "clients/python")
