@@ -150,17 +150,22 @@ class Trapdoor:
         return self.graphql(f"query($id: ID!) {{ dataset(id: $id) {{ {_DATASET_FIELDS} }} }}", {"id": dataset_id})["dataset"]
 
     def wait_for_dataset(self, dataset_id: str, poll_seconds: float = 1.0, timeout: Optional[float] = None) -> dict:
+        return self._wait_ready("dataset", self.dataset, dataset_id, poll_seconds, timeout)
+
+    @staticmethod
+    def _wait_ready(what: str, read, item_id: str, poll_seconds: float, timeout: Optional[float]) -> dict:
+        """Poll `read(item_id)` until READY (returned) or FAILED (TrapdoorError with its failure code)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            dataset = self.dataset(dataset_id)
-            if dataset is None:
-                raise TrapdoorError(f"dataset {dataset_id} does not exist", "NOT_FOUND")
-            if dataset["status"] == "READY":
-                return dataset
-            if dataset["status"] == "FAILED":
-                raise TrapdoorError(dataset.get("failureReason") or "the dataset FAILED", dataset.get("failureCode") or "FAILED")
+            item = read(item_id)
+            if item is None:
+                raise TrapdoorError(f"{what} {item_id} does not exist", "NOT_FOUND")
+            if item["status"] == "READY":
+                return item
+            if item["status"] == "FAILED":
+                raise TrapdoorError(item.get("failureReason") or f"the {what} FAILED", item.get("failureCode") or "FAILED")
             if deadline is not None and time.monotonic() > deadline:
-                raise TrapdoorError(f"dataset {dataset_id} is still {dataset['status']}", "TIMEOUT")
+                raise TrapdoorError(f"{what} {item_id} is still {item['status']}", "TIMEOUT")
             time.sleep(poll_seconds)
 
     # -- jobs ------------------------------------------------------------------------------------
@@ -285,18 +290,7 @@ class Trapdoor:
         return self.graphql(f"query($id: ID!) {{ model(id: $id) {{ {_MODEL_FIELDS} }} }}", {"id": model_id})["model"]
 
     def wait_for_model(self, model_id: str, poll_seconds: float = 1.0, timeout: Optional[float] = None) -> dict:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            model = self.model(model_id)
-            if model is None:
-                raise TrapdoorError(f"model {model_id} does not exist", "NOT_FOUND")
-            if model["status"] == "READY":
-                return model
-            if model["status"] == "FAILED":
-                raise TrapdoorError(model.get("failureReason") or "the model FAILED", model.get("failureCode") or "FAILED")
-            if deadline is not None and time.monotonic() > deadline:
-                raise TrapdoorError(f"model {model_id} is still {model['status']}", "TIMEOUT")
-            time.sleep(poll_seconds)
+        return self._wait_ready("model", self.model, model_id, poll_seconds, timeout)
 
     def evaluate_model(self, test: str, model: Optional[str] = None, init_job: Optional[str] = None, asr_test: Optional[str] = None,
                        target: Optional[int] = None, idempotency_key: Optional[str] = None, **fields: Any) -> dict:

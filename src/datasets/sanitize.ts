@@ -2,9 +2,8 @@
  * sanitizeDataset's request half: check the job, its health report and the policy, and create
  * the new TRAIN dataset (VALIDATING) that a worker then builds (sanitize-run.ts).
  */
-import { randomUUID } from "node:crypto";
 import type { DataSource } from "typeorm";
-import { type DatasetRow, type DerivedFrom, getDataset, insertDataset } from "../db/datasets.ts";
+import { type DatasetRow, type DerivedFrom, getDataset, insertDerivedDataset } from "../db/datasets.ts";
 import { healthOf } from "../db/job-health.ts";
 import { artifactsOf } from "../db/job-outputs.ts";
 import { getJob } from "../db/jobs.ts";
@@ -86,15 +85,10 @@ export async function requestSanitize(
       channels: source.channels ?? 0,
     });
     await deps.quotas.reserve(tx, tenantId, { datasets: 1, bytes });
-    return insertDataset(tx, {
-      id: randomUUID(),
+    return insertDerivedDataset(tx, {
       tenantId,
       name: input.name ?? `${source.name} (sanitized)`,
       role: "TRAIN",
-      format: "CANONICAL",
-      status: "VALIDATING",
-      parts: [],
-      sizeBytes: 0,
       classNames: source.class_names,
       sourceId: source.id,
       derivedFrom,

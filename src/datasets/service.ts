@@ -7,6 +7,7 @@ import {
   getDataset,
   getDatasets,
   insertDataset,
+  insertDerivedDataset,
   listDatasets,
   setDatasetStatus,
   softDeleteDataset,
@@ -284,29 +285,19 @@ export class DatasetService {
         bytes: decodedSize(source) + (test ? decodedSize(test) : 0),
       });
       const asrRow = test
-        ? await insertDataset(tx, {
-            id: randomUUID(),
+        ? await insertDerivedDataset(tx, {
             tenantId,
             name: `${test.name} + ${input.attack.name} (ASR)`,
             role: "ASR_TEST",
-            format: "CANONICAL",
-            status: "VALIDATING",
-            parts: [],
-            sizeBytes: 0,
             classNames: test.class_names,
             poison: record,
             sourceId: test.id,
           })
         : null;
-      const trainRow = await insertDataset(tx, {
-        id: randomUUID(),
+      const trainRow = await insertDerivedDataset(tx, {
         tenantId,
         name: input.name ?? `${source.name} + ${input.attack.name}`,
         role: "TRAIN",
-        format: "CANONICAL",
-        status: "VALIDATING",
-        parts: [],
-        sizeBytes: 0,
         classNames: source.class_names,
         poison: record,
         sourceId: source.id,

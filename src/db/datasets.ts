@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { isUuid } from "../input-limits.ts";
 import { atomically, type Queryable, sql } from "./sql.ts";
 import { recordEvent } from "./webhooks.ts";
@@ -247,6 +248,30 @@ export async function markDatasetReady(
     const row = rows[0];
     if (row) await recordEvent(tx, row.tenant_id, "DATASET_READY", { dataset: datasetEventData(row) });
     return row !== undefined;
+  });
+}
+
+/** A dataset this service derives from another (poisoned, its ASR set, sanitized): CANONICAL, VALIDATING, built on a worker. */
+export function insertDerivedDataset(
+  db: Queryable,
+  row: {
+    tenantId: string;
+    name: string;
+    role: DatasetRole;
+    classNames: string[] | null;
+    sourceId: string;
+    poison?: unknown;
+    asrDatasetId?: string | null;
+    derivedFrom?: DerivedFrom | null;
+  },
+): Promise<DatasetRow> {
+  return insertDataset(db, {
+    ...row,
+    id: randomUUID(),
+    format: "CANONICAL",
+    status: "VALIDATING",
+    parts: [],
+    sizeBytes: 0,
   });
 }
 
