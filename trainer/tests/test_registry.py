@@ -49,7 +49,8 @@ def test_register_decorates_gets_and_lists_by_order_then_name():
 def test_the_three_registries_find_their_modules():
     assert METHODS.names()[:2] == ["TRAP_AND_REPLACE", "NO_DEFENSE"]
     assert isinstance(METHODS.get("TRAP_AND_REPLACE"), MethodInfo) and METHODS.get("TRAP_AND_REPLACE").run is tnr.run
-    assert set(methods()) == set(METHODS) and len(METHODS) == 8
+    assert set(methods()) == set(METHODS) and len(METHODS) == 10
+    assert METHODS.names()[-2:] == ["SCAN", "EVALUATE"]  # the two that train no defended model list last
     assert ATTACKS.names() == [a.name for a in list_attacks()]
     assert ATTACKS.names()[-4:] == ["sig", "lcba", "lba", "custom"]
     assert list(ARCHITECTURES) == ["wrn16-1", "resnet18", "resnet34", "small-cnn"]
