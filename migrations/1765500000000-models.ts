@@ -29,6 +29,8 @@ export class Models1765500000000 implements MigrationInterface {
       failure_reason text,
       tensors integer,
       parameters bigint,
+      processing_attempt integer NOT NULL DEFAULT 0,
+      heartbeat_at timestamptz,
       created_at timestamptz NOT NULL DEFAULT now(),
       deleted_at timestamptz)`);
     await db.query("CREATE INDEX models_tenant_created ON models (tenant_id, created_at DESC, id DESC) WHERE deleted_at IS NULL");

@@ -24,13 +24,24 @@ export interface ModelRow {
   failure_reason: string | null;
   tensors: number | null;
   parameters: string | null;
+  /** Which check attempt holds the model (0: none yet), and when its worker last said so. */
+  processing_attempt: number;
+  heartbeat_at: Date | null;
   created_at: Date;
   deleted_at: Date | null;
 }
 
 export type NewModel = Omit<
   ModelRow,
-  "status" | "failure_reason" | "tensors" | "parameters" | "created_at" | "deleted_at" | "size_bytes"
+  | "status"
+  | "failure_reason"
+  | "tensors"
+  | "parameters"
+  | "created_at"
+  | "deleted_at"
+  | "size_bytes"
+  | "processing_attempt"
+  | "heartbeat_at"
 > & {
   size_bytes: number;
 };
@@ -96,7 +107,8 @@ export async function setModelStatus(
 ): Promise<boolean> {
   const rows = await sql(
     db,
-    `UPDATE models SET status = $2, failure_reason = $3, tensors = COALESCE($4, tensors), parameters = COALESCE($5, parameters)
+    `UPDATE models SET status = $2, failure_reason = $3, tensors = COALESCE($4, tensors), parameters = COALESCE($5, parameters),
+       heartbeat_at = CASE WHEN $2 = 'VALIDATING' THEN now() ELSE heartbeat_at END
      WHERE id = $1 AND status = ANY($6) AND deleted_at IS NULL RETURNING id`,
     [id, to, patch.failureReason ?? null, patch.tensors ?? null, patch.parameters ?? null, from],
   );
@@ -120,4 +132,33 @@ export async function modelAwaitingUpload(db: Queryable, key: string): Promise<b
     [key],
   );
   return rows.length > 0;
+}
+
+/** Take a VALIDATING model for check attempt `attempt` (only the next one: a duplicate message claims nothing). */
+export async function claimModel(db: Queryable, id: string, attempt: number): Promise<ModelRow | null> {
+  const rows = await sql<ModelRow>(
+    db,
+    `UPDATE models SET processing_attempt = $2, heartbeat_at = now()
+     WHERE id = $1 AND status = 'VALIDATING' AND processing_attempt = $2 - 1 AND deleted_at IS NULL RETURNING *`,
+    [id, attempt],
+  );
+  return rows[0] ?? null;
+}
+
+export async function modelHeartbeat(db: Queryable, id: string, attempt: number): Promise<void> {
+  await sql(
+    db,
+    "UPDATE models SET heartbeat_at = now() WHERE id = $1 AND processing_attempt = $2 AND status = 'VALIDATING'",
+    [id, attempt],
+  );
+}
+
+/** Models whose check nobody is running: VALIDATING with no heartbeat for `staleAfterSeconds`. */
+export function staleModels(db: Queryable, staleAfterSeconds: number): Promise<ModelRow[]> {
+  return sql<ModelRow>(
+    db,
+    `SELECT * FROM models WHERE status = 'VALIDATING' AND deleted_at IS NULL
+       AND heartbeat_at < now() - make_interval(secs => $1) LIMIT 100`,
+    [staleAfterSeconds],
+  );
 }

@@ -9,13 +9,16 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { DataSource } from "typeorm";
 import {
+  claimModel,
   getModel,
   insertModel,
   listModels,
   type ModelRow,
   modelAwaitingUpload,
+  modelHeartbeat,
   setModelStatus,
   softDeleteModel,
+  staleModels,
 } from "../db/models.ts";
 import { transaction } from "../db/sql.ts";
 import { badInput, notFound, precondition } from "../errors.ts";
@@ -32,6 +35,7 @@ export type { ModelRow };
 export const MODEL_DTYPES = { FLOAT32: "F32", FLOAT16: "F16", BFLOAT16: "BF16" } as const;
 export type ModelDtype = keyof typeof MODEL_DTYPES;
 const UPLOAD_URL_SECONDS = 900;
+export const MAX_CHECK_ATTEMPTS = 3;
 const MAX_SIDE = 4096;
 const MAX_CLASSES = 100_000;
 
@@ -159,13 +163,24 @@ export class ModelService {
     return true;
   }
 
-  /** A worker's check of an uploaded model (queue `poison`, message {modelId}). */
-  async validate(modelId: string, scratchDir: string, python?: string): Promise<void> {
-    const model = await getModel(this.db, null, modelId);
-    if (model?.status !== "VALIDATING") return;
-    const dir = join(scratchDir, `model-${modelId}`);
+  /**
+   * A worker's check of an uploaded model (queue `poison`, message {modelId, attempt}), with a
+   * heartbeat while it runs; a worker lost meanwhile is noticed by reapStale.
+   */
+  async validate(
+    message: { modelId: string; attempt: number },
+    scratchDir: string,
+    opts: { python?: string; heartbeatSeconds?: number } = {},
+  ): Promise<void> {
+    const model = await claimModel(this.db, message.modelId, message.attempt);
+    if (!model) return;
+    const beat = setInterval(
+      () => modelHeartbeat(this.db, model.id, message.attempt).catch(() => {}),
+      (opts.heartbeatSeconds ?? 5) * 1000,
+    );
+    const dir = join(scratchDir, `model-${model.id}-${message.attempt}`);
     const fail = (reason: string) =>
-      setModelStatus(this.db, modelId, ["VALIDATING"], "FAILED", { failureReason: reason });
+      setModelStatus(this.db, model.id, ["VALIDATING"], "FAILED", { failureReason: reason });
     try {
       await mkdir(dir, { recursive: true });
       const file = join(dir, "model.safetensors");
@@ -176,21 +191,42 @@ export class ModelService {
       }
       const spec = { ...modelConfig(model), file, dtype: model.dtype };
       await writeFile(join(dir, "check.json"), JSON.stringify(spec));
-      const result = await runTrainerCommand(["check-model", "--spec", join(dir, "check.json")], python);
+      const result = await runTrainerCommand(["check-model", "--spec", join(dir, "check.json")], opts.python);
       if (result.code === 0) {
         const { tensors, parameters } = JSON.parse(result.stdout.trim().split("\n").at(-1) as string);
-        await setModelStatus(this.db, modelId, ["VALIDATING"], "READY", { tensors, parameters });
+        await setModelStatus(this.db, model.id, ["VALIDATING"], "READY", { tensors, parameters });
         return;
       }
+      if (result.code !== 2)
+        throw new Error(`check-model exited ${result.code}: ${result.stderr.slice(-500)}`); // retried
       const line = result.stderr.trim().split("\n").at(-1) ?? "";
-      let message = line;
+      let reason = line;
       try {
-        message = (JSON.parse(line) as { message?: string }).message ?? line;
+        reason = (JSON.parse(line) as { message?: string }).message ?? line;
       } catch {}
-      await fail(`MODEL_MISMATCH: ${message.slice(0, 2000)}`);
+      await fail(`MODEL_MISMATCH: ${reason.slice(0, 2000)}`);
     } finally {
+      clearInterval(beat);
       await rm(dir, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Checks nobody runs any more (the worker died: no heartbeat for `staleAfterSeconds`) go back to
+   * the queue as their next attempt; after MAX_CHECK_ATTEMPTS the model FAILS with WORKER_LOST.
+   * Returns how many models it moved.
+   */
+  async reapStale(staleAfterSeconds: number): Promise<number> {
+    const stale = await staleModels(this.db, staleAfterSeconds);
+    for (const model of stale) {
+      if (model.processing_attempt >= MAX_CHECK_ATTEMPTS)
+        await setModelStatus(this.db, model.id, ["VALIDATING"], "FAILED", {
+          failureReason:
+            "WORKER_LOST: the workers checking this model stopped sending heartbeats; no attempts left",
+        });
+      else await this.queue.enqueue("poison", { modelId: model.id, attempt: model.processing_attempt + 1 });
+    }
+    return stale.length;
   }
 }
 

@@ -91,7 +91,10 @@ export async function startWorker(
     if (q === "poison")
       await queue.work(q, every, (m) =>
         "modelId" in m
-          ? services.models.validate(m.modelId, `${config.dataDir}/scratch`, config.python)
+          ? services.models.validate(m, `${config.dataDir}/scratch`, {
+              python: config.python,
+              heartbeatSeconds: config.worker.heartbeatSeconds,
+            })
           : datasets.handle(m, runner.name),
       );
     else if (q === "ingest") await queue.work(q, every, (m) => datasets.handle(m, runner.name));
@@ -104,6 +107,7 @@ export async function startWorker(
     services.workers.heartbeat(runner.name).catch(() => {});
     execution.reapStale(config.worker.staleAfterSeconds).catch(() => {});
     datasets.reapStale(config.worker.staleAfterSeconds).catch(() => {});
+    services.models.reapStale(config.worker.staleAfterSeconds).catch(() => {});
   }, reapEvery);
   return {
     runner,

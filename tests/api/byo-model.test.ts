@@ -188,6 +188,71 @@ describe("bring your own model", () => {
     assert.equal(bad.errors?.[0]?.extensions?.field, "architecture");
   });
 
+  it("a check whose worker died goes back to the queue, and fails once its attempts are spent", async () => {
+    const declare = async () => {
+      const res = await gql<{
+        createModelUpload: {
+          model: { id: string };
+          upload: { url: string; method: string; headers: Record<string, string> };
+        };
+      }>(
+        app.url as string,
+        app.key,
+        `mutation($input: CreateModelUploadInput!) { createModelUpload(input: $input) { model { id } upload { url method headers } } }`,
+        {
+          input: {
+            name: "orphan",
+            architecture: "small-cnn",
+            inputShape: { height: 16, width: 16, channels: 1 },
+            numClasses: 4,
+            dtype: "FLOAT32",
+            sizeBytes: weights.length,
+            sha256: sha256(weights),
+          },
+        },
+      );
+      const { model, upload } = (res.data as NonNullable<typeof res.data>).createModelUpload;
+      await fetch(upload.url, {
+        method: upload.method,
+        headers: upload.headers,
+        body: new Uint8Array(weights),
+      });
+      return model.id;
+    };
+    const status = async (id: string) =>
+      (
+        await gql<{ model: Model }>(
+          app.url as string,
+          app.key,
+          `query($id: ID!) { model(id: $id) { ${MODEL} } }`,
+          { id },
+        )
+      ).data?.model as Model;
+    // A worker claimed attempt `attempt` and died: VALIDATING, no heartbeat for a minute, no message left.
+    const orphan = async (attempt: number) => {
+      const id = await declare();
+      await app.db.query(
+        "UPDATE models SET status = 'VALIDATING', processing_attempt = $2, heartbeat_at = now() - interval '1 minute' WHERE id = $1",
+        [id, attempt],
+      );
+      return id;
+    };
+    const retried = await orphan(1);
+    const exhausted = await orphan(3);
+    assert.equal(await app.models.reapStale(30), 2);
+    assert.equal(
+      (
+        await waitFor("the retried check", async () => {
+          const m = await status(retried);
+          return m.status === "VALIDATING" ? null : m;
+        })
+      ).status,
+      "READY",
+    );
+    const lost = await status(exhausted);
+    assert.deepEqual([lost.status, lost.failureCode], ["FAILED", "WORKER_LOST"]);
+  });
+
   it("evaluateModel measures CA, ASR and per-class accuracy without training", async () => {
     const res = await gql<{ evaluateModel: { id: string } }>(
       app.url as string,
