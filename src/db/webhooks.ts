@@ -182,3 +182,13 @@ export async function recordAttempt(
     [id, outcome.status, outcome.error, outcome.statusCode],
   );
 }
+
+/** Deletes DELIVERED and FAILED deliveries older than `days`; returns how many. */
+export async function forgetOldDeliveries(db: Queryable, days: number): Promise<number> {
+  const rows = await sql(
+    db,
+    `DELETE FROM webhook_deliveries WHERE status <> 'PENDING' AND created_at < now() - make_interval(days => $1) RETURNING id`,
+    [days],
+  );
+  return rows.length;
+}

@@ -17,6 +17,8 @@ import { datasetById, deletedUnpurged, markPurged } from "../db/datasets.ts";
 import { WORKER_STATES } from "../db/job-lifecycle.ts";
 import { jobsPastRetention, markArtifactsExpired } from "../db/job-outputs.ts";
 import { getJob } from "../db/jobs.ts";
+import { getModel } from "../db/models.ts";
+import { forgetOldDeliveries } from "../db/webhooks.ts";
 import { failUnservedQueued } from "../jobs/recovery.ts";
 import type { WorkerRegistry } from "../jobs/workers.ts";
 import { keys } from "../storage/keys.ts";
@@ -42,9 +44,14 @@ export interface SweepReport {
   purgedDatasets: number;
   expiredJobs: number;
   timedOutJobs: number;
+  /** Finished webhook deliveries older than DELIVERY_RETENTION_DAYS, deleted. */
+  forgottenDeliveries: number;
 }
 
-const DATASET_SCRATCH = /^(ingest|poison)-([0-9a-f-]{36})-(\d+)$/;
+const DATASET_SCRATCH = /^(ingest|poison|sanitize)-([0-9a-f-]{36})-(\d+)$/;
+/** Finished webhook deliveries are kept this long (their rows only: the events happened). */
+const DELIVERY_RETENTION_DAYS = 30;
+const MODEL_SCRATCH = /^model-([0-9a-f-]{36})-(\d+)$/;
 const JOB_SCRATCH = /^([0-9a-f-]{36})-(\d+)$/;
 
 export class Sweeper {
@@ -93,13 +100,14 @@ export class Sweeper {
         expiredJobs++;
       }
     await workers.forgetLost();
+    const forgottenDeliveries = await forgetOldDeliveries(db, DELIVERY_RETENTION_DAYS);
     const timedOutJobs = await failUnservedQueued(
       db,
       await workers.liveByQueue(),
       this.opts.trainingQueues,
       workers.queueTimeoutSeconds,
     );
-    return { temporaries, scratchDirs, purgedDatasets, expiredJobs, timedOutJobs };
+    return { temporaries, scratchDirs, purgedDatasets, expiredJobs, timedOutJobs, forgottenDeliveries };
   }
 
   /** Scratch directories whose attempt is over (names this code does not know are left alone). */
@@ -112,11 +120,15 @@ export class Sweeper {
       const st = await stat(path).catch(() => null);
       if (!st?.isDirectory() || Date.now() - st.mtimeMs < minAgeSeconds * 1000) continue;
       const dataset = DATASET_SCRATCH.exec(name);
-      const job = dataset ? null : JOB_SCRATCH.exec(name);
+      const model = dataset ? null : MODEL_SCRATCH.exec(name);
+      const job = dataset || model ? null : JOB_SCRATCH.exec(name);
       let live: boolean;
       if (dataset) {
         const row = await datasetById(db, dataset[2] as string);
         live = row?.status === "VALIDATING" && row.processing_attempt === Number(dataset[3]);
+      } else if (model) {
+        const row = await getModel(db, null, model[1] as string);
+        live = row?.status === "VALIDATING" && row.processing_attempt === Number(model[2]);
       } else if (job) {
         const row = await getJob(db, null, job[1] as string);
         live = !!row && WORKER_STATES.includes(row.status) && row.attempt === Number(job[2]);

@@ -279,6 +279,25 @@ describe("webhooks", () => {
     assert.ok(!list.data?.webhooks.some((w) => w.id === webhookId));
   });
 
+  it("the sweeper forgets finished deliveries after 30 days, never pending ones", async () => {
+    const [old] = await app.db.query(
+      "UPDATE webhook_deliveries SET created_at = now() - interval '31 days' WHERE id = (SELECT id FROM webhook_deliveries WHERE status = 'DELIVERED' LIMIT 1) RETURNING id",
+    );
+    const [pending] = await app.db.query(
+      `INSERT INTO webhook_deliveries (webhook_id, tenant_id, event, payload, created_at, queued_at)
+       SELECT id, tenant_id, 'JOB_FAILED', '{}', now() - interval '31 days', now() FROM webhooks LIMIT 1 RETURNING id`,
+    );
+    const report = await app.sweeper.sweep();
+    assert.equal(report.forgottenDeliveries, 1);
+    const left = await app.db.query("SELECT id FROM webhook_deliveries WHERE id = ANY($1)", [
+      [old.id, pending.id],
+    ]);
+    assert.deepEqual(
+      left.map((r: { id: string }) => r.id),
+      [pending.id],
+    );
+  });
+
   it("connects to the address it checked, whatever the name resolves to later (no DNS rebinding)", async () => {
     const policy = new AddressPolicy(["127.0.0.0/8"]);
     const port = (receiver.server.address() as AddressInfo).port;

@@ -115,7 +115,13 @@ describe("abuse: storage leaks (case 6)", () => {
     writeFileSync(livePart, "an upload in progress");
     utimesSync(deadPart, hoursAgo(2), hoursAgo(2));
     const scratch = join(app.dir, "scratch");
-    const dead = [`ingest-${randomUUID()}-1`, `poison-${randomUUID()}-2`, `${randomUUID()}-1`];
+    const dead = [
+      `ingest-${randomUUID()}-1`,
+      `poison-${randomUUID()}-2`,
+      `sanitize-${randomUUID()}-1`,
+      `model-${randomUUID()}-1`,
+      `${randomUUID()}-1`,
+    ];
     for (const name of [...dead, "not-ours"]) {
       mkdirSync(join(scratch, name, "canonical"), { recursive: true });
       utimesSync(join(scratch, name), hoursAgo(2), hoursAgo(2));
