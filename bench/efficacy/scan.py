@@ -44,6 +44,35 @@ def run_all(profile: str, attacks: list[str], clean_seeds: list[int], budgets: l
             print(f"T&R default clean seed 0: {record['wallSeconds']:.0f} s", flush=True)
 
 
+def timing(profile: str, repeats: int) -> str:
+    """Wall times of a default T&R run and of each budget's scan on the clean set, run one after
+    another here (nothing cached, nothing else should share the machine), `repeats` times."""
+    import shutil
+    import tempfile
+
+    root = _run.OUT / profile
+    p = _run.PROFILES[profile]
+    clean = _run.prepare_clean(root, p["train"], p["test"], _run.FASHION_MNIST_DIR)
+    data = _run.prepare_attack(root, clean, _run.CLEAN)
+    seconds: dict[str, list[float]] = {REFERENCE: [], **{b: [] for b in BUDGETS}}
+    for _ in range(repeats):
+        for config in seconds:
+            cell = _run.cell_spec(profile, _run.CLEAN, config, {}, 0)
+            scratch = Path(tempfile.mkdtemp(prefix="scan-timing-"))
+            try:
+                seconds[config].append(_run.run_cell(scratch, cell, data, p["device"])["wallSeconds"])
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            print(f"{config}: {seconds[config][-1]:.0f} s", flush=True)
+    ref = sum(seconds[REFERENCE]) / repeats
+    lines = ["| run | wall time (mean of %d) | share of the default T&R run |" % repeats, "|---|---|---|",
+             f"| default T&R ({p['stage1Epochs']} + {p['stage2Epochs']} epochs, isolation on) | {ref:.0f} s | 100 % |"]
+    for budget in BUDGETS:
+        mean = sum(seconds[budget]) / repeats
+        lines.append(f"| scan {budget.removeprefix('scan-').upper()} | {mean:.0f} s | {100 * mean / ref:.0f} % |")
+    return "\n".join(lines)
+
+
 def pct(part: int, whole: int) -> str:
     return "–" if whole == 0 else f"{100 * part / whole:.0f} % ({part}/{whole})"
 
@@ -98,7 +127,13 @@ def main() -> None:
     parser.add_argument("--clean-seeds", default="0,1,2,3,4")
     parser.add_argument("--budgets", default=",".join(BUDGETS))
     parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--timing", type=int, metavar="N", help="only time the reference and both budgets, N times each, on a quiet machine")
     args = parser.parse_args()
+    if args.timing:
+        text = timing(args.profile, args.timing)
+        replace_section(f"efficacy-scan-timing-{args.profile}", text, _run.EFFICACY_MD)
+        print(text)
+        return
     if not args.render_only:
         run_all(args.profile, _run.attack_list(args.attacks), [int(s) for s in args.clean_seeds.split(",")], args.budgets.split(","))
     text = render(args.profile)
