@@ -20,6 +20,7 @@ type Wake = () => void;
 export class ChannelListener {
   private client: pg.Client | null = null;
   private readonly subscribers = new Map<string, Set<Wake>>();
+  private readonly anySubscribers = new Set<(key: string | null) => void>();
   private stopped = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private failures = 0;
@@ -66,6 +67,15 @@ export class ChannelListener {
       current?.delete(wake);
       if (current?.size === 0) this.subscribers.delete(key);
     };
+  }
+
+  /**
+   * Calls `wake` with the payload of every notification, and with null once after each reconnect
+   * (notifications sent meanwhile are gone). Returns the unsubscribe function.
+   */
+  subscribeAny(wake: (key: string | null) => void): () => void {
+    this.anySubscribers.add(wake);
+    return () => this.anySubscribers.delete(wake);
   }
 
   get subscriberCount(): number {
@@ -138,9 +148,11 @@ export class ChannelListener {
 
   private wake(key: string): void {
     for (const wake of this.subscribers.get(key) ?? []) wake();
+    for (const wake of this.anySubscribers) wake(key);
   }
 
   private wakeAll(): void {
     for (const set of this.subscribers.values()) for (const wake of set) wake();
+    for (const wake of this.anySubscribers) wake(null);
   }
 }

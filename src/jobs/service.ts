@@ -32,7 +32,7 @@ import type { ObjectStore } from "../storage/object-store.ts";
 import type { QuotaService } from "../tenants/quota.ts";
 import { type Catalog, trainerCatalog } from "../trainer/catalog.ts";
 import { jobResources, type ResourcesInput } from "./resources.ts";
-import { JobFeeds, type JobUpdateSource, watchJob } from "./watch.ts";
+import { JobFeeds, type JobUpdateSource, watchJob, watchTenantJobs } from "./watch.ts";
 import type { WorkerRegistry } from "./workers.ts";
 
 export type { ArtifactRow, HealthRow, JobRow, JobStatus, JobUpdateSource, SuspiciousRow };
@@ -201,6 +201,11 @@ export class JobService {
   }
 
   /** A tenant's job as it changes (see watch.ts); NOT_FOUND for a job the tenant cannot see. */
+  /** Every change of the tenant's jobs (see watch.ts), for as long as the subscriber stays. */
+  watchAll(updates: JobUpdateSource, tenantId: string): AsyncIterableIterator<JobRow> {
+    return watchTenantJobs(updates, tenantId, (tenant, id) => getJob(this.db, tenant, id));
+  }
+
   watch(updates: JobUpdateSource, tenantId: string, id: string): Promise<AsyncIterableIterator<JobRow>> {
     return watchJob(this.feeds, updates, tenantId, id);
   }

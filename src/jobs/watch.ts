@@ -6,6 +6,8 @@ import { notFound } from "../errors.ts";
 export interface JobUpdateSource {
   /** Calls `onChange` on every notification about job `id`; returns the unsubscribe function. */
   subscribe(id: string, onChange: () => void): () => void;
+  /** Calls `onChange` with the job id of every notification (null: some may have been missed). */
+  subscribeAny(onChange: (id: string | null) => void): () => void;
 }
 
 /**
@@ -148,6 +150,76 @@ class JobUpdates implements AsyncIterableIterator<JobRow> {
     if (!job || this.closed) return this.return();
     this.last = job;
     return { value: job, done: false };
+  }
+
+  async return(): Promise<IteratorReturnResult<undefined>> {
+    if (!this.closed) {
+      this.closed = true;
+      this.unsubscribe();
+      this.waiting?.();
+    }
+    return DONE;
+  }
+
+  async throw(error?: unknown): Promise<IteratorResult<JobRow>> {
+    await this.return();
+    throw error;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
+/** Jobs of other tenants this process has seen notifications for (ids never change tenant). */
+const FOREIGN_IDS_KEPT = 10_000;
+
+/**
+ * Every change of a tenant's jobs, as the changed job's current row (several changes of one job
+ * before the next read collapse into one row), for as long as the subscriber stays. Notifications
+ * about other tenants' jobs cost one indexed read the first time and nothing after.
+ */
+export function watchTenantJobs(
+  listener: JobUpdateSource,
+  tenantId: string,
+  load: (tenantId: string, id: string) => Promise<JobRow | null>,
+): AsyncIterableIterator<JobRow> {
+  return new TenantJobUpdates(listener, tenantId, load);
+}
+
+class TenantJobUpdates implements AsyncIterableIterator<JobRow> {
+  private readonly pending = new Set<string>();
+  private readonly foreign = new Set<string>();
+  private readonly unsubscribe: () => void;
+  private waiting: (() => void) | undefined;
+  private closed = false;
+
+  constructor(
+    listener: JobUpdateSource,
+    private readonly tenantId: string,
+    private readonly load: (tenantId: string, id: string) => Promise<JobRow | null>,
+  ) {
+    this.unsubscribe = listener.subscribeAny((id) => {
+      if (id === null || this.foreign.has(id)) return;
+      this.pending.add(id);
+      this.waiting?.();
+    });
+  }
+
+  async next(): Promise<IteratorResult<JobRow>> {
+    for (;;) {
+      while (this.pending.size === 0 && !this.closed)
+        await new Promise<void>((resolve) => (this.waiting = resolve));
+      this.waiting = undefined;
+      if (this.closed) return DONE;
+      const id = this.pending.values().next().value as string;
+      this.pending.delete(id);
+      const job = await this.load(this.tenantId, id);
+      if (this.closed) return DONE;
+      if (job) return { value: job, done: false };
+      if (this.foreign.size >= FOREIGN_IDS_KEPT) this.foreign.clear();
+      this.foreign.add(id);
+    }
   }
 
   async return(): Promise<IteratorReturnResult<undefined>> {

@@ -107,6 +107,28 @@ describe("jobUpdated subscription across API replicas (LISTEN/NOTIFY)", () => {
     finishedJob = id;
   });
 
+  it("jobsUpdated follows every job of the tenant on another replica, and none of another tenant's", {
+    timeout: 180_000,
+  }, async () => {
+    const ALL = `subscription { jobsUpdated { id status progress { fraction } } }`;
+    type All = { jobsUpdated: { id: string; status: string } };
+    const mine = subscribe<All>(b.url as string, a.key, ALL);
+    const theirs = subscribe<All>(b.url as string, otherKey, ALL);
+    await new Promise((r) => setTimeout(r, 500)); // both subscribed before anything changes
+    const id = await launch("tenant-feed-1");
+    await mine.waitFor(
+      (r) => r.data?.jobsUpdated.id === id && r.data.jobsUpdated.status === "SUCCEEDED",
+      120_000,
+    );
+    const statuses = mine.results
+      .filter((r) => r.data?.jobsUpdated.id === id)
+      .map((r) => r.data?.jobsUpdated.status);
+    assert.ok(statuses.includes("RUNNING") || statuses.includes("QUEUED"), JSON.stringify(statuses));
+    assert.equal(theirs.results.length, 0, "another tenant sees nothing of it");
+    await mine.close();
+    await theirs.close();
+  });
+
   it("a finished job yields its current state once and completes", { timeout: 180_000 }, async () => {
     const sub = subscribe<WatchedJob>(b.url as string, a.key, WATCH, { id: finishedJob });
     assert.deepEqual(await sub.ended, { completed: true });

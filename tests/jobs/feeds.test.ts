@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { JobRow } from "../../src/db/jobs.ts";
-import { JobFeeds, type JobUpdateSource, watchJob } from "../../src/jobs/watch.ts";
+import { JobFeeds, type JobUpdateSource, watchJob, watchTenantJobs } from "../../src/jobs/watch.ts";
 
 /** A listener the test notifies by hand. */
 class FakeListener implements JobUpdateSource {
@@ -18,8 +18,14 @@ class FakeListener implements JobUpdateSource {
     this.subscribers.set(id, set);
     return () => set.delete(onChange);
   }
+  readonly anySubscribers = new Set<(id: string | null) => void>();
+  subscribeAny(onChange: (id: string | null) => void): () => void {
+    this.anySubscribers.add(onChange);
+    return () => this.anySubscribers.delete(onChange);
+  }
   notify(id: string): void {
     for (const wake of this.subscribers.get(id) ?? []) wake();
+    for (const wake of this.anySubscribers) wake(id);
   }
   count(id: string): number {
     return this.subscribers.get(id)?.size ?? 0;
@@ -93,5 +99,32 @@ describe("shared job feeds", () => {
     await watchJob(feeds, listener, "a", "j");
     await assert.rejects(watchJob(feeds, listener, "b", "j"), /does not exist/);
     assert.deepEqual(seen, ["a", "b"]);
+  });
+});
+
+describe("a tenant's feed of all its jobs (jobsUpdated)", () => {
+  it("yields the tenant's changed jobs, one read per burst, and reads another tenant's job once", async () => {
+    const reads: string[] = [];
+    const mine = new Set(["a", "b"]);
+    const listener = new FakeListener();
+    const updates = watchTenantJobs(listener, "t", async (_tenant, id) => {
+      reads.push(id);
+      return mine.has(id) ? ({ id, status: "RUNNING" } as unknown as JobRow) : null;
+    });
+    const first = updates.next();
+    for (const id of ["x", "a", "a", "a", "b", "x"]) listener.notify(id);
+    // x (foreign) is read and skipped; a's three changes are one read; then b.
+    assert.equal((await first).value?.id, "a");
+    assert.equal((await updates.next()).value?.id, "b");
+    assert.deepEqual(reads, ["x", "a", "b"]);
+    const later = updates.next();
+    listener.notify("x"); // known foreign: not even read
+    listener.notify("a");
+    assert.equal((await later).value?.id, "a");
+    assert.deepEqual(reads, ["x", "a", "b", "a"]);
+    const pending = updates.next();
+    await updates.return?.();
+    assert.deepEqual(await pending, { value: undefined, done: true }, "leaving ends a pending wait at once");
+    assert.equal(listener.anySubscribers.size, 0);
   });
 });

@@ -254,6 +254,10 @@ export const resolvers = {
       // Each event is the re-read job row; the TrainingJob resolvers below shape it.
       resolve: (job: JobRow) => job,
     },
+    jobsUpdated: {
+      subscribe: (_p: unknown, _a: unknown, ctx: Context) => ctx.jobs.watchAll(ctx.jobUpdates, ctx.tenant.id),
+      resolve: (job: JobRow) => job,
+    },
   },
   // Fields read from the row are plain functions: wrapping them (a promise each, 15 per job,
   // 50 jobs a page) cost jobs(first: 50) measurably. Only what reaches a service is guarded.

@@ -918,6 +918,12 @@ export type Subscription = {
    * SUCCEEDED, FAILED or CANCELLED, then completes. NOT_FOUND for a job the caller cannot see.
    */
   jobUpdated: TrainingJob;
+  /**
+   * Every change of any of the caller's jobs (launched, status, progress, metrics), as the job now;
+   * several changes of one job in quick succession arrive as one. Never completes by itself. After a
+   * lost database connection some changes may be skipped: re-read the list then.
+   */
+  jobsUpdated: TrainingJob;
 };
 
 
