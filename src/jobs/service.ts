@@ -4,7 +4,7 @@ import { type DatasetRow, getDataset } from "../db/datasets.ts";
 import { type HealthRow, healthOf, type SuspiciousRow, suspiciousPage } from "../db/job-health.ts";
 import { isLive, type JobStatus } from "../db/job-lifecycle.ts";
 import { type ArtifactRow, artifactsOf, metricHistory } from "../db/job-outputs.ts";
-import { jobCounts, queueDepths } from "../db/job-stats.ts";
+import { jobCounts, queueDepths, tenantQueued } from "../db/job-stats.ts";
 import {
   deleteFinishedJob,
   getJob,
@@ -154,6 +154,26 @@ export class JobService {
   /** Work waiting for a worker, per queue (operators' metrics). */
   queueDepths() {
     return queueDepths(this.db);
+  }
+
+  /**
+   * Per queue: work waiting (every tenant's, no names), the caller's queued jobs, live workers, and
+   * whether an autoscaler starts workers for it (the console's operations view).
+   */
+  async operations(tenantId: string) {
+    const [waiting, mine, live] = await Promise.all([
+      queueDepths(this.db),
+      tenantQueued(this.db, tenantId),
+      this.workers.liveByQueue(),
+    ]);
+    const names = [...new Set([...Object.keys(waiting), ...live.keys()])].sort();
+    return names.map((name) => ({
+      name,
+      waiting: waiting[name] ?? 0,
+      mine: mine[name] ?? 0,
+      liveWorkers: live.get(name) ?? 0,
+      autoscaled: this.workers.isAutoscaled(name),
+    }));
   }
 
   /** Every defense method with its hyper-parameters (the trainer's catalog). */

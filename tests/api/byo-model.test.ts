@@ -140,7 +140,7 @@ describe("bring your own model", () => {
       ...datasetIds(ids),
       asrTestDatasetId: asr,
       target: 0,
-      hyperparameters: { epochs: 4, batchSize: 64, lr: 3e-3, evalEvery: 0 },
+      hyperparameters: { epochs: 2, batchSize: 64, lr: 3e-3, evalEvery: 0 },
       idempotencyKey: "elsewhere",
     });
     trained = await ended(id);
@@ -229,17 +229,23 @@ describe("bring your own model", () => {
         )
       ).data?.model as Model;
     // A worker claimed attempt `attempt` and died: VALIDATING, no heartbeat for a minute, no message left.
-    const orphan = async (attempt: number) => {
+    const orphan = async (attempt: number, silentFor = "1 minute") => {
       const id = await declare();
       await app.db.query(
-        "UPDATE models SET status = 'VALIDATING', processing_attempt = $2, heartbeat_at = now() - interval '1 minute' WHERE id = $1",
-        [id, attempt],
+        "UPDATE models SET status = 'VALIDATING', processing_attempt = $2, heartbeat_at = now() - $3::interval WHERE id = $1",
+        [id, attempt, silentFor],
       );
       return id;
     };
+    // Waiting for its first check, a model counts in the poison queue's depth (operators' metrics).
+    const before = (await app.jobs.queueDepths()).poison ?? 0;
+    const waiting = await orphan(0, "0 seconds"); // not stale: no reaper takes it meanwhile
+    assert.equal((await app.jobs.queueDepths()).poison, before + 1);
+    await app.db.query("UPDATE models SET status = 'FAILED' WHERE id = $1", [waiting]);
     const retried = await orphan(1);
     const exhausted = await orphan(3);
-    assert.equal(await app.models.reapStale(30), 2);
+    // This worker's own reaper may get there first; either way both end as below.
+    await app.models.reapStale(30);
     assert.equal(
       (
         await waitFor("the retried check", async () => {

@@ -123,6 +123,41 @@ describe("job labels and externalId", () => {
     assert.equal((await find({})).size, 4);
   });
 
+  it("operations shows each queue's waiting work, the caller's share and live workers", async () => {
+    const OPS = `{ operations { queues { name waiting mine liveWorkers autoscaled } usage { liveJobs } quota { liveJobs } } }`;
+    type Ops = {
+      operations: {
+        queues: { name: string; waiting: number; mine: number; liveWorkers: number; autoscaled: boolean }[];
+        usage: { liveJobs: number };
+      };
+    };
+    const mine = await gql<Ops>(app.url as string, app.key, OPS);
+    assert.equal(mine.errors, undefined, JSON.stringify(mine.errors));
+    const byName = new Map(mine.data?.operations.queues.map((q) => [q.name, q]));
+    assert.ok((byName.get("gpu")?.waiting ?? 0) >= Object.keys(launched).length);
+    assert.deepEqual(
+      [
+        byName.get("gpu")?.liveWorkers,
+        byName.get("gpu")?.autoscaled,
+        byName.get("cpu")?.liveWorkers,
+        byName.get("cpu")?.autoscaled,
+      ],
+      [0, true, 1, false],
+    );
+    assert.equal(
+      byName.get("gpu")?.mine,
+      mine.data?.operations.usage.liveJobs,
+      "every live job of this tenant waits on gpu",
+    );
+    const theirs = await gql<Ops>(app.url as string, otherKey, OPS);
+    const gpu = theirs.data?.operations.queues.find((q) => q.name === "gpu");
+    assert.deepEqual(
+      [gpu?.mine, gpu?.waiting],
+      [0, byName.get("gpu")?.waiting],
+      "others see the depth, not whose it is",
+    );
+  });
+
   it("are part of the launch an idempotency key names", async () => {
     const again = await launch(
       app.key,

@@ -26,6 +26,7 @@ import {
   putUpload,
   startTestApp,
   uploadJobDatasets,
+  uploadNpyPair,
   waitFor,
 } from "../helpers/app.ts";
 
@@ -236,8 +237,8 @@ describe("webhooks", () => {
     );
     const fresh = res.data?.rotateWebhookSecret.secret as string;
     assert.ok(fresh && fresh !== secret);
-    const again = await uploadJobDatasets(app.url as string, app.key, data);
-    const got = await receivedFor("DATASET_READY", (r) => r.json.data.dataset?.id === again.test);
+    const again = await uploadNpyPair(app.url as string, app.key, data.test, "TEST");
+    const got = await receivedFor("DATASET_READY", (r) => r.json.data.dataset?.id === again);
     const header = String(got.headers["trapdoor-signature"]);
     assert.equal(header.split(",").filter((f) => f.startsWith("v1=")).length, 2);
     assert.ok(verifySignature(header, got.body, fresh) && verifySignature(header, got.body, secret));

@@ -116,7 +116,7 @@ from trapdoor_client import Trapdoor
 td = Trapdoor(os.environ["TRAPDOOR_ENDPOINT"], os.environ["TRAPDOOR_KEY"])
 data = os.environ["DATA_DIR"]
 ids = {r: td.upload_dataset(r, r.upper(), "NPY_PAIR", {p: f"{data}/{r}/{p}.npy" for p in ("images", "labels")})["id"] for r in ("train", "holdout", "test")}
-job = td.wait_for_job(td.launch_training(method="NO_DEFENSE", architecture="small-cnn", hyperparameters={"epochs": 2}, **ids)["id"], poll_seconds=1)
+job = td.wait_for_job(td.launch_training(method="NO_DEFENSE", architecture="small-cnn", hyperparameters={"epochs": 1}, **ids)["id"], poll_seconds=0.5)
 td.download(job["id"], f"{data}/mine.safetensors", format="safetensors")`,
       { DATA_DIR: dataDir },
     );

@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from test_cli import FAST, TRAINER_ROOT, result_of, run, write_spec
+from trapdoor_trainer.errors import SpecError
 from trapdoor_trainer.export import load_exported_model
+from trapdoor_trainer.model_check import check_model
 from trapdoor_trainer.safetensors import load_file, save_file
 
 
@@ -36,6 +38,14 @@ def error_of(done: subprocess.CompletedProcess) -> dict:
     return json.loads(done.stderr.strip().splitlines()[-1])
 
 
+def refusal(file, **overrides) -> SpecError:
+    """check_model in this process (the command line around it is tested above)."""
+    spec = {"file": str(file), "architecture": "small-cnn", "inChannels": 1, "height": 16, "width": 16, "numClasses": 4, "dtype": "F32", **overrides}
+    with pytest.raises(SpecError) as refused:
+        check_model(spec)
+    return refused.value
+
+
 def test_a_matching_file_passes_with_its_tensor_count(trained, tmp_path):
     _, workdir = trained
     done = check(tmp_path, workdir / "model.safetensors")
@@ -49,25 +59,25 @@ def test_half_precision_passes_when_declared_and_fails_when_not(trained, tmp_pat
     half = {k: v.half() if v.is_floating_point() else v for k, v in load_file(workdir / "model.safetensors").items()}
     save_file(half, tmp_path / "half.safetensors")
     assert check(tmp_path, tmp_path / "half.safetensors", dtype="F16").returncode == 0
-    problem = error_of(check(tmp_path, tmp_path / "half.safetensors"))
-    assert problem["field"] == "model" and "is float16, declared F32" in problem["message"]
+    problem = refusal(tmp_path / "half.safetensors")
+    assert problem.field == "model" and "is float16, declared F32" in problem.message
 
 
 def test_mismatches_are_named_tensor_by_tensor(trained, tmp_path):
     _, workdir = trained
     problem = error_of(check(tmp_path, workdir / "model.safetensors", numClasses=10))
-    assert "shape [4" in problem["message"] and "the architecture needs [10" in problem["message"]
+    assert problem["field"] == "model" and "shape [4" in problem["message"] and "the architecture needs [10" in problem["message"]
     tensors = load_file(workdir / "model.safetensors")
     name = sorted(tensors)[0]
     broken = dict(tensors)
     broken[name] = torch.full_like(tensors[name], float("nan"))
     broken["extra.weight"] = torch.zeros(2)
     save_file(broken, tmp_path / "broken.safetensors")
-    message = error_of(check(tmp_path, tmp_path / "broken.safetensors"))["message"]
+    message = refusal(tmp_path / "broken.safetensors").message
     assert f"tensor {name} holds NaN" in message and "unexpected tensor extra.weight [2]" in message
     (tmp_path / "junk.safetensors").write_bytes(b"\x80\x04not a model")
-    assert "not a valid safetensors file" in error_of(check(tmp_path, tmp_path / "junk.safetensors"))["message"]
-    assert error_of(check(tmp_path, workdir / "model.safetensors", dtype="F64"))["field"] == "dtype"
+    assert "not a valid safetensors file" in refusal(tmp_path / "junk.safetensors").message
+    assert refusal(workdir / "model.safetensors", dtype="F64").field == "dtype"
 
 
 def test_a_model_with_preprocessing_normalises_its_own_input(trained, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from test_cli import TRAINER_ROOT
 from trapdoor_trainer.data import load_canonical
 from trapdoor_trainer.errors import SpecError
-from trapdoor_trainer.sanitize_command import parse_policy, removed_samples
+from trapdoor_trainer.sanitize_command import parse_policy, removed_samples, run_sanitize
 
 from synthetic import write_job_datasets
 
@@ -56,9 +56,15 @@ def test_the_sanitized_set_keeps_order_classes_and_the_poison_mask(tmp_path):
     assert manifest["sanitized"] == {"policy": {"minScore": 5.0}, "removedCount": 60, "kept": 240, "removedPoisoned": 60}
 
 
-def test_refusals_exit_2_naming_the_field(tmp_path):
+def test_refusals_name_the_field(tmp_path):
     data = write_job_datasets(tmp_path / "data", n_train=50, ratio=0.2)
     cases = [({"minScore": 99.0}, np.zeros(50), "policy"), ({"dropTopFraction": 0.5}, np.zeros(49), "scores"), ({"indices": [50]}, np.zeros(50), "policy.indices")]
     for policy, scores, field in cases:
-        done = sanitize(tmp_path, data["train"], scores, policy)
-        assert done.returncode == 2 and json.loads(done.stderr.strip().splitlines()[-1])["field"] == field, done.stderr
+        np.save(tmp_path / "scores.npy", scores.astype("<f4"))
+        (tmp_path / "spec.json").write_text(json.dumps({"source": data["train"], "scores": str(tmp_path / "scores.npy"), "policy": policy}))
+        with pytest.raises(SpecError) as refused:
+            run_sanitize(str(tmp_path / "spec.json"), tmp_path / "out")
+        assert refused.value.field == field
+    # Through the command line, a refusal is exit code 2 with the field in the JSON on stderr.
+    done = sanitize(tmp_path, data["train"], np.zeros(50), {"minScore": 99.0})
+    assert done.returncode == 2 and json.loads(done.stderr.strip().splitlines()[-1])["field"] == "policy"

@@ -130,6 +130,11 @@ export const resolvers = {
       const first = pageSize(a.first);
       return connection(await ctx.models.list(ctx.tenant.id, { first, after: decodeCursor(a.after) }), first);
     },
+    operations: async (_p, _a, ctx) => ({
+      queues: await ctx.jobs.operations(ctx.tenant.id),
+      usage: await ctx.quotas.usage(ctx.tenant.id),
+      quota: await ctx.quotas.quota(ctx.tenant.id),
+    }),
     webhooks: (_p, _a, ctx) => ctx.webhooks.list(ctx.tenant.id),
     webhook: (_p, a: { id: string }, ctx) => ctx.webhooks.get(ctx.tenant.id, a.id),
     methods: (_p, _a, ctx) =>

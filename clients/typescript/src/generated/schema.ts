@@ -672,6 +672,13 @@ export type MutationScanDatasetArgs = {
   input: ScanDatasetInput;
 };
 
+export type Operations = {
+  __typename?: 'Operations';
+  queues: Array<QueueStatus>;
+  quota: Usage;
+  usage: Usage;
+};
+
 export type PageInfo = {
   __typename?: 'PageInfo';
   endCursor?: Maybe<Scalars['String']['output']>;
@@ -720,6 +727,8 @@ export type Query = {
   model?: Maybe<Model>;
   /** The tenant's uploaded models, newest first. */
   models: ModelConnection;
+  /** Queues, workers and the caller's usage: what the console's operations view shows. */
+  operations: Operations;
   /** The tenant's comparison studies, newest first. */
   studies: StudyConnection;
   study?: Maybe<Study>;
@@ -781,6 +790,18 @@ export type QueryStudyArgs = {
 
 export type QueryWebhookArgs = {
   id: Scalars['ID']['input'];
+};
+
+/** One queue: work waiting for a worker (every tenant's, counted only), the caller's part of it, live workers. */
+export type QueueStatus = {
+  __typename?: 'QueueStatus';
+  /** An autoscaler starts workers for queued work here (a launch waits instead of being refused). */
+  autoscaled: Scalars['Boolean']['output'];
+  liveWorkers: Scalars['Int']['output'];
+  /** The caller's QUEUED jobs on this queue. */
+  mine: Scalars['Int']['output'];
+  name: Scalars['String']['output'];
+  waiting: Scalars['Int']['output'];
 };
 
 export type Resources = {
