@@ -112,3 +112,10 @@ export function parseId(what: string, id: string): string {
 export function decodedBytes(shape: { count: number; height: number; width: number; channels: number }) {
   return shape.count * shape.height * shape.width * shape.channels + shape.count * 8;
 }
+
+/** Lifetime of a signed download URL a caller asks for: 1 s to 7 days. */
+export function checkExpiresIn(expiresInSeconds: number): number {
+  if (!Number.isInteger(expiresInSeconds) || expiresInSeconds < 1 || expiresInSeconds > 7 * 24 * 3600)
+    throw badInput("expiresInSeconds must be between 1 and 604800", "expiresInSeconds");
+  return expiresInSeconds;
+}

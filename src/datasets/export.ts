@@ -7,6 +7,7 @@ import { Readable } from "node:stream";
 import { crc32 } from "node:zlib";
 import type { DatasetRow } from "../db/datasets.ts";
 import { badInput, precondition } from "../errors.ts";
+import { checkExpiresIn } from "../input-limits.ts";
 import { keys, OPTIONAL_CANONICAL_FILES } from "../storage/keys.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
 
@@ -94,9 +95,7 @@ export async function datasetDownloadUrl(
   if (dataset.status !== "READY")
     throw precondition(`dataset is ${dataset.status}; only READY datasets download`);
   const { tenant_id: tenant, id } = dataset;
-  const expiresInSeconds = request.expiresInSeconds;
-  if (!Number.isInteger(expiresInSeconds) || expiresInSeconds < 1 || expiresInSeconds > 7 * 24 * 3600)
-    throw badInput("expiresInSeconds must be between 1 and 604800", "expiresInSeconds");
+  const expiresInSeconds = checkExpiresIn(request.expiresInSeconds);
   if (request.format === "NPY_PAIR") {
     const part = request.part as (typeof NPY_PARTS)[number];
     if (!NPY_PARTS.includes(part)) throw badInput("NPY_PAIR downloads name a part: images or labels", "part");

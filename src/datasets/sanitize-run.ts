@@ -5,7 +5,7 @@
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type DatasetRow, type DerivedFrom, setDatasetStatus } from "../db/datasets.ts";
-import { runTrainerCommand } from "../trainer/process.ts";
+import { runTrainerCommand, trainerRejection } from "../trainer/process.ts";
 import { IngestError } from "./ingest.ts";
 import { stageCanonical } from "./staging.ts";
 import { type DatasetProcessing, storeCanonical } from "./upload-ingest.ts";
@@ -30,13 +30,8 @@ export async function runSanitize(
       deps.python,
     );
     if (result.code !== 0) {
-      const line = result.stderr.trim().split("\n").at(-1) ?? "";
-      let message = line;
-      try {
-        const parsed = JSON.parse(line) as { field?: string; message?: string };
-        message = parsed.field ? `${parsed.field} ${parsed.message}` : (parsed.message ?? line);
-      } catch {}
-      throw new IngestError("SANITIZE_FAILED", message.slice(0, 1000));
+      const { field, message } = trainerRejection(result.stderr);
+      throw new IngestError("SANITIZE_FAILED", (field ? `${field} ${message}` : message).slice(0, 1000));
     }
     const manifest = JSON.parse(await readFile(join(dir, "out", "manifest.json"), "utf8"));
     await storeCanonical(deps, sanitized, join(dir, "out"), manifest);

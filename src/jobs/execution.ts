@@ -19,6 +19,7 @@ import type { JobQueue, QueueMessage } from "../queue/job-queue.ts";
 import { keys } from "../storage/keys.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
 import type { WorkerDevice } from "../trainer/device.ts";
+import { trainerRejection } from "../trainer/process.ts";
 import { type RunSpec, TrainerExit } from "../trainer/protocol.ts";
 import type { TrainerOutcome } from "../trainer/run.ts";
 import { ingestHealth } from "./health-ingest.ts";
@@ -329,13 +330,7 @@ export class JobExecution {
   }
 }
 
-/** The trainer's exit-2 message: `{field, message}` JSON on its last stderr line, else the raw line. */
 function rejectionMessage(stderr: string): string {
-  const line = stderr.trim().split("\n").at(-1) || "invalid input";
-  try {
-    const parsed = JSON.parse(line) as { field?: string; message?: string };
-    return parsed.field ? `${parsed.field}: ${parsed.message}` : (parsed.message ?? line);
-  } catch {
-    return line;
-  }
+  const { field, message } = trainerRejection(stderr);
+  return field ? `${field}: ${message}` : message;
 }

@@ -20,6 +20,7 @@ import { getModel } from "../db/models.ts";
 import { transaction } from "../db/sql.ts";
 import { badInput, conflict, notFound, precondition, ServiceError } from "../errors.ts";
 import {
+  checkExpiresIn,
   checkJsonSize,
   checkLabels,
   checkOptionalString,
@@ -104,11 +105,6 @@ export interface EvaluateInput {
 export interface JobFilter {
   labels?: Record<string, unknown> | null;
   externalId?: string | null;
-}
-
-function checkExpiry(expiresInSeconds: number): void {
-  if (!Number.isInteger(expiresInSeconds) || expiresInSeconds < 1 || expiresInSeconds > 7 * 24 * 3600)
-    throw badInput("expiresInSeconds must be between 1 and 604800", "expiresInSeconds");
 }
 
 /** What an idempotency key is bound to: the launch input's sha256, keys in a stable order. */
@@ -249,7 +245,7 @@ export class JobService {
 
   /** A signed, expiring download URL for one artifact (1 s to 7 days). */
   artifactDownloadUrl(artifact: ArtifactRow, expiresInSeconds = 3600): Promise<string> {
-    checkExpiry(expiresInSeconds);
+    checkExpiresIn(expiresInSeconds);
     return this.store.downloadUrl(artifact.storage_key, { expiresInSeconds, fileName: artifact.file_name });
   }
 
@@ -303,7 +299,7 @@ export class JobService {
 
   /** A signed URL of one stored thumbnail (1 s to 7 days). */
   thumbnailUrl(key: string, expiresInSeconds = 3600): Promise<string> {
-    checkExpiry(expiresInSeconds);
+    checkExpiresIn(expiresInSeconds);
     return this.store.downloadUrl(key, { expiresInSeconds });
   }
 

@@ -63,9 +63,21 @@ export class StudyService {
     return listStudies(this.db, tenantId, page);
   }
 
+  /**
+   * The study's jobs, read once per study row: a request's status, jobs, table and report fields
+   * all resolve from the same row object and share one read.
+   */
   children(study: StudyRow): Promise<JobRow[]> {
-    return studyJobs(this.db, study.id);
+    let jobs = this.childrenRead.get(study);
+    if (!jobs) {
+      jobs = studyJobs(this.db, study.id);
+      this.childrenRead.set(study, jobs);
+      jobs.catch(() => this.childrenRead.delete(study));
+    }
+    return jobs;
   }
+
+  private readonly childrenRead = new WeakMap<StudyRow, Promise<JobRow[]>>();
 
   async status(study: StudyRow): Promise<StudyStatus> {
     return studyStatus(

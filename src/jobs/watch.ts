@@ -115,41 +115,26 @@ export async function watchJob(
 const DONE: IteratorReturnResult<undefined> = { value: undefined, done: true };
 
 /**
- * A hand-written iterator rather than an async generator: `return()` (the client unsubscribed or
- * disconnected) must end a pending wait at once, while a generator would queue it behind the wait.
+ * A stream of job rows a subscriber reads. Hand-written iterators rather than async generators:
+ * `return()` (the client unsubscribed or disconnected) must end a pending wait at once, while a
+ * generator would queue it behind the wait.
  */
-class JobUpdates implements AsyncIterableIterator<JobRow> {
-  first: JobRow | undefined;
+abstract class RowStream implements AsyncIterableIterator<JobRow> {
   unsubscribe: () => void = () => {};
-  private last: JobRow | undefined;
-  private dirty = false;
-  private closed = false;
+  protected closed = false;
   private waiting: (() => void) | undefined;
 
-  constructor(private readonly reread: () => Promise<JobRow | null>) {}
+  abstract next(): Promise<IteratorResult<JobRow>>;
 
-  /** A notification arrived: several before the next read collapse into that one read. */
-  wake(): void {
-    this.dirty = true;
+  /** Ends a pending `until` so that it looks at its condition again. */
+  protected wakeUp(): void {
     this.waiting?.();
   }
 
-  async next(): Promise<IteratorResult<JobRow>> {
-    if (this.closed) return DONE;
-    if (!this.last) {
-      this.last = this.first as JobRow;
-      return { value: this.last, done: false };
-    }
-    // SUCCEEDED, FAILED, CANCELLED end the watch (a retry is followed by a new one).
-    if (!isLive(this.last.status)) return this.return();
-    while (!this.dirty && !this.closed) await new Promise<void>((resolve) => (this.waiting = resolve));
+  /** Waits until `ready()` holds or the stream is closed. */
+  protected async until(ready: () => boolean): Promise<void> {
+    while (!ready() && !this.closed) await new Promise<void>((resolve) => (this.waiting = resolve));
     this.waiting = undefined;
-    if (this.closed) return DONE;
-    this.dirty = false;
-    const job = await this.reread();
-    if (!job || this.closed) return this.return();
-    this.last = job;
-    return { value: job, done: false };
   }
 
   async return(): Promise<IteratorReturnResult<undefined>> {
@@ -168,6 +153,40 @@ class JobUpdates implements AsyncIterableIterator<JobRow> {
 
   [Symbol.asyncIterator](): this {
     return this;
+  }
+}
+
+/** One job's rows: the current one, then one per burst of notifications, until a terminal status. */
+class JobUpdates extends RowStream {
+  first: JobRow | undefined;
+  private last: JobRow | undefined;
+  private dirty = false;
+
+  constructor(private readonly reread: () => Promise<JobRow | null>) {
+    super();
+  }
+
+  /** A notification arrived: several before the next read collapse into that one read. */
+  wake(): void {
+    this.dirty = true;
+    this.wakeUp();
+  }
+
+  async next(): Promise<IteratorResult<JobRow>> {
+    if (this.closed) return DONE;
+    if (!this.last) {
+      this.last = this.first as JobRow;
+      return { value: this.last, done: false };
+    }
+    // SUCCEEDED, FAILED, CANCELLED end the watch (a retry is followed by a new one).
+    if (!isLive(this.last.status)) return this.return();
+    await this.until(() => this.dirty);
+    if (this.closed) return DONE;
+    this.dirty = false;
+    const job = await this.reread();
+    if (!job || this.closed) return this.return();
+    this.last = job;
+    return { value: job, done: false };
   }
 }
 
@@ -187,30 +206,26 @@ export function watchTenantJobs(
   return new TenantJobUpdates(listener, tenantId, load);
 }
 
-class TenantJobUpdates implements AsyncIterableIterator<JobRow> {
+class TenantJobUpdates extends RowStream {
   private readonly pending = new Set<string>();
   private readonly foreign = new Set<string>();
-  private readonly unsubscribe: () => void;
-  private waiting: (() => void) | undefined;
-  private closed = false;
 
   constructor(
     listener: JobUpdateSource,
     private readonly tenantId: string,
     private readonly load: (tenantId: string, id: string) => Promise<JobRow | null>,
   ) {
+    super();
     this.unsubscribe = listener.subscribeAny((id) => {
       if (id === null || this.foreign.has(id)) return;
       this.pending.add(id);
-      this.waiting?.();
+      this.wakeUp();
     });
   }
 
   async next(): Promise<IteratorResult<JobRow>> {
     for (;;) {
-      while (this.pending.size === 0 && !this.closed)
-        await new Promise<void>((resolve) => (this.waiting = resolve));
-      this.waiting = undefined;
+      await this.until(() => this.pending.size > 0);
       if (this.closed) return DONE;
       const id = this.pending.values().next().value as string;
       this.pending.delete(id);
@@ -220,23 +235,5 @@ class TenantJobUpdates implements AsyncIterableIterator<JobRow> {
       if (this.foreign.size >= FOREIGN_IDS_KEPT) this.foreign.clear();
       this.foreign.add(id);
     }
-  }
-
-  async return(): Promise<IteratorReturnResult<undefined>> {
-    if (!this.closed) {
-      this.closed = true;
-      this.unsubscribe();
-      this.waiting?.();
-    }
-    return DONE;
-  }
-
-  async throw(error?: unknown): Promise<IteratorResult<JobRow>> {
-    await this.return();
-    throw error;
-  }
-
-  [Symbol.asyncIterator](): this {
-    return this;
   }
 }

@@ -28,7 +28,7 @@ import { keys } from "../storage/keys.ts";
 import type { ObjectStore } from "../storage/object-store.ts";
 import type { QuotaService } from "../tenants/quota.ts";
 import { trainerCatalog } from "../trainer/catalog.ts";
-import { runTrainerCommand } from "../trainer/process.ts";
+import { runTrainerCommand, trainerRejection } from "../trainer/process.ts";
 
 export type { ModelRow };
 
@@ -199,12 +199,7 @@ export class ModelService {
       }
       if (result.code !== 2)
         throw new Error(`check-model exited ${result.code}: ${result.stderr.slice(-500)}`); // retried
-      const line = result.stderr.trim().split("\n").at(-1) ?? "";
-      let reason = line;
-      try {
-        reason = (JSON.parse(line) as { message?: string }).message ?? line;
-      } catch {}
-      await fail(`MODEL_MISMATCH: ${reason.slice(0, 2000)}`);
+      await fail(`MODEL_MISMATCH: ${trainerRejection(result.stderr).message.slice(0, 2000)}`);
     } finally {
       clearInterval(beat);
       await rm(dir, { recursive: true, force: true });

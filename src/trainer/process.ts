@@ -31,6 +31,20 @@ export interface TrainerOutput {
   stderr: string;
 }
 
+/**
+ * The trainer's refusal (exit code 2): `{field, message}` JSON on its last stderr line; a line that
+ * is not that JSON is the message itself.
+ */
+export function trainerRejection(stderr: string): { field?: string; message: string } {
+  const line = stderr.trim().split("\n").at(-1) || "invalid input";
+  try {
+    const parsed = JSON.parse(line) as { field?: string; message?: string };
+    return { field: parsed.field, message: parsed.message ?? line };
+  } catch {
+    return { message: line };
+  }
+}
+
 /** Run a short trainer command (describe, poison) to completion. */
 export function runTrainerCommand(args: string[], python?: string): Promise<TrainerOutput> {
   return new Promise((resolve, reject) => {

@@ -70,8 +70,8 @@ describe("bring your own model", () => {
       },
       240_000,
     );
-  /** Upload `bytes` as a model of `declared` and return it once the worker has decided. */
-  const uploadModel = async (bytes: Buffer, declared: Record<string, unknown> = {}) => {
+  /** Declare `bytes` as a model of `declared` (over small-cnn, 16x16x1, 4 classes) and PUT them; its id. */
+  const declareModel = async (bytes: Buffer, declared: Record<string, unknown> = {}) => {
     const res = await gql<{
       createModelUpload: {
         model: { id: string };
@@ -95,16 +95,18 @@ describe("bring your own model", () => {
       },
     );
     assert.equal(res.errors, undefined, JSON.stringify(res.errors));
-    const { model, upload } = (res.data as NonNullable<typeof res.data>).createModelUpload as {
-      model: { id: string };
-      upload: { url: string; method: string; headers: Record<string, string> };
-    };
+    const { model, upload } = (res.data as NonNullable<typeof res.data>).createModelUpload;
     const put = await fetch(upload.url, {
       method: upload.method,
       headers: upload.headers,
       body: new Uint8Array(bytes),
     });
     assert.ok(put.ok, `PUT ${put.status}`);
+    return model.id;
+  };
+  /** Upload `bytes` as a model of `declared` and return it once the worker has decided. */
+  const uploadModel = async (bytes: Buffer, declared: Record<string, unknown> = {}) => {
+    const model = { id: await declareModel(bytes, declared) };
     const done = await gql(
       app.url as string,
       app.key,
@@ -189,36 +191,6 @@ describe("bring your own model", () => {
   });
 
   it("a check whose worker died goes back to the queue, and fails once its attempts are spent", async () => {
-    const declare = async () => {
-      const res = await gql<{
-        createModelUpload: {
-          model: { id: string };
-          upload: { url: string; method: string; headers: Record<string, string> };
-        };
-      }>(
-        app.url as string,
-        app.key,
-        `mutation($input: CreateModelUploadInput!) { createModelUpload(input: $input) { model { id } upload { url method headers } } }`,
-        {
-          input: {
-            name: "orphan",
-            architecture: "small-cnn",
-            inputShape: { height: 16, width: 16, channels: 1 },
-            numClasses: 4,
-            dtype: "FLOAT32",
-            sizeBytes: weights.length,
-            sha256: sha256(weights),
-          },
-        },
-      );
-      const { model, upload } = (res.data as NonNullable<typeof res.data>).createModelUpload;
-      await fetch(upload.url, {
-        method: upload.method,
-        headers: upload.headers,
-        body: new Uint8Array(weights),
-      });
-      return model.id;
-    };
     const status = async (id: string) =>
       (
         await gql<{ model: Model }>(
@@ -230,7 +202,7 @@ describe("bring your own model", () => {
       ).data?.model as Model;
     // A worker claimed attempt `attempt` and died: VALIDATING, no heartbeat for a minute, no message left.
     const orphan = async (attempt: number, silentFor = "1 minute") => {
-      const id = await declare();
+      const id = await declareModel(weights, { name: "orphan" });
       await app.db.query(
         "UPDATE models SET status = 'VALIDATING', processing_attempt = $2, heartbeat_at = now() - $3::interval WHERE id = $1",
         [id, attempt, silentFor],
