@@ -9,6 +9,7 @@
  *   worker    worker/                                     core, services, queue, trainer client
  *   client    client/                                     its own folder and clients/typescript (the API over HTTP)
  *   package   clients/typescript/                         nothing of the service (a package of its own)
+ *   console   console/ (the web console, in the browser)  itself and the generated schema types only
  *   entry     cli/, main.ts                               anything: they compose the rest
  */
 const CORE = "^src/(config|errors|input-limits|log|paths)[.]ts$";
@@ -75,6 +76,13 @@ module.exports = {
       to: { path: "^(src|migrations)/" },
     },
     {
+      name: "console-uses-the-public-api-only",
+      comment: "The web console runs in the browser on the public GraphQL API: of this repository it imports only itself and the types generated from schema/.",
+      severity: "error",
+      from: { path: "^console/" },
+      to: { path: "^(src|migrations|clients|console)/", pathNot: ["^console/", "^clients/typescript/src/generated/"] },
+    },
+    {
       name: "nothing-imports-entry-points",
       comment: "cli/ and main.ts compose the rest; nothing below imports them.",
       severity: "error",
@@ -83,9 +91,9 @@ module.exports = {
     },
   ],
   options: {
-    includeOnly: "^(src|migrations|clients/typescript)/",
+    includeOnly: "^(src|migrations|clients/typescript|console)/",
     tsPreCompilationDeps: true,
     tsConfig: { fileName: "tsconfig.json" },
-    enhancedResolveOptions: { extensions: [".ts", ".js"] },
+    enhancedResolveOptions: { extensions: [".ts", ".tsx", ".js"] },
   },
 };

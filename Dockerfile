@@ -17,6 +17,8 @@ COPY src ./src
 COPY migrations ./migrations
 # the CLI is built on the TypeScript client package
 COPY clients/typescript ./clients/typescript
+# the web console (Vite builds it into dist/console; the API serves it at /console/)
+COPY console ./console
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 # --- api: dist/ + production node_modules, non-root, no compilers, no Python ---------------------

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON = $(shell scripts/find-python.sh)
 export PYTHONPATH := $(CURDIR)/trainer:$(PYTHONPATH)
 
-.PHONY: deps deps-plots deps-test build run demo test test-trainer test-ts lint typecheck catalog codegen bench-throughput bench-fmnist bench-efficacy bench-api bench-gpu
+.PHONY: console deps deps-plots deps-test build run demo test test-trainer test-ts lint typecheck catalog codegen bench-throughput bench-fmnist bench-efficacy bench-api bench-gpu
 
 deps:
 	@scripts/ensure-deps.sh
@@ -16,16 +16,21 @@ deps-plots:
 build: deps
 	npm run build
 
-# API + worker + embedded Postgres + local object store; prints the first API key.
-run: deps
+# API + worker + embedded Postgres + local object store + the web console; prints the first API key.
+run: deps console
 	TRAPDOOR_PYTHON=$(PYTHON) node bin/trapdoor.js start
 
 demo: deps
 	TRAPDOOR_PYTHON=$(PYTHON) $(PYTHON) bench/fmnist/run.py --preset quick
 
-# Tests also hold ingest's resize to Pillow's (tests/datasets/resize.test.ts).
+# The web console (console/, Preact + Vite) into dist/console, which the API serves at /console/.
+console: deps
+	npx vite build --config console/vite.config.ts --logLevel warn
+
+# Tests also hold ingest's resize to Pillow's (tests/datasets/resize.test.ts); the console's
+# browser test drives Debian's chromium (tests/console/console.test.ts).
 deps-test:
-	@scripts/ensure-deps.sh python3-pil
+	@scripts/ensure-deps.sh python3-pil chromium fonts-dejavu-core
 
 test: deps-test
 	@$(MAKE) --no-print-directory typecheck lint test-trainer test-ts
@@ -47,11 +52,12 @@ test-ts:
 
 typecheck:
 	npx tsc --noEmit
+	npx tsc --noEmit -p console
 
 # Style, and the control plane's layers (.dependency-cruiser.cjs): an upward import or a cycle fails.
 lint:
 	npx biome check .
-	npx depcruise src clients/typescript --config .dependency-cruiser.cjs
+	npx depcruise src clients/typescript console/src --config .dependency-cruiser.cjs
 
 bench-throughput: deps
 	$(PYTHON) bench/throughput/run.py

@@ -15,6 +15,7 @@ mkdir "$work/build"
 cp package.json package-lock.json .npmrc tsconfig.json tsconfig.build.json "$work/build/"
 cp -r src migrations "$work/build/"
 mkdir -p "$work/build/clients" && cp -r clients/typescript "$work/build/clients/"
+cp -r console "$work/build/"
 (cd "$work/build" && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent \
   && npm prune --omit=dev --no-audit --no-fund --loglevel=error)
 

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { LogFormat } from "./log.ts";
+import { projectPath } from "./paths.ts";
 /**
  * Training runs on `cpu`, `gpu` (one GPU) or `gpu-N` (N GPUs: one queue, and one worker pool, per
  * GPU count the deployment offers); dataset ingest and poisoning have queues of their own.
@@ -49,6 +50,8 @@ export interface Config {
   logFormat: LogFormat;
   /** Base URL clients use to reach this API (signed local-store URLs point here). */
   publicBaseUrl: string;
+  /** TRAPDOOR_CONSOLE_DIR: the web console's built files, served at /console/ (default dist/console). */
+  consoleDir: string;
   store: StoreSettings;
   signingSecret: string;
   worker: {
@@ -195,6 +198,7 @@ export function loadConfig(
     autoMigrate: booleanFrom(env.TRAPDOOR_AUTO_MIGRATE, true, "TRAPDOOR_AUTO_MIGRATE"),
     logFormat: logFormatFrom(env.TRAPDOOR_LOG_FORMAT),
     publicBaseUrl: env.TRAPDOOR_PUBLIC_URL ?? `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${port}`,
+    consoleDir: env.TRAPDOOR_CONSOLE_DIR || projectPath("dist", "console"),
     store,
     signingSecret: signingSecretFor(dataDir, env),
     worker: {

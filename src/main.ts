@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RequestHandler } from "express";
 import type { DataSource } from "typeorm";
+import { consoleRouter } from "./api/console.ts";
 import { createApi } from "./api/server.ts";
 import { type Config, queuesFor } from "./config.ts";
 import { DatasetProcessor } from "./datasets/processing.ts";
@@ -19,7 +20,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { Sweeper } from "./maintenance/sweeper.ts";
 import { ModelService } from "./models/service.ts";
 import { JobQueue } from "./queue/job-queue.ts";
-import { createObjectStore, LocalStore, localStoreRouter } from "./storage/index.ts";
+import { createObjectStore, LocalStore, localStoreRouter, storeOrigin } from "./storage/index.ts";
 import type { ObjectStore } from "./storage/object-store.ts";
 import { AuditLog } from "./tenants/audit.ts";
 import { ConcurrencyLimiter } from "./tenants/concurrency.ts";
@@ -177,6 +178,9 @@ async function assemble(
             ),
           }
         : {};
+    // The web console (static files) may load images from and send uploads to the store's origin.
+    const origin = await storeOrigin(store);
+    routes["/"] = consoleRouter(config.consoleDir, origin ? [origin] : []);
     const ready = () => readiness(db, store);
     const rateLimiter = new RateLimiter(
       db,

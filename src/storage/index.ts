@@ -51,3 +51,16 @@ export function createObjectStore(config: StorageConfig): ObjectStore {
       });
   }
 }
+
+/**
+ * The origin signed URLs point to (the local store's public base, or the S3 endpoint/bucket
+ * host): a page that shows downloads or sends uploads must be allowed to reach it. Presigning
+ * is local computation; when even that fails (no credentials yet), undefined.
+ */
+export async function storeOrigin(store: ObjectStore): Promise<string | undefined> {
+  try {
+    return new URL(await store.downloadUrl("origin-probe", { expiresInSeconds: 60 })).origin;
+  } catch {
+    return undefined;
+  }
+}

@@ -15,11 +15,11 @@ interface Violation {
   to: string;
 }
 
-/** Runs the project's rules over `src/` of `cwd`; returns the violations. */
-function violations(cwd: string): Violation[] {
+/** Runs the project's rules over `src/` (and `more`) of `cwd`; returns the violations. */
+function violations(cwd: string, more: string[] = []): Violation[] {
   const run = spawnSync(
     depcruise,
-    ["src", "--config", join(root, ".dependency-cruiser.cjs"), "--output-type", "json"],
+    ["src", ...more, "--config", join(root, ".dependency-cruiser.cjs"), "--output-type", "json"],
     { cwd, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 },
   );
   assert.ok(run.stdout, `depcruise printed nothing: ${run.stderr}`);
@@ -41,8 +41,8 @@ describe("control-plane layers (.dependency-cruiser.cjs)", () => {
     return dir;
   }
 
-  it("src/ has no violation and no exception listed", () => {
-    assert.deepEqual(violations(root), []);
+  it("src/, the client package and the console have no violation and no exception listed", () => {
+    assert.deepEqual(violations(root, ["clients/typescript", "console/src"]), []);
   });
 
   it("an upward import fails: the database importing the API", () => {
@@ -95,6 +95,23 @@ describe("control-plane layers (.dependency-cruiser.cjs)", () => {
     assert.deepEqual(
       found.map((v) => v.rule.name),
       ["worker-uses-services-and-trainer-client"],
+    );
+  });
+
+  it("the console importing the service fails; the types generated from the schema do not", () => {
+    const found = violations(
+      tree({
+        "src/config.ts": "export const port = 1;\n",
+        "clients/typescript/src/generated/schema.ts": "export type JobStatus = 'QUEUED';\n",
+        "console/src/a.ts":
+          'import type { JobStatus } from "../../clients/typescript/src/generated/schema.ts";\nexport const s: JobStatus = "QUEUED";\n',
+        "console/src/b.ts": 'import { port } from "../../src/config.ts";\nexport const p = port;\n',
+      }),
+      ["console/src"],
+    );
+    assert.deepEqual(
+      found.map((v) => [v.rule.name, v.from, v.to]),
+      [["console-uses-the-public-api-only", "console/src/b.ts", "src/config.ts"]],
     );
   });
 });

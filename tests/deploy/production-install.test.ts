@@ -127,6 +127,14 @@ describe("a production install (npm ci --omit=dev) runs every command from dist/
     });
     const ready = await fetch(`${url}/readyz`);
     assert.equal(ready.status, 200, await ready.text());
+    // The web console ships in dist/ and is served by the compiled API, script and all.
+    const page = await fetch(`${url}/console/`);
+    assert.equal(page.status, 200);
+    const script = /src="(\/console\/assets\/[^"]+\.js)"/.exec(await page.text())?.[1];
+    assert.ok(script, "index.html loads the console's script");
+    const bundle = await fetch(`${url}${script}`);
+    assert.equal(bundle.status, 200);
+    assert.match(bundle.headers.get("content-type") ?? "", /javascript/);
     const expected = Catalog.load().data;
     assert.deepEqual(
       catalog.methods.map((m) => m.name),

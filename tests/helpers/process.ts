@@ -5,7 +5,10 @@ import { fileURLToPath } from "node:url";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 
-/** `<root>/app` with `dist/` compiled from this checkout by `npm run build`'s tsconfig; returns it. */
+/**
+ * `<root>/app` with `dist/` built from this checkout as `npm run build` builds it (tsc, and Vite
+ * for the web console in dist/console); returns it.
+ */
 export function compiledApp(root: string): string {
   const app = join(root, "app");
   mkdirSync(app);
@@ -15,6 +18,18 @@ export function compiledApp(root: string): string {
     {
       cwd: repo,
     },
+  );
+  execFileSync(
+    process.execPath,
+    [
+      join(repo, "node_modules/vite/bin/vite.js"),
+      "build",
+      "--config",
+      "console/vite.config.ts",
+      "--logLevel",
+      "warn",
+    ],
+    { cwd: repo, env: { ...process.env, TRAPDOOR_CONSOLE_OUT: join(app, "dist", "console") } },
   );
   return app;
 }
