@@ -12,6 +12,19 @@ import { gzipSync } from "node:zlib";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 
+/** Builds the console as `npm run build` does (Vite, console/vite.config.ts), into `out`. */
+export function buildConsole(out: string): void {
+  const vite = join(repo, "node_modules", "vite", "bin", "vite.js");
+  execFileSync(
+    process.execPath,
+    [vite, "build", "--config", "console/vite.config.ts", "--logLevel", "warn"],
+    {
+      cwd: repo,
+      env: { ...process.env, TRAPDOOR_CONSOLE_OUT: out },
+    },
+  );
+}
+
 /** Every file under `dir` with its raw and gzipped size in bytes. */
 export function bundleSizes(dir: string): { file: string; raw: number; gzip: number }[] {
   const files: string[] = [];
@@ -30,21 +43,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const out = mkdtempSync(join(tmpdir(), "trapdoor-console-size-"));
   try {
     const started = performance.now();
-    execFileSync(
-      process.execPath,
-      [
-        join(repo, "node_modules/vite/bin/vite.js"),
-        "build",
-        "--config",
-        "console/vite.config.ts",
-        "--logLevel",
-        "warn",
-      ],
-      {
-        cwd: repo,
-        env: { ...process.env, TRAPDOOR_CONSOLE_OUT: out },
-      },
-    );
+    buildConsole(out);
     const seconds = (performance.now() - started) / 1000;
     const sizes = bundleSizes(out);
     for (const s of sizes)

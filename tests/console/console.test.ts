@@ -8,18 +8,16 @@
  * the console's CSP (no violation reported), and its screenshot is written to docs/console/.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import express from "express";
 import { type Browser, chromium, type Page } from "playwright-core";
 import request from "supertest";
-import { bundleSizes } from "../../bench/console/size.ts";
+import { buildConsole, bundleSizes } from "../../bench/console/size.ts";
 import { consolePolicy, consoleRouter } from "../../src/api/console.ts";
 import { gql, makeDatasets, startTestApp, uploadNpyPair, waitFor } from "../helpers/app.ts";
 
@@ -54,18 +52,6 @@ interface AxeViolation {
   impact: string | null;
   help: string;
   nodes: { target: string[] }[];
-}
-
-async function buildConsole(out: string): Promise<void> {
-  const vite = join(repo, "node_modules", "vite", "bin", "vite.js");
-  await promisify(execFile)(
-    process.execPath,
-    [vite, "build", "--config", "console/vite.config.ts", "--logLevel", "warn"],
-    {
-      cwd: repo,
-      env: { ...process.env, TRAPDOOR_CONSOLE_OUT: out },
-    },
-  );
 }
 
 describe("the console's routes", () => {
@@ -120,9 +106,8 @@ describe("web console in chromium", { timeout: 240_000 }, () => {
   before(async () => {
     work = mkdtempSync(join(tmpdir(), "trapdoor-console-"));
     const out = join(work, "console");
-    const built = buildConsole(out);
+    buildConsole(out);
     data = makeDatasets(join(work, "data"), { nTrain: 600, nHoldout: 120, nTest: 120 });
-    await built;
     app = await startTestApp({ TRAPDOOR_CONSOLE_DIR: out });
     url = app.url as string;
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });

@@ -2,6 +2,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildConsole } from "../../bench/console/size.ts";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -19,18 +20,7 @@ export function compiledApp(root: string): string {
       cwd: repo,
     },
   );
-  execFileSync(
-    process.execPath,
-    [
-      join(repo, "node_modules/vite/bin/vite.js"),
-      "build",
-      "--config",
-      "console/vite.config.ts",
-      "--logLevel",
-      "warn",
-    ],
-    { cwd: repo, env: { ...process.env, TRAPDOOR_CONSOLE_OUT: join(app, "dist", "console") } },
-  );
+  buildConsole(join(app, "dist", "console"));
   return app;
 }
 

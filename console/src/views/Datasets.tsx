@@ -2,6 +2,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { ApiError } from "../api.ts";
 import { ErrorMessage } from "../components/ErrorMessage.tsx";
+import { Pager, usePages } from "../components/Pager.tsx";
 import { ProgressBar, Status } from "../components/Status.tsx";
 import { bytes, shortId, when } from "../format.ts";
 import { useApi, useQuery, useTitle } from "../hooks.ts";
@@ -38,9 +39,9 @@ export const shape = (d: Pick<Dataset, "count" | "height" | "width" | "channels"
 
 export function Datasets() {
   useTitle("Datasets");
-  const [cursors, setCursors] = useState<(string | null)[]>([null]);
+  const pages = usePages();
   const list = useQuery<{ datasets: { edges: { node: DatasetRow }[]; pageInfo: PageInfo } }>(DATASETS, {
-    after: cursors[cursors.length - 1] ?? null,
+    after: pages.after,
   });
   const edges = list.data?.datasets.edges ?? [];
   const pending = edges.some((e) => e.node.status === "VALIDATING" || e.node.status === "AWAITING_UPLOAD");
@@ -55,7 +56,7 @@ export function Datasets() {
       <div class="view-head">
         <h1 id="datasets-title">Datasets</h1>
       </div>
-      <UploadForm onUploaded={() => (cursors.length === 1 ? list.reload() : setCursors([null]))} />
+      <UploadForm onUploaded={() => (pages.page === 1 ? list.reload() : pages.first())} />
       <ErrorMessage error={list.error} retry={list.reload} />
       <table class="data">
         <caption class="visually-hidden">Datasets, newest first</caption>
@@ -94,18 +95,7 @@ export function Datasets() {
           ) : null}
         </tbody>
       </table>
-      <nav class="pager" aria-label="Pages of datasets">
-        <button type="button" disabled={cursors.length < 2} onClick={() => setCursors(cursors.slice(0, -1))}>
-          Previous page
-        </button>
-        <button
-          type="button"
-          disabled={!list.data?.datasets.pageInfo.hasNextPage}
-          onClick={() => setCursors([...cursors, list.data?.datasets.pageInfo.endCursor ?? null])}
-        >
-          Next page
-        </button>
-      </nav>
+      <Pager label="Pages of datasets" pages={pages} pageInfo={list.data?.datasets.pageInfo} />
     </section>
   );
 }

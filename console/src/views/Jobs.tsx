@@ -1,6 +1,7 @@
 /** Jobs: the tenant's jobs, newest first, filtered and paged, kept live by jobsUpdated. */
 import { useEffect, useState } from "preact/hooks";
 import { ErrorMessage } from "../components/ErrorMessage.tsx";
+import { Pager, usePages } from "../components/Pager.tsx";
 import { ProgressBar, Status } from "../components/Status.tsx";
 import { percent, shortId, when } from "../format.ts";
 import { useApi, useQuery, useTitle } from "../hooks.ts";
@@ -39,9 +40,8 @@ export function Jobs() {
   const api = useApi();
   const [status, setStatus] = useState("");
   const [method, setMethod] = useState("");
-  // The cursors of the pages before this one: "Previous" pops, "Next" pushes.
-  const [cursors, setCursors] = useState<(string | null)[]>([null]);
-  const after = cursors[cursors.length - 1] ?? null;
+  const pages = usePages();
+  const after = pages.after;
   const jobs = useQuery<JobsData>(JOBS, {
     first: PAGE_SIZE,
     after,
@@ -76,7 +76,7 @@ export function Jobs() {
     );
   }, [api, status, method, after]);
 
-  const resetPages = () => setCursors([null]);
+  const resetPages = pages.first;
   const edges = jobs.data?.jobs.edges ?? [];
   return (
     <section aria-labelledby="jobs-title">
@@ -173,19 +173,7 @@ export function Jobs() {
           ) : null}
         </tbody>
       </table>
-      <nav class="pager" aria-label="Pages of jobs">
-        <button type="button" disabled={cursors.length < 2} onClick={() => setCursors(cursors.slice(0, -1))}>
-          Previous page
-        </button>
-        <span>Page {cursors.length}</span>
-        <button
-          type="button"
-          disabled={!jobs.data?.jobs.pageInfo.hasNextPage}
-          onClick={() => setCursors([...cursors, jobs.data?.jobs.pageInfo.endCursor ?? null])}
-        >
-          Next page
-        </button>
-      </nav>
+      <Pager label="Pages of jobs" pages={pages} pageInfo={jobs.data?.jobs.pageInfo} />
     </section>
   );
 }
