@@ -81,6 +81,7 @@ describe("web console in chromium", { timeout: 240_000 }, () => {
   let work: string;
   const cspViolations: string[] = [];
   const pageErrors: string[] = [];
+  const notFound: string[] = [];
 
   /** axe-core on the page as it is now; only serious and critical violations fail. */
   async function accessible(view: string): Promise<void> {
@@ -120,6 +121,9 @@ describe("web console in chromium", { timeout: 240_000 }, () => {
       if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
     });
     page.on("pageerror", (e) => pageErrors.push(e.message));
+    page.on("response", (r) => {
+      if (r.status() === 404) notFound.push(r.url());
+    });
   });
 
   after(async () => {
@@ -438,6 +442,7 @@ describe("web console in chromium", { timeout: 240_000 }, () => {
     await page.getByRole("alert").waitFor({ state: "detached" });
     assert.deepEqual(cspViolations, [], "no Content-Security-Policy violation on any view");
     assert.deepEqual(pageErrors, [], "no uncaught error on any view");
+    assert.deepEqual(notFound, [], "nothing the page asked for was missing");
     // Sign out forgets the key.
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByLabel("API key").waitFor();
