@@ -313,6 +313,7 @@ function HyperParameterField({
       {control}
       <span class="doc" id={`${id}-doc`}>
         {p.doc}
+        {p.doc.endsWith(".") ? "" : "."}
         {p.default !== null && p.default !== undefined ? ` Default: ${String(p.default)}.` : ""}
       </span>
       {error ? (
