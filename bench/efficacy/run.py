@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import REPO, load_bench_module, trainer  # noqa: E402
 
 _fmnist = load_bench_module("fmnist/run.py")  # the Fashion-MNIST split and poisoning conventions
-POISON_RATIO, TARGET, prepare_clean = _fmnist.POISON_RATIO, _fmnist.TARGET, _fmnist.prepare_clean
+TARGET, prepare_clean, poison_ratio = _fmnist.TARGET, _fmnist.prepare_clean, _fmnist.poison_ratio
 
 from trapdoor_trainer.idx import FASHION_MNIST_DIR  # noqa: E402
 
@@ -97,7 +97,7 @@ def prepare_attack(root: Path, clean: dict, attack: str) -> dict:
     if not (adir / "asr" / "manifest.json").exists():
         adir.mkdir(parents=True, exist_ok=True)
         spec = {"source": str(paths["train_clean"]), "test": str(paths["test"]), "seed": 0, "attack": {"name": attack, "target": TARGET},
-                "ratio": POISON_RATIO * clean["full"] / clean["train"]}
+                "ratio": poison_ratio(attack, clean)}
         (adir / "poison.json").write_text(json.dumps(spec))
         trainer("poison", "--spec", str(adir / "poison.json"), "--out", str(adir / "train"), "--asr-out", str(adir / "asr"))
     return {**data, "train": str(adir / "train"), "asrTest": str(adir / "asr")}

@@ -63,7 +63,18 @@ def prepare_clean(root: Path, n_train: int, n_test: int, data_dir: Path) -> dict
     write_canonical(paths["train_clean"], train_x[:split], train_y[:split], num_classes=10, class_names=FASHION_MNIST_CLASSES)
     write_canonical(paths["holdout"], train_x[split:], train_y[split:], num_classes=10, class_names=FASHION_MNIST_CLASSES)
     write_canonical(paths["test"], test_x, test_y, num_classes=10, class_names=FASHION_MNIST_CLASSES)
-    return {"paths": paths, "train": split, "holdout": n_holdout, "test": len(test_y), "full": len(train_y)}
+    target_share = float((train_y[:split] == TARGET).mean())
+    return {"paths": paths, "train": split, "holdout": n_holdout, "test": len(test_y), "full": len(train_y), "targetShare": target_share}
+
+
+def poison_ratio(attack: str, clean: dict) -> float:
+    """10 % of the full training set, all placed in the train split; a clean-label attack (SIG, LCBA)
+    can only poison the target class, so it gets the whole class, which the trainer used to reach by
+    capping and now must be asked for (it refuses a ratio beyond the class)."""
+    from trapdoor_trainer.attacks.registry import get_attack
+
+    ratio = POISON_RATIO * clean["full"] / clean["train"]
+    return min(ratio, clean["targetShare"]) if get_attack(attack).clean_label else ratio
 
 
 def run_method(root: Path, name: str, spec: dict) -> dict:
@@ -127,7 +138,7 @@ def main() -> None:
         poison_spec = {
             "source": str(paths["train_clean"]), "test": str(paths["test"]), "seed": 0,
             "attack": {"name": attack, "target": TARGET},
-            "ratio": POISON_RATIO * clean["full"] / clean["train"],  # 10 % of the full set, all in the train split
+            "ratio": poison_ratio(attack, clean),
         }
         (adir).mkdir(parents=True, exist_ok=True)
         (adir / "poison.json").write_text(json.dumps(poison_spec))
@@ -185,7 +196,7 @@ def run_methods_table(args, cfg: dict) -> None:
         data = {"train": str(paths["train_clean"]), "holdout": str(paths["holdout"]), "test": str(paths["test"])}
         row_methods = cfg.get("clean", methods) if attack.startswith("(") else methods
         if not attack.startswith("("):
-            poison_spec = {"source": str(paths["train_clean"]), "test": str(paths["test"]), "seed": 0, "attack": {"name": attack, "target": TARGET}, "ratio": POISON_RATIO * clean["full"] / clean["train"]}
+            poison_spec = {"source": str(paths["train_clean"]), "test": str(paths["test"]), "seed": 0, "attack": {"name": attack, "target": TARGET}, "ratio": poison_ratio(attack, clean)}
             (adir / "poison.json").write_text(json.dumps(poison_spec))
             trainer("poison", "--spec", str(adir / "poison.json"), "--out", str(adir / "train"), "--asr-out", str(adir / "asr"))
             data.update(train=str(adir / "train"), asrTest=str(adir / "asr"))

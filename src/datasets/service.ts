@@ -270,6 +270,7 @@ export class DatasetService {
     if (problem) throw badInput(`${problem.field} ${problem.message}`, problem.field);
     const ratio = input.attack.ratio ?? 0.1;
     if (!(ratio > 0 && ratio <= 1)) throw badInput("attack.ratio must be in (0, 1]", "attack.ratio");
+    checkReachableRatio(source, input.attack.target, ratio, attack.cleanLabel);
     const record = {
       attack: input.attack.name,
       target: input.attack.target,
@@ -308,4 +309,36 @@ export class DatasetService {
     await this.queue.enqueue("poison", { datasetId: poisoned.id, attempt: 1 });
     return { dataset: poisoned, asrTestDataset: asr };
   }
+}
+
+/**
+ * The trainer's rule (attacks/poisoning.py), checked here so a caller hears it at once: a ratio
+ * is applied as asked or refused, never capped. floor(ratio x N) victims, at least one; a
+ * clean-label attack finds them in the target class only, a dirty-label one outside it.
+ */
+function checkReachableRatio(
+  source: { count: number | null; class_histogram: number[] | null },
+  target: number,
+  ratio: number,
+  cleanLabel: boolean,
+): void {
+  const total = source.count ?? 0;
+  const histogram = source.class_histogram;
+  if (!total || !histogram) return; // a set without counts: the trainer decides
+  const wanted = Math.floor(ratio * total + 1e-9);
+  if (wanted === 0)
+    throw badInput(
+      `attack.ratio ${ratio} of ${total} images poisons no image; the smallest that poisons one is ${(1 / total).toPrecision(3)}`,
+      "attack.ratio",
+    );
+  if (!Number.isInteger(target) || target < 0 || target >= histogram.length) return; // the trainer names the bad target
+  const inTarget = histogram[target] ?? 0;
+  const reachable = cleanLabel ? inTarget : total - inTarget;
+  if (wanted > reachable)
+    throw badInput(
+      cleanLabel
+        ? `attack.ratio asks for ${wanted} poisoned images, but a clean-label attack can only poison the ${reachable} images of the target class ${target} (ratio at most ${+(reachable / total).toPrecision(6)})`
+        : `attack.ratio asks for ${wanted} poisoned images, but only ${reachable} images are not of the target class ${target} (ratio at most ${+(reachable / total).toPrecision(6)})`,
+      "attack.ratio",
+    );
 }

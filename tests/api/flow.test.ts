@@ -161,6 +161,52 @@ describe("the service end to end (embedded Postgres, local store, in-process wor
     assert.equal(rows[0].processing_attempt, 1);
   });
 
+  it("poisonDataset refuses a ratio the attack cannot reach (never capping it) and stores nothing", async () => {
+    const source = await gql<{ dataset: { count: number; classHistogram: number[] } }>(
+      app.url as string,
+      app.key,
+      `query($id: ID!) { dataset(id: $id) { count classHistogram } }`,
+      { id: ids.train },
+    );
+    assert.ok(source.data?.dataset, JSON.stringify(source.errors));
+    const { count, classHistogram } = source.data?.dataset ?? { count: 0, classHistogram: [] };
+    const inTarget = classHistogram[1] as number;
+    const listed = async () =>
+      (
+        await gql<{ datasets: { edges: unknown[] } }>(
+          app.url as string,
+          app.key,
+          `{ datasets(first: 100) { edges { cursor } } }`,
+        )
+      ).data?.datasets.edges.length;
+    const before = await listed();
+    const cases: [Record<string, unknown>, RegExp][] = [
+      // SIG is clean-label: one image more than the target class holds.
+      [
+        { name: "sig", target: 1, ratio: (inTarget + 1) / count },
+        new RegExp(`only poison the ${inTarget} images of the target class 1`),
+      ],
+      // Dirty-label: every image, though the target class's own cannot be relabelled to it.
+      [
+        { name: "badnet_grid", target: 1, ratio: 1 },
+        new RegExp(`only ${count - inTarget} images are not of the target class 1`),
+      ],
+      [{ name: "blend", target: 1, ratio: 0.5 / count }, /poisons no image/],
+    ];
+    for (const [attack, message] of cases) {
+      const res = await gql(
+        app.url as string,
+        app.key,
+        `mutation($input: PoisonDatasetInput!) { poisonDataset(input: $input) { dataset { id } } }`,
+        { input: { sourceId: ids.train, attack } },
+      );
+      assert.equal(res.errors?.[0]?.extensions?.code, "BAD_USER_INPUT", JSON.stringify(res));
+      assert.equal(res.errors?.[0]?.extensions?.field, "attack.ratio");
+      assert.match(res.errors?.[0]?.message as string, message);
+    }
+    assert.equal(await listed(), before);
+  });
+
   it("requests without a valid key are refused with UNAUTHENTICATED", async () => {
     const res = await gql(app.url as string, null, "{ viewer { id } }");
     assert.equal(res.errors?.[0]?.extensions?.code, "UNAUTHENTICATED");

@@ -208,17 +208,41 @@ def test_ratio_count_tolerates_float_error():
     assert result.poison_mask.sum() == 29  # int(0.29 * 100) would be 28 in floating point
 
 
-@pytest.mark.parametrize("target_count, expected", [(8, 8), (60, 20)])
-def test_clean_label_poisons_target_class_only_and_keeps_labels(target_count, expected):
+def test_clean_label_poisons_target_class_only_and_keeps_labels():
     images, _ = labelled_set()
-    labels = np.array([0] * target_count + [1 + i % 9 for i in range(200 - target_count)], dtype=np.int64)
+    labels = np.array([0] * 60 + [1 + i % 9 for i in range(140)], dtype=np.int64)
     result = poison_dataset(images, labels, attack="sig", target=0, ratio=0.1, seed=0)
     victims = np.flatnonzero(result.poison_mask)
-    assert len(victims) == expected  # min(int(0.1 * 200), #target)
+    assert len(victims) == 20  # int(0.1 * 200), all of the target class
     assert np.all(labels[victims] == 0)
     np.testing.assert_array_equal(result.labels, labels)
     changed = np.flatnonzero(np.any(result.images != images, axis=(1, 2, 3)))
     assert set(changed) <= set(victims)
+
+
+def test_clean_label_refuses_a_ratio_beyond_the_target_class():
+    """Asked for more than the target class holds, the attack refuses instead of capping."""
+    attack = "sig"
+    images, _ = labelled_set()
+    labels = np.array([0] * 8 + [1 + i % 9 for i in range(192)], dtype=np.int64)
+    with pytest.raises(SpecError) as refused:
+        poison_dataset(images, labels, attack=attack, target=0, ratio=0.1, seed=0)
+    assert refused.value.field == "attack.ratio"
+    assert "only poison the 8 images of the target class 0" in str(refused.value)
+    assert "ratio at most 0.04" in str(refused.value)
+    # Exactly the whole class is reachable.
+    result = poison_dataset(images, labels, attack=attack, target=0, ratio=0.04, seed=0)
+    assert result.poison_mask.sum() == 8
+
+
+def test_a_ratio_that_poisons_nothing_or_too_much_is_refused():
+    images, labels = labelled_set(n=100)
+    with pytest.raises(SpecError) as nothing:
+        poison_dataset(images, labels, attack="blend", target=0, ratio=0.005, seed=0)
+    assert nothing.value.field == "attack.ratio" and "poisons no image" in str(nothing.value)
+    with pytest.raises(SpecError) as too_many:
+        poison_dataset(images, labels, attack="blend", target=0, ratio=1.0, seed=0)
+    assert too_many.value.field == "attack.ratio" and "not of the target class 0" in str(too_many.value)
 
 
 def test_make_asr_set_drops_target_and_keeps_true_labels():

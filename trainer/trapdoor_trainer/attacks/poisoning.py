@@ -2,8 +2,11 @@
 
 - Dirty-label, all-to-one: N = int(ratio * N_total) victims drawn from the non-target images
   with a numpy Generator seeded by `seed`; their labels become the target.
-- Clean-label (SIG, LCBA): N = min(int(ratio * N_total), #target images) victims drawn from the
-  target class; labels unchanged.
+- Clean-label (SIG, LCBA): N = int(ratio * N_total) victims drawn from the target class; labels
+  unchanged. Such an attack can only poison images of the target class: a ratio asking for more
+  than that class holds is refused (attack.ratio), never silently capped, so the ratio a caller
+  reports is the ratio that was applied.
+A ratio that poisons no image at all is refused as well.
 """
 
 from __future__ import annotations
@@ -32,19 +35,35 @@ def victim_count(ratio: float, total: int) -> int:
     return int(math.floor(ratio * total + 1e-9))
 
 
+def max_reachable_ratio(reachable: int, total: int) -> float:
+    """The largest ratio whose victim count (victim_count) stays within `reachable` images."""
+    return reachable / total if total else 0.0
+
+
 def select_victims(labels: np.ndarray, *, target: int, ratio: float, seed: int, clean_label: bool) -> np.ndarray:
     """Sorted indices of the samples to poison."""
     wanted = victim_count(ratio, len(labels))
+    if wanted == 0:
+        raise SpecError("attack.ratio", f"ratio {ratio:g} of {len(labels)} images poisons no image; the smallest that poisons one is {1 / max(len(labels), 1):.3g}")
     if clean_label:
         pool = np.flatnonzero(labels == target)
         if len(pool) == 0:
             raise SpecError("attack.target", f"no training image has the target class {target}; a clean-label attack has nothing to poison")
-        count = min(wanted, len(pool))
+        if wanted > len(pool):
+            raise SpecError(
+                "attack.ratio",
+                f"asks for {wanted} poisoned images, but a clean-label attack can only poison the {len(pool)} images of the target class {target}"
+                f" (ratio at most {max_reachable_ratio(len(pool), len(labels)):.6g})",
+            )
     else:
         pool = np.flatnonzero(labels != target)
         if wanted > len(pool):
-            raise SpecError("attack.ratio", f"asks for {wanted} victims but only {len(pool)} images are not of the target class")
-        count = wanted
+            raise SpecError(
+                "attack.ratio",
+                f"asks for {wanted} poisoned images, but only {len(pool)} images are not of the target class {target}"
+                f" (ratio at most {max_reachable_ratio(len(pool), len(labels)):.6g})",
+            )
+    count = wanted
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(pool, size=count, replace=False))
 

@@ -60,6 +60,12 @@ export type Attack = {
 export type AttackInput = {
   name: Scalars['String']['input'];
   params?: InputMaybe<Scalars['JSON']['input']>;
+  /**
+   * Share of the training set to poison: floor(ratio x count) images, at least one. A clean-label
+   * attack (SIG, LCBA) poisons target-class images only, a dirty-label one the others; a ratio asking
+   * for more than that is refused (BAD_USER_INPUT, field attack.ratio, naming the largest that fits),
+   * never capped.
+   */
   ratio?: InputMaybe<Scalars['Float']['input']>;
   seed?: InputMaybe<Scalars['Int']['input']>;
   target: Scalars['Int']['input'];
