@@ -155,6 +155,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--data-dir", type=Path, default=FASHION_MNIST_DIR)
     parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--no-render", action="store_true", help="run the cells, leave bench/EFFICACY.md as it is")
     args = parser.parse_args()
     root = OUT / args.profile
     if not args.render_only:
@@ -171,6 +172,8 @@ def main() -> None:
                         verdict = (record["health"] or {}).get("verdict")
                         print(f"{attack:13s} {config:18s} {json.dumps(overrides):28s} seed {seed}: ASR {fmt(r.get('asr'))} CA {fmt(r.get('ca'))} "
                               f"health {verdict} ({record['wallSeconds']:.0f} s)", flush=True)
+    if args.no_render:
+        return
     from render import render  # noqa: PLC0415  (bench/efficacy/render.py)
 
     render(root, args.profile, EFFICACY_MD)
