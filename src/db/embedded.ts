@@ -18,7 +18,33 @@ const urlFor = (port: number) => `postgres://postgres:${PASSWORD}@127.0.0.1:${po
 // C messages: readiness is seen in the server's log line.
 const ENV = { ...process.env, LC_ALL: undefined, LC_MESSAGES: "C" };
 
+/**
+ * A port to listen on later (embedded PostgreSQL, a test's API). Chosen below the kernel's
+ * ephemeral range (Linux: 32768-60999) when it can be: a port from inside it (what listen(0)
+ * hands out) may be given to one of this process's own outgoing connections before the server
+ * binds it, and the listen then fails with EADDRINUSE.
+ */
 export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port =
+      BELOW_EPHEMERAL.low + Math.floor(Math.random() * (BELOW_EPHEMERAL.high - BELOW_EPHEMERAL.low));
+    if (await canListen(port)) return port;
+  }
+  return listenOnAny();
+}
+
+const BELOW_EPHEMERAL = { low: 20000, high: 32768 };
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.unref();
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
+}
+
+function listenOnAny(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
