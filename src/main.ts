@@ -2,7 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RequestHandler } from "express";
 import type { DataSource } from "typeorm";
-import { consoleRouter } from "./api/console.ts";
+import { consoleIsBuilt, consoleRouter } from "./api/console.ts";
 import { createApi } from "./api/server.ts";
 import { type Config, queuesFor } from "./config.ts";
 import { DatasetProcessor } from "./datasets/processing.ts";
@@ -50,6 +50,8 @@ export interface App {
   models: ModelService;
   databaseUrl: string;
   url?: string;
+  /** Where the web console is, when this process serves the API and the console is built. */
+  consoleUrl?: string;
   worker?: RunningWorker;
   /** The API's LISTEN connection for job updates (set with the API role). */
   jobUpdates?: ChannelListener;
@@ -232,6 +234,7 @@ async function assemble(
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : config.port;
     app.url = `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${port}`;
+    if (consoleIsBuilt(config.consoleDir)) app.consoleUrl = `${config.publicBaseUrl}/console/`;
   }
   if (roles.worker) {
     app.worker = await startWorker(

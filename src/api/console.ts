@@ -27,6 +27,9 @@ export function consolePolicy(storeOrigins: readonly string[]): string {
   ].join("; ");
 }
 
+/** Whether `dir` holds a built console. */
+export const consoleIsBuilt = (dir: string): boolean => existsSync(join(dir, "index.html"));
+
 /** Serves `dir` (the built console) under /console with `policy`; a JSON 404 when it was never built. */
 export function consoleRouter(dir: string, storeOrigins: readonly string[]): Router {
   const router = Router();
@@ -37,17 +40,9 @@ export function consoleRouter(dir: string, storeOrigins: readonly string[]): Rou
     next();
   };
   router.get("/", (_req, res) => res.redirect(302, `${CONSOLE_PATH}/`));
-  router.use(CONSOLE_PATH, headers, (_req, res, next) => {
-    if (!existsSync(join(dir, "index.html"))) {
-      res.status(404).json({
-        error: { code: "CONSOLE_NOT_BUILT", message: "the web console is not built here: run `make build`" },
-      });
-      return;
-    }
-    next();
-  });
   router.use(
     CONSOLE_PATH,
+    headers,
     express.static(dir, {
       index: "index.html",
       redirect: true,
@@ -56,10 +51,17 @@ export function consoleRouter(dir: string, storeOrigins: readonly string[]): Rou
         // File names under assets/ carry their content hash; index.html must always be fresh.
         res.setHeader(
           "Cache-Control",
-          path.includes(`${join("assets", "")}`) ? "public, max-age=31536000, immutable" : "no-cache",
+          path.startsWith(join(dir, "assets")) ? "public, max-age=31536000, immutable" : "no-cache",
         );
       },
     }),
+    // Only what static did not serve gets here: say so when there is no console at all.
+    (_req: express.Request, res: express.Response, next: express.NextFunction) => {
+      if (consoleIsBuilt(dir)) return next();
+      res.status(404).json({
+        error: { code: "CONSOLE_NOT_BUILT", message: "the web console is not built here: run `make build`" },
+      });
+    },
   );
   return router;
 }

@@ -1,5 +1,3 @@
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { inspect, parseArgs } from "node:util";
 import { EXIT_CODES_HELP, ExitCode } from "../client/exit-codes.ts";
 
@@ -72,9 +70,7 @@ async function main(argv: string[]): Promise<number> {
     if (app.url) log.info(`trapdoor API on ${app.url}/graphql`);
     if (app.url)
       log.info(
-        existsSync(join(config.consoleDir, "index.html"))
-          ? `web console on ${config.publicBaseUrl}/console/`
-          : "web console not built (make build builds it)",
+        app.consoleUrl ? `web console on ${app.consoleUrl}` : "web console not built (make build builds it)",
       );
     if (app.worker)
       log.info(`worker ${app.worker.runner.name} serving queues: ${app.worker.queues.join(", ")}`);

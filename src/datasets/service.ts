@@ -334,11 +334,13 @@ function checkReachableRatio(
   if (!Number.isInteger(target) || target < 0 || target >= histogram.length) return; // the trainer names the bad target
   const inTarget = histogram[target] ?? 0;
   const reachable = cleanLabel ? inTarget : total - inTarget;
-  if (wanted > reachable)
+  if (wanted > reachable) {
+    const pool = cleanLabel
+      ? `a clean-label attack can only poison the ${reachable} images of the target class ${target}`
+      : `only ${reachable} images are not of the target class ${target}`;
     throw badInput(
-      cleanLabel
-        ? `attack.ratio asks for ${wanted} poisoned images, but a clean-label attack can only poison the ${reachable} images of the target class ${target} (ratio at most ${+(reachable / total).toPrecision(6)})`
-        : `attack.ratio asks for ${wanted} poisoned images, but only ${reachable} images are not of the target class ${target} (ratio at most ${+(reachable / total).toPrecision(6)})`,
+      `attack.ratio asks for ${wanted} poisoned images, but ${pool} (ratio at most ${+(reachable / total).toPrecision(6)})`,
       "attack.ratio",
     );
+  }
 }

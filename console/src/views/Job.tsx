@@ -87,10 +87,13 @@ export function Job({ id }: { id: string }) {
   const [now, setNow] = useState(Date.now());
   const seen = useRef("");
 
+  // The ETA's clock ticks only while the job runs: the view (its charts included) re-renders on each tick.
+  const running = job.data?.job?.status === "RUNNING";
   useEffect(() => {
+    if (!running) return;
     const timer = setInterval(() => setNow(Date.now()), 1000);
     return () => clearInterval(timer);
-  }, []);
+  }, [running]);
 
   useEffect(
     () =>

@@ -49,23 +49,17 @@ def select_victims(labels: np.ndarray, *, target: int, ratio: float, seed: int, 
         pool = np.flatnonzero(labels == target)
         if len(pool) == 0:
             raise SpecError("attack.target", f"no training image has the target class {target}; a clean-label attack has nothing to poison")
-        if wanted > len(pool):
-            raise SpecError(
-                "attack.ratio",
-                f"asks for {wanted} poisoned images, but a clean-label attack can only poison the {len(pool)} images of the target class {target}"
-                f" (ratio at most {max_reachable_ratio(len(pool), len(labels)):.6g})",
-            )
+        where = f"a clean-label attack can only poison the {len(pool)} images of the target class {target}"
     else:
         pool = np.flatnonzero(labels != target)
-        if wanted > len(pool):
-            raise SpecError(
-                "attack.ratio",
-                f"asks for {wanted} poisoned images, but only {len(pool)} images are not of the target class {target}"
-                f" (ratio at most {max_reachable_ratio(len(pool), len(labels)):.6g})",
-            )
-    count = wanted
+        where = f"only {len(pool)} images are not of the target class {target}"
+    if wanted > len(pool):
+        raise SpecError(
+            "attack.ratio",
+            f"asks for {wanted} poisoned images, but {where} (ratio at most {max_reachable_ratio(len(pool), len(labels)):.6g})",
+        )
     rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(pool, size=count, replace=False))
+    return np.sort(rng.choice(pool, size=wanted, replace=False))
 
 
 def _check_dataset(images: np.ndarray, labels: np.ndarray) -> None:
