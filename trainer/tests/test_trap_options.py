@@ -192,6 +192,26 @@ def test_clean_data_is_not_called_poisoned(tmp_path):
     assert report["verdict"] != "poisoned" and report["likelyTarget"] is None
 
 
+def test_stage2_may_learn_from_the_least_suspicious_training_samples(job_datasets, tmp_path):
+    code, events, err = run(write_spec(tmp_path, job_datasets, "TRAP_AND_REPLACE", {**ISOLATE, "stage2TrainShare": 0.5}), tmp_path / "work")
+    assert code == 0, err
+    result = result_of(events)
+    # Half of the 2000 training samples join the holdout; none of them poisoned, and the backdoor stays out.
+    assert result["stage2TrainCount"] == 1000 and result["stage2TrainPoisoned"] == 0
+    assert any("least suspicious" in e.get("message", "") for e in events if e["type"] == "log")
+    assert result["asr"] <= 0.1
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [({"isolateFraction": 0.0, "stage2TrainShare": 0.5}, "needs isolation"), ({"isolateFraction": 0.3, "stage2TrainShare": 0.8}, "at most 1 - isolateFraction (0.7)")],
+)
+def test_stage2_train_share_without_a_ranking_or_past_the_kept_samples_is_refused(job_datasets, tmp_path, given, message):
+    code, _, err = run(write_spec(tmp_path, job_datasets, "TRAP_AND_REPLACE", {**ISOLATE, **given}), tmp_path / "work")
+    error = json.loads(err.strip().splitlines()[-1])
+    assert code == 2 and error["field"] == "hyperparameters.stage2TrainShare" and message in error["message"]
+
+
 RESUME = {**ISOLATE, "stage1Epochs": 2, "stage2Epochs": 2, "isolateEpochs": 2, "isolateProbeEpochs": 3}
 
 

@@ -4,7 +4,8 @@ Stage 1 trains stem + lightweight head + decoder on the (possibly poisoned) trai
 CE + lambda1 * MSE(recon, input) + lambda2 * TV(recon): the easy backdoor shortcut is meant to
 land in the small head while reconstruction keeps the stem on real image features.
 Stage 2 discards head and decoder, freezes the stem *and its BN statistics*, and trains a fresh
-head of the same shape on the clean holdout only. Final model = stem + new head.
+head of the same shape on the clean holdout (plus, with `stage2TrainShare`, the training samples
+isolation found least suspicious). Final model = stem + new head.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import torch
 import torch.nn.functional as F
 
 from ..context import RunContext
+from ..data import DeviceData
+from ..errors import SpecError
 from ..hyperparams import COMMON, Param
 from ..metrics import reconstruction_mse, total_variation
 from ..phases import PhaseRunner, Step
 from ..training import Phase, derive_seed
 from .common import build_model, epoch_metrics, eval_due, evaluate, holdout_accuracy
 from .health import write_health
-from .trap_signals import isolation_quality, most_suspicious, subset_of_train, suspicion_scores, training_set_view
+from .trap_signals import isolation_quality, least_suspicious, most_suspicious, subset_of_train, suspicion_scores, training_set_view
 from .registry import METHODS
 
 # Stage-2 recipes. `paper`: the appendix's "stage-1 hyper-parameters with batch 32".
@@ -45,6 +48,7 @@ HYPERPARAMETERS = {
     "stemCeScale": Param(1.0, "float", "scale of the classification loss's gradient into the stem in stage 1 (1 = the paper; 0 = the stem learns only to reconstruct, the trap head alone fits the labels)", minimum=0, maximum=1),
     "isolateFraction": Param(0.15, "float", "isolate-and-retrain: before the real stage 1, run a trap whose stem only reconstructs, fit a probe head on the holdout, and drop this fraction of training samples the trapped head fits but the probe rejects (0 = off, the paper's T&R; default chosen in bench/EFFICACY.md)", minimum=0, maximum=0.5),
     "isolateEpochs": Param(None, "int", "epochs of the isolation trap; null = stage1Epochs", minimum=1, maximum=10000, nullable=True),
+    "stage2TrainShare": Param(0.0, "float", "stage 2 trains the new head on the holdout plus this share of the training set, the samples isolation scored least suspicious (0 = the holdout alone, as the paper; needs isolateFraction > 0 and at most 1 - isolateFraction)", minimum=0, maximum=1),
     "isolateProbeEpochs": Param(10, "int", "epochs of the probe head trained on the holdout over the isolation stem", minimum=1, maximum=10000),
     "stemEndBlock": Param(5, "int", "WRN split: last block in the stem (4, 5 or 6); 5 = after block3[0] as in the paper", choices=(4, 5, 6)),
     "faithfulWrn": Param(True, "bool", "reproduce the official WRN's channel-changing-block quirk (conv reads the un-normalised input)"),
@@ -187,8 +191,8 @@ def prepare_stage2(ctx: RunContext, model, settings: dict) -> None:
     model.to(ctx.device, memory_format=torch.channels_last)
 
 
-def run_stage2(ctx: RunContext, runner: PhaseRunner, model, settings: dict, *, name: str = "stage2") -> dict:
-    """Stage 2 (the replacement): the fresh head alone on the clean holdout, the stem frozen."""
+def run_stage2(ctx: RunContext, runner: PhaseRunner, model, settings: dict, *, name: str = "stage2", data=None) -> dict:
+    """Stage 2 (the replacement): the fresh head alone on `data` (default: the clean holdout), the stem frozen."""
     hp = ctx.hp
 
     def set_modes() -> None:
@@ -201,7 +205,7 @@ def run_stage2(ctx: RunContext, runner: PhaseRunner, model, settings: dict, *, n
         batch_size=settings["batchSize"],
         lr=settings["lr"],
         weight_decay=hp["weightDecay"],
-        data=ctx.device_data("holdout"),
+        data=ctx.device_data("holdout") if data is None else data,
         parameters=list(model.head.parameters()),
         loss_fn=stage2_loss(model, settings),
         set_modes=set_modes,
@@ -255,6 +259,34 @@ def drop_suspicious(ctx: RunContext, trapped_view: dict, probe_model) -> dict:
     }
 
 
+def check_stage2_share(hp: dict) -> None:
+    share = hp["stage2TrainShare"]
+    if share > 0 and hp["isolateFraction"] == 0:
+        raise SpecError("hyperparameters.stage2TrainShare", "needs isolation (isolateFraction > 0): its ranking picks the training samples stage 2 may use")
+    if share + hp["isolateFraction"] > 1:
+        raise SpecError("hyperparameters.stage2TrainShare", f"at most 1 - isolateFraction ({1 - hp['isolateFraction']:g}): isolated samples never return")
+
+
+def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
+    """The holdout, plus the least suspicious `stage2TrainShare` of the training set: the new head
+    then learns from far more than the holdout, and only from samples isolation found least
+    likely to carry the trigger. Also what was added (count, and poisoned among them where the
+    training set carries a poison mask)."""
+    share = ctx.hp["stage2TrainShare"]
+    holdout = ctx.device_data("holdout")
+    if isolation is None or share == 0:
+        return holdout, {}
+    scores = isolation["scores"]
+    chosen = np.sort(least_suspicious(scores, int(round(share * len(scores)))))
+    train, mask = ctx.data.train, ctx.data.train.poison_mask
+    added = {"stage2TrainCount": int(len(chosen))}
+    if mask is not None:
+        added["stage2TrainPoisoned"] = int(mask[chosen].sum())
+    ctx.emitter.log(f"stage 2: holdout ({len(holdout)}) + the {len(chosen)} least suspicious training samples")
+    data = DeviceData(np.concatenate([ctx.data.holdout.images, train.images[chosen]]), np.concatenate([ctx.data.holdout.labels, train.labels[chosen]]), ctx.device)
+    return data, added
+
+
 def trapped_view_with_previews(ctx: RunContext, model) -> dict:
     """After stage 1: the reconstruction preview, and the trapped head's view of the training set."""
     write_previews(ctx, model)
@@ -274,6 +306,7 @@ def run(ctx: RunContext) -> dict:
     those before it (the isolation, the stage-1 summary, the trapped head's view)."""
     hp = ctx.hp
     runner = PhaseRunner(ctx)
+    check_stage2_share(hp)
     settings = stage2_settings(hp)
     isolation = isolate_and_drop(ctx, runner, settings) if hp["isolateFraction"] > 0 else None
     train_data = ctx.device_data("train") if isolation is None else subset_of_train(ctx, isolation["kept"])
@@ -282,12 +315,13 @@ def run(ctx: RunContext) -> dict:
     stage1 = run_stage1(ctx, runner, model, data=train_data)
     trapped_view = runner.run(Step("stage1-view", lambda: trapped_view_with_previews(ctx, model)))
     prepare_stage2(ctx, model, settings)
-    stage2 = run_stage2(ctx, runner, model, settings)
+    stage2_set, stage2_added = stage2_data(ctx, isolation)
+    stage2 = run_stage2(ctx, runner, model, settings, data=stage2_set)
     write_health(ctx, trapped_view, training_set_view(ctx, model), isolation)
     final = evaluate(ctx, model)
     metrics = {**final, "mse": stage1["mse"], "mseTriggered": stage1["mseTriggered"], "stage1Asr": stage1["stage1Asr"], "stage1Ca": stage1["stage1Ca"]}
     if isolation is not None:
-        metrics.update({k: isolation[k] for k in ("isolatedCount", "isolationPrecision", "isolationRecall")})
+        metrics.update({k: isolation[k] for k in ("isolatedCount", "isolationPrecision", "isolationRecall")}, **stage2_added)
     history = {"stage1": stage1["history"], "stage2": stage2["history"]}
     timings = {"stage1Seconds": stage1["seconds"], "stage2Seconds": stage2["seconds"]}
     if isolation is not None:

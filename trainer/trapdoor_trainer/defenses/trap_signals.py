@@ -50,6 +50,12 @@ def most_suspicious(scores: torch.Tensor, count: int) -> np.ndarray:
     return order[:count].numpy()
 
 
+def least_suspicious(scores: torch.Tensor, count: int) -> np.ndarray:
+    """Indices of the `count` lowest scores, lowest first; ties go to the lower index."""
+    order = torch.sort(scores, stable=True).indices
+    return order[:count].numpy()
+
+
 def isolation_quality(isolated: np.ndarray, poison_mask: Optional[np.ndarray]) -> dict:
     """Precision (isolated samples that are poisoned) and recall (poisoned samples isolated);
     None when the training set carries no poison mask."""
