@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from test_cli import FAST, result_of, run, start, write_spec
+from trapdoor_trainer import hyperparams
 from trapdoor_trainer.context import RunContext
 from trapdoor_trainer.defenses import tnr
 from trapdoor_trainer.defenses.common import build_model
@@ -137,6 +138,16 @@ def test_health_report_never_calls_a_skewed_label_distribution_clean():
     trapped, clean = views(labels, labels.copy(), np.zeros(len(labels), bool))
     report = report_for(labels, holdout, trapped, clean)
     assert report["verdict"] == "inconclusive" and report["evidence"]["labelExcess"][4] > 1.8
+
+
+@pytest.mark.parametrize(
+    ("given", "epochs"),
+    [({}, tnr.ISOLATE_EPOCHS_BOUND), ({"stage1Epochs": 30}, tnr.ISOLATE_EPOCHS_BOUND), ({"stage1Epochs": 4}, 4), ({"stage1Epochs": 30, "isolateEpochs": 30}, 30)],
+)
+def test_the_isolation_trap_stops_at_its_bound_unless_asked_for_more(given, epochs):
+    # The service's default (stage1Epochs 200) must not train the isolation trap for 200 epochs.
+    hp = tnr.HYPERPARAMETERS
+    assert tnr.isolation_epochs(hyperparams.resolve(hp, given)) == epochs
 
 
 ISOLATE = {"stage1Epochs": 4, "stage2Epochs": 20, "isolateFraction": 0.1, "isolateEpochs": 4, "isolateProbeEpochs": 20, **FAST}

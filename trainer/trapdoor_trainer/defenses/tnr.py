@@ -36,6 +36,10 @@ STAGE2_RECIPES = {
     "official": {"epochs": 100, "batchSize": 64, "lr": 0.03, "cutmix": True, "labelSmoothing": 0.1, "dropout": 0.5},
 }
 
+# The isolation trap's default length: the study validated isolation at 6 epochs, and a trap as
+# long as a 30-epoch stage 1 let Blend's ASR back to 62 % (bench/EFFICACY.md, "Longer stage-1 runs").
+ISOLATE_EPOCHS_BOUND = 6
+
 HYPERPARAMETERS = {
     "stage1Epochs": Param(200, "int", "stage-1 (trap) epochs", minimum=1, maximum=10000),
     "stage2Epochs": Param(None, "int", "stage-2 (replace) epochs; null = the recipe's (paper: stage1Epochs, official: 100)", minimum=1, maximum=10000, nullable=True),
@@ -47,7 +51,7 @@ HYPERPARAMETERS = {
     "stage2Recipe": Param("paper", "str", "stage-2 training recipe", choices=tuple(STAGE2_RECIPES)),
     "stemCeScale": Param(1.0, "float", "scale of the classification loss's gradient into the stem in stage 1 (1 = the paper; 0 = the stem learns only to reconstruct, the trap head alone fits the labels)", minimum=0, maximum=1),
     "isolateFraction": Param(0.15, "float", "isolate-and-retrain: before the real stage 1, run a trap whose stem only reconstructs, fit a probe head on the holdout, and drop this fraction of training samples the trapped head fits but the probe rejects (0 = off, the paper's T&R; default chosen in bench/EFFICACY.md)", minimum=0, maximum=0.5),
-    "isolateEpochs": Param(None, "int", "epochs of the isolation trap; null = stage1Epochs", minimum=1, maximum=10000, nullable=True),
+    "isolateEpochs": Param(None, "int", f"epochs of the isolation trap; null = stage1Epochs, at most {ISOLATE_EPOCHS_BOUND} (trained longer, the trap's stem learns the trigger and ranks the poison worse: bench/EFFICACY.md, 'Longer stage-1 runs')", minimum=1, maximum=10000, nullable=True),
     "stage2TrainShare": Param(0.0, "float", "stage 2 trains the new head on the holdout plus this share of the training set, the samples isolation scored least suspicious (0 = the holdout alone, as the paper; needs isolateFraction > 0 and at most 1 - isolateFraction)", minimum=0, maximum=1),
     "isolateProbeEpochs": Param(10, "int", "epochs of the probe head trained on the holdout over the isolation stem", minimum=1, maximum=10000),
     "stemEndBlock": Param(5, "int", "WRN split: last block in the stem (4, 5 or 6); 5 = after block3[0] as in the paper", choices=(4, 5, 6)),
@@ -230,11 +234,16 @@ def trap_and_probe(ctx: RunContext, runner: PhaseRunner, settings: dict, trap_ep
     return {"trap": trap, "trappedView": trapped_view, "probe": probe, "model": model}
 
 
+def isolation_epochs(hp: dict) -> int:
+    """The isolation trap's length: as asked, else stage 1's bounded by ISOLATE_EPOCHS_BOUND."""
+    return hp["isolateEpochs"] or min(hp["stage1Epochs"], ISOLATE_EPOCHS_BOUND)
+
+
 def isolate_and_drop(ctx: RunContext, runner: PhaseRunner, settings: dict) -> dict:
     """Isolate-and-retrain, first half: trap_and_probe, then the training samples ranked by
     suspicion_scores; the top `isolateFraction` are dropped from stage 1."""
     hp = ctx.hp
-    passed = trap_and_probe(ctx, runner, settings, hp["isolateEpochs"] or hp["stage1Epochs"], hp["isolateProbeEpochs"])
+    passed = trap_and_probe(ctx, runner, settings, isolation_epochs(hp), hp["isolateProbeEpochs"])
     trap, probe = passed["trap"], passed["probe"]
     dropped = runner.run(Step("isolate-drop", lambda: drop_suspicious(ctx, passed["trappedView"], passed["model"])))
     return {

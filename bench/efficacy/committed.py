@@ -1,0 +1,137 @@
+"""Tables of bench/EFFICACY.md rendered from the committed cells in bench/efficacy/cells/<profile>/
+(copies of bench/efficacy/run.py's cache, so every figure can be re-rendered and checked without
+rerunning): `efficacy-epochs-<profile>`, the default at longer stage-1 runs (issue 15, item 0), and
+`efficacy-cost-<profile>`, what the default and its variants cost in clean accuracy (item 1).
+
+    python3 bench/efficacy/run.py --profile cpu --attacks dev --configs default --grid "stage1Epochs=30" --no-render
+    cp bench/out/efficacy/cpu/cells/*.json bench/efficacy/cells/cpu/
+    python3 bench/efficacy/committed.py --profile cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from statistics import mean
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import REPO, replace_section  # noqa: E402
+from trapdoor_trainer.defenses.tnr import ISOLATE_EPOCHS_BOUND  # noqa: E402
+
+CELLS = REPO / "bench" / "efficacy" / "cells"
+EFFICACY_MD = REPO / "bench" / "EFFICACY.md"
+ASR_TARGET = 0.05  # item 0: the default must hold ASR <= 5 % at every epoch count a user may pick
+
+
+def pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def der(none: dict | None, defended: dict) -> float | None:
+    """BackdoorBench's defense effectiveness rating, in points: [max(0, ASR drop) - max(0, CA drop) + 100] / 2."""
+    if none is None or none.get("asr") is None or defended.get("asr") is None:
+        return None
+    return (max(0.0, none["asr"] - defended["asr"]) - max(0.0, none["ca"] - defended["ca"]) + 1.0) / 2
+
+
+def isolation_epochs(hp: dict) -> int:
+    """What the trainer ran (defenses/tnr.py isolation_epochs): cells that ran before the bound
+    carry their isolateEpochs explicitly."""
+    return hp.get("isolateEpochs") or min(hp["stage1Epochs"], ISOLATE_EPOCHS_BOUND)
+
+
+def load(profile: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((CELLS / profile).glob("*.json"))]
+
+
+def no_defense(records: list[dict]) -> dict:
+    """(attack, epochs, seed) -> the no-defense cell's result."""
+    return {(r["cell"]["attack"], r["cell"]["hyperparameters"]["epochs"], r["cell"]["seed"]): r["result"] for r in records if r["cell"]["config"] == "none"}
+
+
+def render_epochs(records: list[dict], profile: str) -> str:
+    baseline = no_defense(records)
+    rows = [r for r in records if r["cell"]["config"] == "default" and set(r["cell"]["overrides"]) <= {"stage1Epochs", "isolateEpochs"}]
+    rows.sort(key=lambda r: (r["cell"]["attack"], r["cell"]["hyperparameters"]["stage1Epochs"], r["cell"]["seed"], -isolation_epochs(r["cell"]["hyperparameters"])))
+    lines = [
+        f"Committed cells: `bench/efficacy/cells/{profile}/` ({len(records)}). Rendered by `python3 bench/efficacy/committed.py --profile {profile}`.",
+        f"No defense (same attack, epochs and seed) gives CA cost and DER where its cell exists; isolation at {ISOLATE_EPOCHS_BOUND} epochs is the new default,",
+        "isolation as long as stage 1 the old one.",
+        "",
+        "| attack | seed | stage-1 epochs | isolation epochs | isolation recall % | trapped head ASR % | ASR % | CA % | no defense ASR / CA % | CA cost | DER | ASR ≤ 5 % | wall s (threads) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cell, hp, res = r["cell"], r["cell"]["hyperparameters"], r["result"]
+        none = baseline.get((cell["attack"], hp["stage1Epochs"], cell["seed"]))
+        rating = der(none, res)
+        ok = "–" if res.get("asr") is None else "yes" if res["asr"] <= ASR_TARGET else "**no**"
+        threads = (res.get("device") or {}).get("threads", "?")
+        plain = "–" if none is None else f"{pct(none['asr'])} / {pct(none['ca'])}"
+        cost = "–" if none is None else f"{100 * (none['ca'] - res['ca']):.1f}"
+        lines.append(
+            f"| {cell['attack']} | {cell['seed']} | {hp['stage1Epochs']} | {isolation_epochs(hp)} | {pct(res.get('isolationRecall'))} | {pct(res.get('stage1Asr'))} "
+            f"| {pct(res.get('asr'))} | {pct(res.get('ca'))} | {plain} | {cost} | {'–' if rating is None else f'{100 * rating:.1f}'} | {ok} | {r['wallSeconds']:.0f} ({threads}) |"
+        )
+    return "\n".join(lines)
+
+
+def render_cost(records: list[dict], profile: str, epochs: int) -> str:
+    """Per attack and seed at the study's epochs: no defense, then the default and each variant of
+    it (its overrides) as ASR / CA, CA cost and DER against no defense."""
+    baseline = no_defense(records)
+    cells = [r for r in records if r["cell"]["config"] == "default" and r["cell"]["hyperparameters"]["stage1Epochs"] == epochs]
+    variant = lambda r: json.dumps({k: v for k, v in r["cell"]["overrides"].items() if k not in ("stage1Epochs", "isolateEpochs")}, sort_keys=True)  # noqa: E731
+    variants = sorted({variant(r) for r in cells}, key=lambda v: (v != "{}", v))
+    by = {(r["cell"]["attack"], r["cell"]["seed"], variant(r)): r["result"] for r in cells}
+    keys = sorted({(a, s) for a, s, _ in by}, key=lambda k: (k[0] == "clean", k))
+    names = ["default" if v == "{}" else f"default + `{v}`" for v in variants]
+    lines = [
+        f"{epochs} stage-1 epochs; no defense from the committed cell with the same attack and seed. Each variant: ASR / CA %, "
+        "then CA cost (points below no defense) and DER; for variants that train stage 2 on training samples, how many of those were poisoned.",
+        "",
+        "| attack | seed | no defense ASR / CA % | " + " | ".join(f"{n} ASR / CA % | cost | DER" for n in names) + " |",
+        "|---|---|---|" + "---|---|---|" * len(names),
+    ]
+    sums: dict[str, list] = {v: [] for v in variants}
+    for attack, seed in keys:
+        none = baseline.get((attack, epochs, seed))
+        row = [attack, str(seed), "–" if none is None else f"{pct(none.get('asr'))} / {pct(none['ca'])}"]
+        for v in variants:
+            res = by.get((attack, seed, v))
+            if res is None:
+                row += ["–", "–", "–"]
+                continue
+            added = f" ({res['stage2TrainPoisoned']} poisoned of {res['stage2TrainCount']} added)" if "stage2TrainPoisoned" in res else ""
+            rating = der(none, res) if attack != "clean" else None
+            cost = None if none is None else none["ca"] - res["ca"]
+            row += [f"{pct(res.get('asr'))} / {pct(res['ca'])}{added}", "–" if cost is None else f"{100 * cost:.1f}", "–" if rating is None else f"{100 * rating:.1f}"]
+            if cost is not None:
+                sums[v].append((attack, res.get("asr"), cost, rating))
+        lines.append("| " + " | ".join(row) + " |")
+    summary = ["**mean, poisoned**", "", ""]
+    for v in variants:
+        poisoned = [s for s in sums[v] if s[0] != "clean"]
+        if not poisoned:
+            summary += ["–", "–", "–"]
+            continue
+        summary += [f"ASR {100 * mean(s[1] for s in poisoned):.1f} (max {max(100 * s[1] for s in poisoned):.1f}, {len(poisoned)} runs)", f"{100 * mean(s[2] for s in poisoned):.1f}", f"{100 * mean(s[3] for s in poisoned):.1f}"]
+    lines.append("| " + " | ".join(summary) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--epochs", type=int, default=6, help="stage-1 epochs of the cost table (the study's)")
+    args = parser.parse_args()
+    records = load(args.profile)
+    replace_section(f"efficacy-epochs-{args.profile}", render_epochs(records, args.profile), EFFICACY_MD)
+    replace_section(f"efficacy-cost-{args.profile}", render_cost(records, args.profile, args.epochs), EFFICACY_MD)
+
+
+if __name__ == "__main__":
+    main()
