@@ -5,6 +5,7 @@ with plots.
     python bench/efficacy/run.py --profile cpu --attacks dev --configs paper,trap-first,isolate --seeds 0
     python bench/efficacy/run.py --profile cpu --attacks held-out --configs isolate --seeds 0
     python bench/efficacy/run.py --profile cpu --grid stage1Epochs=2,4,8 --configs paper --attacks dev
+    python bench/efficacy/run.py --profile cpu --attacks "blend@0.005,blend@0.2,sig@0.25,blend#3" --configs none,default
     python bench/efficacy/run.py --render-only
 
 A cell = (profile, attack, method + hyper-parameters, seed). Its result lands in
@@ -22,6 +23,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -87,6 +90,28 @@ def cell_key(cell: dict) -> str:
     return hashlib.sha256(json.dumps(cell, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def parse_attack(token: str) -> dict:
+    """An attack cell's name: `blend` (the study's 10 % of the data, target 0), `blend@0.05` (5 % of
+    the training split; for a clean-label attack, 5 % of the target class), `blend#3` (target 3),
+    or both (`sig@0.25#3`). Plain names keep the cells cached before variants existed."""
+    rest, _, target = token.partition("#")
+    name, _, ratio = rest.partition("@")
+    return {"name": name, "ratio": float(ratio) if ratio else None, "target": int(target) if target else TARGET}
+
+
+def attack_ratio(parsed: dict, clean: dict) -> float:
+    """The trainer's ratio (of the training split) for a parsed attack name."""
+    from trapdoor_trainer.attacks.registry import get_attack
+
+    clean_label = get_attack(parsed["name"]).clean_label
+    if parsed["ratio"] is None and (parsed["target"] == TARGET or not clean_label):
+        return poison_ratio(parsed["name"], clean)
+    if not clean_label:
+        return parsed["ratio"]
+    labels = np.load(Path(clean["paths"]["train_clean"]) / "labels.npy")
+    return (1.0 if parsed["ratio"] is None else parsed["ratio"]) * float((labels == parsed["target"]).mean())
+
+
 def prepare_attack(root: Path, clean: dict, attack: str) -> dict:
     """Poisoned training split + triggered test set for `attack` (made once, shared by its cells)."""
     paths = clean["paths"]
@@ -96,8 +121,9 @@ def prepare_attack(root: Path, clean: dict, attack: str) -> dict:
     adir = root / "attacks" / attack
     if not (adir / "asr" / "manifest.json").exists():
         adir.mkdir(parents=True, exist_ok=True)
-        spec = {"source": str(paths["train_clean"]), "test": str(paths["test"]), "seed": 0, "attack": {"name": attack, "target": TARGET},
-                "ratio": poison_ratio(attack, clean)}
+        parsed = parse_attack(attack)
+        spec = {"source": str(paths["train_clean"]), "test": str(paths["test"]), "seed": 0, "attack": {"name": parsed["name"], "target": parsed["target"]},
+                "ratio": attack_ratio(parsed, clean)}
         (adir / "poison.json").write_text(json.dumps(spec))
         trainer("poison", "--spec", str(adir / "poison.json"), "--out", str(adir / "train"), "--asr-out", str(adir / "asr"))
     return {**data, "train": str(adir / "train"), "asrTest": str(adir / "asr")}
@@ -113,7 +139,7 @@ def run_cell(root: Path, cell: dict, data: dict, device: str) -> dict:
     checkpoint = workdir / "checkpoints" / "latest.pt"
     if cell["method"] == "SCAN":  # as scanDataset runs it: the training set and the holdout only
         data = {"train": data["train"], "holdout": data["holdout"], "test": data["holdout"]}
-    spec = {"architecture": "wrn16-1", "data": data, "target": None if cell["attack"] == CLEAN or cell["method"] == "SCAN" else TARGET, "seed": cell["seed"], "device": device,
+    spec = {"architecture": "wrn16-1", "data": data, "target": None if cell["attack"] == CLEAN or cell["method"] == "SCAN" else parse_attack(cell["attack"])["target"], "seed": cell["seed"], "device": device,
             "method": cell["method"], "hyperparameters": cell["hyperparameters"], "resumeFrom": str(checkpoint) if checkpoint.exists() else None}
     (workdir / "spec.json").write_text(json.dumps(spec))
     started = time.perf_counter()
