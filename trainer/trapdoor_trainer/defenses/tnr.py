@@ -289,10 +289,13 @@ def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
     # Per class, so the head sees the training set's class mix: one ranking over all samples took
     # a class the trap flags often (T-shirts on clean Fashion-MNIST) out of the head's view and
     # cost 3 points of CA on clean data (bench/EFFICACY.md, item 1).
+    kept = np.zeros(len(train.labels), dtype=bool)
+    kept[isolation["kept"]] = True  # an isolated sample never returns, whatever its class's ranking
     chosen = []
     for c in np.unique(train.labels):
-        members = np.flatnonzero(train.labels == c)
-        chosen.append(members[least_suspicious(scores[torch.as_tensor(members, device=scores.device)], int(round(share * len(members))))])
+        members = np.flatnonzero((train.labels == c) & kept)
+        count = min(len(members), int(round(share * int((train.labels == c).sum()))))
+        chosen.append(members[least_suspicious(scores[torch.as_tensor(members, device=scores.device)], count)])
     chosen = np.sort(np.concatenate(chosen))
     added = {"stage2TrainCount": int(len(chosen))}
     if mask is not None:
