@@ -36,6 +36,14 @@ def der(none: dict | None, defended: dict) -> float | None:
     return (max(0.0, none["asr"] - defended["asr"]) - max(0.0, none["ca"] - defended["ca"]) + 1.0) / 2
 
 
+def against_no_defense(none: dict | None, res: dict) -> tuple[str, str, str]:
+    """The no-defense cell's ASR / CA, the CA cost and DER, as table cells ("–" where no cell ran)."""
+    if none is None:
+        return "–", "–", "–"
+    rating = der(none, res)
+    return f"{pct(none.get('asr'))} / {pct(none['ca'])}", f"{100 * (none['ca'] - res['ca']):.1f}", "–" if rating is None else f"{100 * rating:.1f}"
+
+
 def isolation_epochs(hp: dict) -> int:
     """What the trainer ran (defenses/tnr.py isolation_epochs): cells that ran before the bound
     carry their isolateEpochs explicitly."""
@@ -66,14 +74,12 @@ def render_epochs(records: list[dict], profile: str) -> str:
     for r in rows:
         cell, hp, res = r["cell"], r["cell"]["hyperparameters"], r["result"]
         none = baseline.get((cell["attack"], hp["stage1Epochs"], cell["seed"]))
-        rating = der(none, res)
         ok = "–" if res.get("asr") is None else "yes" if res["asr"] <= ASR_TARGET else "**no**"
         threads = (res.get("device") or {}).get("threads", "?")
-        plain = "–" if none is None else f"{pct(none['asr'])} / {pct(none['ca'])}"
-        cost = "–" if none is None else f"{100 * (none['ca'] - res['ca']):.1f}"
+        plain, cost, rating = against_no_defense(none, res)
         lines.append(
             f"| {cell['attack']} | {cell['seed']} | {hp['stage1Epochs']} | {isolation_epochs(hp)} | {pct(res.get('isolationRecall'))} | {pct(res.get('stage1Asr'))} "
-            f"| {pct(res.get('asr'))} | {pct(res.get('ca'))} | {plain} | {cost} | {'–' if rating is None else f'{100 * rating:.1f}'} | {ok} | {r['wallSeconds']:.0f} ({threads}) |"
+            f"| {pct(res.get('asr'))} | {pct(res.get('ca'))} | {plain} | {cost} | {rating} | {ok} | {r['wallSeconds']:.0f} ({threads}) |"
         )
     return "\n".join(lines)
 
@@ -98,13 +104,10 @@ def render_cost(records: list[dict], profile: str, epochs: int) -> str:
     for r in cells:
         cell, res = r["cell"], r["result"]
         none = baseline.get((cell["attack"], epochs, cell["seed"]))
-        rating = der(none, res)
         added = f"{res['stage2TrainCount']} ({res.get('stage2TrainPoisoned', '–')})" if "stage2TrainCount" in res else "–"
-        plain = "–" if none is None else f"{pct(none.get('asr'))} / {pct(none['ca'])}"
-        cost = "–" if none is None else f"{100 * (none['ca'] - res['ca']):.1f}"
+        plain, cost, rating = against_no_defense(none, res)
         lines.append(
-            f"| `{variant(r)}` | {cell['attack']} | {cell['seed']} | {plain} | {pct(res.get('asr'))} / {pct(res['ca'])} | {pct(res.get('stage1Ca'))} "
-            f"| {cost} | {'–' if rating is None else f'{100 * rating:.1f}'} | {added} |"
+            f"| `{variant(r)}` | {cell['attack']} | {cell['seed']} | {plain} | {pct(res.get('asr'))} / {pct(res['ca'])} | {pct(res.get('stage1Ca'))} | {cost} | {rating} | {added} |"
         )
     return "\n".join(lines)
 
