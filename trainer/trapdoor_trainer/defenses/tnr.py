@@ -277,10 +277,10 @@ def check_stage2_share(hp: dict) -> None:
 
 
 def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
-    """The holdout, plus the least suspicious `stage2TrainShare` of the training set: the new head
-    then learns from far more than the holdout, and only from samples isolation found least
-    likely to carry the trigger. Also what was added (count, and poisoned among them where the
-    training set carries a poison mask)."""
+    """The holdout, plus per class the `stage2TrainShare` of the training set that isolation kept
+    and scored least suspicious: the new head then learns from far more than the holdout, and only
+    from samples least likely to carry the trigger. Also what was added (count, and poisoned among
+    them where the training set carries a poison mask)."""
     share = ctx.hp["stage2TrainShare"]
     holdout = ctx.device_data("holdout")
     if isolation is None or share == 0:
@@ -293,8 +293,9 @@ def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
     kept[isolation["kept"]] = True  # an isolated sample never returns, whatever its class's ranking
     chosen = []
     for c in np.unique(train.labels):
-        members = np.flatnonzero((train.labels == c) & kept)
-        count = min(len(members), int(round(share * int((train.labels == c).sum()))))
+        in_class = train.labels == c
+        members = np.flatnonzero(in_class & kept)
+        count = min(len(members), int(round(share * int(in_class.sum()))))
         chosen.append(members[least_suspicious(scores[torch.as_tensor(members, device=scores.device)], count)])
     chosen = np.sort(np.concatenate(chosen))
     added = {"stage2TrainCount": int(len(chosen))}

@@ -52,8 +52,7 @@ def most_suspicious(scores: torch.Tensor, count: int) -> np.ndarray:
 
 def least_suspicious(scores: torch.Tensor, count: int) -> np.ndarray:
     """Indices of the `count` lowest scores, lowest first; ties go to the lower index."""
-    order = torch.sort(scores, stable=True).indices
-    return order[:count].numpy()
+    return most_suspicious(-scores, count)
 
 
 def isolation_quality(isolated: np.ndarray, poison_mask: Optional[np.ndarray]) -> dict:
