@@ -17,8 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import REPO, replace_section  # noqa: E402
+from common import REPO, load_bench_module, replace_section  # noqa: E402
+from trapdoor_trainer.attacks.registry import get_attack  # noqa: E402
 from trapdoor_trainer.defenses.tnr import ISOLATE_EPOCHS_BOUND  # noqa: E402
+
+parse_attack = load_bench_module("efficacy/run.py").parse_attack
 
 CELLS = REPO / "bench" / "efficacy" / "cells"
 EFFICACY_MD = REPO / "bench" / "EFFICACY.md"
@@ -50,6 +53,20 @@ def isolation_epochs(hp: dict) -> int:
     return hp.get("isolateEpochs") or min(hp["stage1Epochs"], ISOLATE_EPOCHS_BOUND)
 
 
+def isolation_sizing(hp: dict) -> str:
+    """Cells that ran before isolateSizing existed ran "fixed" (the top isolateFraction, always)."""
+    return hp.get("isolateSizing", "fixed")
+
+
+def isolation(r: dict) -> str:
+    """How isolation was sized and what it dropped; "evidence" also says what the isolation's
+    evidence called the set."""
+    res = r["result"]
+    sizing = isolation_sizing(r["cell"]["hyperparameters"])
+    verdict = f" ({res['isolationVerdict']})" if res.get("isolationVerdict") else ""
+    return f"{sizing}{verdict}: {res.get('isolatedCount', '–')}"
+
+
 def load(profile: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((CELLS / profile).glob("*.json"))]
 
@@ -68,8 +85,8 @@ def render_epochs(records: list[dict], profile: str) -> str:
         f"No defense (same attack, epochs and seed) gives CA cost and DER where its cell exists; isolation at {ISOLATE_EPOCHS_BOUND} epochs is the new default,",
         "isolation as long as stage 1 the old one.",
         "",
-        "| attack | seed | stage-1 epochs | isolation epochs | isolation recall % | trapped head ASR % | ASR % | CA % | no defense ASR / CA % | CA cost | DER | ASR ≤ 5 % | wall s (threads) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| attack | seed | stage-1 epochs | isolation epochs | isolation: dropped | isolation recall % | trapped head ASR % | ASR % | CA % | no defense ASR / CA % | CA cost | DER | ASR ≤ 5 % | wall s (threads) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cell, hp, res = r["cell"], r["cell"]["hyperparameters"], r["result"]
@@ -78,7 +95,7 @@ def render_epochs(records: list[dict], profile: str) -> str:
         threads = (res.get("device") or {}).get("threads", "?")
         plain, cost, rating = against_no_defense(none, res)
         lines.append(
-            f"| {cell['attack']} | {cell['seed']} | {hp['stage1Epochs']} | {isolation_epochs(hp)} | {pct(res.get('isolationRecall'))} | {pct(res.get('stage1Asr'))} "
+            f"| {cell['attack']} | {cell['seed']} | {hp['stage1Epochs']} | {isolation_epochs(hp)} | {isolation(r)} | {pct(res.get('isolationRecall'))} | {pct(res.get('stage1Asr'))} "
             f"| {pct(res.get('asr'))} | {pct(res.get('ca'))} | {plain} | {cost} | {rating} | {ok} | {r['wallSeconds']:.0f} ({threads}) |"
         )
     return "\n".join(lines)
@@ -88,18 +105,19 @@ def render_cost(records: list[dict], profile: str, epochs: int) -> str:
     """At the study's epochs, per variant of the default (its overrides) and attack: ASR / CA, the
     stage-1 network's CA (stem + trapped head, before stage 2), CA cost and DER against no defense."""
     baseline = no_defense(records)
-    cells = [r for r in records if r["cell"]["config"] == "default" and r["cell"]["hyperparameters"]["stage1Epochs"] == epochs]
+    cells = [r for r in records if r["cell"]["config"] in ("default", "evidence") and r["cell"]["hyperparameters"]["stage1Epochs"] == epochs
+             and not any(m in r["cell"]["attack"] for m in "@#")]  # other ratios and targets: render_ratios
 
     def variant(r: dict) -> str:
         return json.dumps({k: v for k, v in r["cell"]["overrides"].items() if k not in ("stage1Epochs", "isolateEpochs")}, sort_keys=True)
 
-    cells.sort(key=lambda r: (variant(r) != "{}", variant(r), r["cell"]["attack"] == "clean", r["cell"]["attack"], r["cell"]["seed"]))
+    cells.sort(key=lambda r: (isolation_sizing(r["cell"]["hyperparameters"]) != "fixed", variant(r) != "{}", variant(r), r["cell"]["attack"] == "clean", r["cell"]["attack"], r["cell"]["seed"]))
     lines = [
         f"{epochs} stage-1 epochs; no defense from the committed cell with the same attack and seed. Cost: CA points below no defense. "
         "Stage-2 data: what the new head trained on besides the 800 holdout images (poisoned among them).",
         "",
-        "| variant of the default | attack | seed | no defense ASR / CA % | ASR / CA % | stage-1 CA % | cost | DER | stage-2 data |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant of the default | isolation: dropped | attack | seed | no defense ASR / CA % | ASR / CA % | stage-1 CA % | cost | DER | stage-2 data |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in cells:
         cell, res = r["cell"], r["result"]
@@ -107,7 +125,55 @@ def render_cost(records: list[dict], profile: str, epochs: int) -> str:
         added = f"{res['stage2TrainCount']} ({res.get('stage2TrainPoisoned', '–')})" if "stage2TrainCount" in res else "–"
         plain, cost, rating = against_no_defense(none, res)
         lines.append(
-            f"| `{variant(r)}` | {cell['attack']} | {cell['seed']} | {plain} | {pct(res.get('asr'))} / {pct(res['ca'])} | {pct(res.get('stage1Ca'))} | {cost} | {rating} | {added} |"
+            f"| `{variant(r)}` | {isolation(r)} | {cell['attack']} | {cell['seed']} | {plain} | {pct(res.get('asr'))} / {pct(res['ca'])} | {pct(res.get('stage1Ca'))} | {cost} | {rating} | {added} |"
+        )
+    return "\n".join(lines)
+
+
+def poison_share(attack: str) -> tuple[str, float]:
+    """(how much of what was poisoned, a sort key) for an attack cell's name: plain names are the
+    study's 10 % (a clean-label attack: its whole target class)."""
+    parsed = parse_attack(attack)
+    whole = "of the target class" if get_attack(parsed["name"]).clean_label else "of the training split"
+    ratio = parsed["ratio"] if parsed["ratio"] is not None else (1.0 if whole.endswith("class") else 0.105)
+    return f"{100 * ratio:g} % {whole}", ratio
+
+
+def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
+    """Item 2: the default (and the sizings tried) against no defense at other poison ratios and
+    another target class, at the study's epochs, seed 0."""
+    baseline = no_defense(records)
+    varied = {r["cell"]["attack"] for r in records if any(m in r["cell"]["attack"] for m in "@#")}
+    studied = {parse_attack(a)["name"] for a in varied}
+    def epochs_of(r: dict) -> int:
+        hp = r["cell"]["hyperparameters"]
+        return hp.get("stage1Epochs", hp.get("epochs"))
+
+    cells = [
+        r for r in records
+        if r["cell"]["config"] in ("none", "default", "default-fixed", "evidence") and epochs_of(r) == epochs and r["cell"]["seed"] == 0
+        and (r["cell"]["attack"] in varied or (r["cell"]["attack"] in studied and r["cell"]["config"] != "none" and not r["cell"]["overrides"]))
+    ]
+    order = ("none", "default", "default-fixed", "evidence")
+    cells.sort(key=lambda r: (parse_attack(r["cell"]["attack"])["name"], parse_attack(r["cell"]["attack"])["target"], poison_share(r["cell"]["attack"])[1],
+                              order.index(r["cell"]["config"]), json.dumps(r["cell"]["overrides"], sort_keys=True)))
+    lines = [
+        f"{epochs} stage-1 epochs, seed 0, target 0 unless said; no defense from the committed cell with the same attack name. "
+        "`default` sizes isolation by `grow`, `default-fixed` by `fixed`, `evidence` by `evidence`; on a set called poisoned `grow` and `evidence` do the same.",
+        "",
+        "| attack | poisoned | target | config (overrides) | isolation: dropped | recall % | ASR / CA % | no defense ASR / CA % | CA cost | DER |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in cells:
+        cell, res = r["cell"], r["result"]
+        parsed = parse_attack(cell["attack"])
+        none = None if cell["config"] == "none" else baseline.get((cell["attack"], epochs, 0))
+        plain, cost, rating = against_no_defense(none, res)
+        config = cell["config"] + (f" `{json.dumps(cell['overrides'], sort_keys=True)}`" if cell["overrides"] else "")
+        dropped = "–" if cell["config"] == "none" else isolation(r)
+        lines.append(
+            f"| {parsed['name']} | {poison_share(cell['attack'])[0]} | {parsed['target']} | {config} | {dropped} | {pct(res.get('isolationRecall'))} "
+            f"| {pct(res.get('asr'))} / {pct(res['ca'])} | {plain} | {cost} | {rating} |"
         )
     return "\n".join(lines)
 
@@ -120,6 +186,7 @@ def main() -> None:
     records = load(args.profile)
     replace_section(f"efficacy-epochs-{args.profile}", render_epochs(records, args.profile), EFFICACY_MD)
     replace_section(f"efficacy-cost-{args.profile}", render_cost(records, args.profile, args.epochs), EFFICACY_MD)
+    replace_section(f"efficacy-ratios-{args.profile}", render_ratios(records, args.profile, args.epochs), EFFICACY_MD)
 
 
 if __name__ == "__main__":

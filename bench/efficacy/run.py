@@ -58,8 +58,11 @@ CONFIGS = {
     "stem-ce-0.1": {**PAPER, "stemCeScale": 0.1},
     "isolate": ISOLATE,
     "isolate-trap-first": {**ISOLATE, "stemCeScale": 0.0},
-    # The service's default (trainer defaults), chosen on the development attacks.
-    "default": {**ISOLATE, "lambda1": 1.0},
+    # The service's default (trainer defaults), chosen on the development attacks. Cells cached
+    # before isolateSizing existed ran "fixed" (their hyper-parameters do not name it).
+    "default": {**ISOLATE, "lambda1": 1.0, "isolateSizing": "grow"},
+    "default-fixed": {**ISOLATE, "lambda1": 1.0, "isolateSizing": "fixed"},
+    "evidence": {**ISOLATE, "lambda1": 1.0, "isolateSizing": "evidence"},
     # scanDataset's budgets: the verdict alone, from the trap and the probe (defenses/scan.py).
     "scan-fast": {"method": "SCAN", "budget": "FAST"},
     "scan-thorough": {"method": "SCAN", "budget": "THOROUGH"},

@@ -156,14 +156,19 @@ ISOLATE = {"stage1Epochs": 4, "stage2Epochs": 20, "isolateFraction": 0.1, "isola
 @pytest.fixture(scope="module")
 def isolated_run(job_datasets, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("isolate")
-    code, events, err = run(write_spec(tmp, job_datasets, "TRAP_AND_REPLACE", ISOLATE), tmp / "work")
+    code, events, err = run(write_spec(tmp, job_datasets, "TRAP_AND_REPLACE", {**ISOLATE, "isolateSizing": "fixed"}), tmp / "work")
     assert code == 0, err
     return result_of(events), events, tmp / "work"
 
 
+def flagged_count(workdir) -> int:
+    """Samples the isolation flagged: health_scores.npy holds its scores when isolation ran."""
+    return int((np.load(workdir / "health_scores.npy") > math.log(FLAG_RATIO)).sum())
+
+
 def test_isolate_and_retrain_drops_the_poisoned_samples(isolated_run):
     result, events, _ = isolated_run
-    assert result["isolatedCount"] == 200  # 10 % of 2000
+    assert result["isolatedCount"] == 200  # 10 % of 2000, whatever the evidence says ("fixed")
     assert result["isolationPrecision"] >= 0.9 and result["isolationRecall"] >= 0.9
     stages = [e["stage"] for e in events if e["type"] == "progress"]
     assert stages.index("isolate") < stages.index("isolate-probe") < stages.index("stage1") < stages.index("stage2")
@@ -185,14 +190,37 @@ def test_every_tnr_job_writes_a_health_report_as_artifacts(isolated_run):
     assert (workdir / "health.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_heavily_poisoned_set_is_called_poisoned_with_its_target(tmp_path):
+def test_evidence_sized_isolation_drops_only_the_flagged_samples_when_the_set_does_not_look_poisoned(job_datasets, tmp_path):
+    # 4 classes at 10 % poison: the evidence is "inconclusive" (see the next test), so the
+    # "evidence" sizing drops the flagged samples only; nearly all of them are the poison.
+    given = {**ISOLATE, "isolateSizing": "evidence"}
+    code, events, err = run(write_spec(tmp_path, job_datasets, "TRAP_AND_REPLACE", given), tmp_path / "work")
+    assert code == 0, err
+    result = result_of(events)
+    assert result["isolationVerdict"] == "inconclusive"
+    assert 0 < result["isolatedCount"] == flagged_count(tmp_path / "work") <= 200
+    assert result["isolationPrecision"] >= 0.9 and result["asr"] <= 0.1
+    assert any("evidence says inconclusive" in e.get("message", "") for e in events if e["type"] == "log")
+
+
+def test_a_heavily_poisoned_set_is_called_poisoned_and_isolation_grows_with_the_poison(tmp_path):
     # 4 classes: 10 % poison lifts the target's label share only 1.4x, below the 10-class
     # thresholds; at 25 % both the flags and the label excess are unmistakable.
     data = write_job_datasets(tmp_path / "data", seed=6, ratio=0.25)
-    code, events, err = run(write_spec(tmp_path, data, "TRAP_AND_REPLACE", {**ISOLATE, "isolateFraction": 0.25}), tmp_path / "work")
+    given = {**ISOLATE, "stage2TrainShare": 0.5}  # isolateFraction 0.1: 200 of the 500 poisoned samples
+    code, events, err = run(write_spec(tmp_path, data, "TRAP_AND_REPLACE", given), tmp_path / "work")
     assert code == 0, err
     report = json.loads((tmp_path / "work" / "health.json").read_text())
     assert report["verdict"] == "poisoned" and report["likelyTarget"] == 0, report["evidence"]
+    # Called poisoned, the default ("grow") isolation drops more than isolateFraction: 1.25 x the
+    # samples the target's label excess says were relabelled; and the new head learns from the
+    # holdout alone, whatever stage2TrainShare asks.
+    train, holdout = (np.load(f"{data[k]}/labels.npy") for k in ("train", "holdout"))
+    relabelled = ((train == 0).mean() - (holdout == 0).mean()) * len(train)
+    result = result_of(events)
+    assert result["isolationVerdict"] == "poisoned" and result["isolatedCount"] == round(tnr.RELABELLED_MARGIN * relabelled) > 200
+    assert result["isolationRecall"] >= 0.95
+    assert "stage2TrainCount" not in result and not any("least suspicious" in e.get("message", "") for e in events if e["type"] == "log")
 
 
 def test_clean_data_is_not_called_poisoned(tmp_path):
@@ -201,6 +229,10 @@ def test_clean_data_is_not_called_poisoned(tmp_path):
     assert code == 0, err
     report = json.loads((tmp_path / "work" / "health.json").read_text())
     assert report["verdict"] != "poisoned" and report["likelyTarget"] is None
+    # Not called poisoned, the default isolation drops isolateFraction: no more (nothing to grow
+    # from), no less (low-ratio poison is mostly unflagged).
+    result = result_of(events)
+    assert result["isolationVerdict"] != "poisoned" and result["isolatedCount"] == 200 > flagged_count(tmp_path / "work")
 
 
 def test_stage2_may_learn_from_the_least_suspicious_training_samples(job_datasets, tmp_path):

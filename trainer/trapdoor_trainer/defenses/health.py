@@ -71,19 +71,31 @@ def judge(flagged: np.ndarray, label_excess: np.ndarray, over: np.ndarray) -> tu
     return candidate, ("inconclusive" if skewed else "clean"), lift
 
 
+def flagged_samples(scores: torch.Tensor) -> np.ndarray:
+    """Mask of the training samples whose label the trapped head finds FLAG_RATIO times likelier than the clean head."""
+    return (scores > math.log(FLAG_RATIO)).numpy()
+
+
+def class_evidence(labels: np.ndarray, holdout_labels: np.ndarray, num_classes: int, trapped_pred: torch.Tensor, scores: torch.Tensor) -> tuple:
+    """(flagged mask, flaggedShare, labelExcess, overPrediction): what judge() reads, from the
+    trapped head's predictions and the suspicion scores alone (no final model needed)."""
+    over = class_shares(trapped_pred.numpy(), num_classes) / class_shares(holdout_labels, num_classes)
+    flagged_mask = flagged_samples(scores)
+    counts = np.bincount(labels, minlength=num_classes)
+    flagged = np.bincount(labels[flagged_mask], minlength=num_classes) / np.maximum(counts, 1)
+    label_excess = class_shares(labels, num_classes) / class_shares(holdout_labels, num_classes)
+    return flagged_mask, flagged, label_excess, over
+
+
 def health_report(
     labels: np.ndarray, holdout_labels: np.ndarray, num_classes: int, trapped_pred: torch.Tensor, final_pred: torch.Tensor, scores: torch.Tensor
 ) -> dict:
     """The report as a JSON-ready dict. `trapped_pred`/`final_pred`: the trapped and final heads'
     predictions on the training set; `scores`: suspicion_scores (trapped head vs a clean head)."""
-    trapped_pred = trapped_pred.numpy()
-    over = class_shares(trapped_pred, num_classes) / class_shares(holdout_labels, num_classes)
-    flagged_mask = (scores > math.log(FLAG_RATIO)).numpy()
+    flagged_mask, flagged, label_excess, over = class_evidence(labels, holdout_labels, num_classes, trapped_pred, scores)
     counts = np.bincount(labels, minlength=num_classes)
-    flagged = np.bincount(labels[flagged_mask], minlength=num_classes) / np.maximum(counts, 1)
-    agree = trapped_pred == final_pred.numpy()
+    agree = trapped_pred.numpy() == final_pred.numpy()
     agreement = np.bincount(labels[agree], minlength=num_classes) / np.maximum(counts, 1)
-    label_excess = class_shares(labels, num_classes) / class_shares(holdout_labels, num_classes)
     candidate, verdict, lift = judge(flagged, label_excess, over)
     top = most_suspicious(scores, min(TOP_SUSPICIOUS, len(scores)))
     return {

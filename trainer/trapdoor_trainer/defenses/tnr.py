@@ -24,7 +24,7 @@ from ..metrics import reconstruction_mse, total_variation
 from ..phases import PhaseRunner, Step
 from ..training import Phase, derive_seed
 from .common import build_model, epoch_metrics, eval_due, evaluate, holdout_accuracy
-from .health import write_health
+from .health import class_evidence, judge, write_health
 from .trap_signals import isolation_quality, least_suspicious, most_suspicious, subset_of_train, suspicion_scores, training_set_view
 from .registry import METHODS
 
@@ -39,6 +39,9 @@ STAGE2_RECIPES = {
 # The isolation trap's default length: the study validated isolation at 6 epochs, and a trap as
 # long as a 30-epoch stage 1 let Blend's ASR back to 62 % (bench/EFFICACY.md, "Longer stage-1 runs").
 ISOLATE_EPOCHS_BOUND = 6
+ISOLATE_SIZINGS = ("grow", "fixed", "evidence")
+RELABELLED_MARGIN = 1.25  # the estimate's noise (an 800-image holdout's class shares) and the ranking's misses
+ISOLATE_MAX_FRACTION = 0.5  # isolation never drops more than half of the training set
 
 HYPERPARAMETERS = {
     "stage1Epochs": Param(200, "int", "stage-1 (trap) epochs", minimum=1, maximum=10000),
@@ -50,9 +53,10 @@ HYPERPARAMETERS = {
     "stage2Lr": Param(None, "float", "stage-2 learning rate; null = the recipe's (paper: lr, official: 0.03)", minimum=0, nullable=True),
     "stage2Recipe": Param("paper", "str", "stage-2 training recipe", choices=tuple(STAGE2_RECIPES)),
     "stemCeScale": Param(1.0, "float", "scale of the classification loss's gradient into the stem in stage 1 (1 = the paper; 0 = the stem learns only to reconstruct, the trap head alone fits the labels)", minimum=0, maximum=1),
-    "isolateFraction": Param(0.15, "float", "isolate-and-retrain: before the real stage 1, run a trap whose stem only reconstructs, fit a probe head on the holdout, and drop this fraction of training samples the trapped head fits but the probe rejects (0 = off, the paper's T&R; default chosen in bench/EFFICACY.md)", minimum=0, maximum=0.5),
+    "isolateFraction": Param(0.15, "float", "isolate-and-retrain: before the real stage 1, run a trap whose stem only reconstructs, fit a probe head on the holdout, and drop this fraction of training samples the trapped head fits but the probe rejects (0 = off, the paper's T&R; default chosen in bench/EFFICACY.md)", minimum=0, maximum=ISOLATE_MAX_FRACTION),
+    "isolateSizing": Param("grow", "str", "how many samples isolation drops. grow: the top isolateFraction, or more when the isolation's own evidence calls the set poisoned (health.py's verdict) and the likely target's label excess says more were relabelled (1.25 x that estimate, at most half the set); fixed: the top isolateFraction always; evidence: as grow, but a set not called poisoned loses only its flagged samples (trapped p(label) >= 4 x probe p(label)): 1.4 points more CA on clean data, but 0.5 % Blend poison got through (bench/EFFICACY.md, item 1)", choices=ISOLATE_SIZINGS),
     "isolateEpochs": Param(None, "int", f"epochs of the isolation trap; null = stage1Epochs, at most {ISOLATE_EPOCHS_BOUND} (trained longer, the trap's stem learns the trigger and ranks the poison worse: bench/EFFICACY.md, 'Longer stage-1 runs')", minimum=1, maximum=10000, nullable=True),
-    "stage2TrainShare": Param(0.0, "float", "stage 2 trains the new head on the holdout plus this share of each class of the training set, the samples isolation scored least suspicious (0 = the holdout alone, as the paper; needs isolateFraction > 0 and at most 1 - isolateFraction)", minimum=0, maximum=1),
+    "stage2TrainShare": Param(0.0, "float", "stage 2 trains the new head on the holdout plus this share of each class of the training set, the samples isolation kept and scored least suspicious (0 = the holdout alone, as the paper; needs isolateFraction > 0 and at most 1 - isolateFraction; unless isolateSizing is fixed, only when the set is not called poisoned)", minimum=0, maximum=1),
     "isolateProbeEpochs": Param(10, "int", "epochs of the probe head trained on the holdout over the isolation stem", minimum=1, maximum=10000),
     "stemEndBlock": Param(5, "int", "WRN split: last block in the stem (4, 5 or 6); 5 = after block3[0] as in the paper", choices=(4, 5, 6)),
     "faithfulWrn": Param(True, "bool", "reproduce the official WRN's channel-changing-block quirk (conv reads the un-normalised input)"),
@@ -252,19 +256,49 @@ def isolate_and_drop(ctx: RunContext, runner: PhaseRunner, settings: dict) -> di
     }
 
 
+def relabelled_estimate(labels: np.ndarray, holdout_labels: np.ndarray, num_classes: int, target: int) -> float:
+    """How many training samples dirty-label poisoning moved into `target`: its share of the
+    training labels above its share of the holdout's, in samples (0 for clean-label attacks)."""
+    train_share = np.bincount(labels, minlength=num_classes)[target] / len(labels)
+    holdout_share = np.bincount(holdout_labels, minlength=num_classes)[target] / max(len(holdout_labels), 1)
+    return max(0.0, float(train_share - holdout_share) * len(labels))
+
+
+def isolation_size(ctx: RunContext, trapped_pred: torch.Tensor, scores: torch.Tensor) -> tuple[int, str]:
+    """(how many of the top-ranked samples to drop, the isolation evidence's verdict).
+    A set called poisoned loses at least isolateFraction, and RELABELLED_MARGIN x the likely
+    target's relabelled_estimate when that is more ("grow", "evidence"): 15 % left a quarter of a
+    20 % Blend poison in the set (ASR 79 %); the estimate there is 3 246 for 3 040 poisoned samples.
+    "evidence" drops only the flagged samples of a set not called poisoned: on clean Fashion-MNIST
+    a fixed 15 % takes 79 % of the T-shirts (the class a small holdout tells worst from shirts),
+    but 0.5 % Blend poison is also 'inconclusive', mostly unflagged, and got through."""
+    hp, train = ctx.hp, ctx.data.train
+    n = len(scores)
+    least = int(round(hp["isolateFraction"] * n))
+    flagged, share, excess, over = class_evidence(train.labels, ctx.data.holdout.labels, ctx.data.num_classes, trapped_pred, scores)
+    target, verdict, _ = judge(share, excess, over)
+    if hp["isolateSizing"] == "fixed":
+        return least, verdict
+    if verdict != "poisoned":
+        return (min(least, int(flagged.sum())) if hp["isolateSizing"] == "evidence" else least), verdict
+    estimate = RELABELLED_MARGIN * relabelled_estimate(train.labels, ctx.data.holdout.labels, ctx.data.num_classes, target)
+    return min(max(least, int(round(estimate))), int(ISOLATE_MAX_FRACTION * n)), verdict
+
+
 def drop_suspicious(ctx: RunContext, trapped_view: dict, probe_model) -> dict:
     """Rank the training samples by how much likelier the trap finds their label than the probe
-    does, and keep all but the top `isolateFraction`."""
+    does, and drop the top of the ranking (isolation_size says how many)."""
     scores = suspicion_scores(trapped_view, training_set_view(ctx, probe_model))
     n = len(scores)
-    dropped = most_suspicious(scores, int(round(ctx.hp["isolateFraction"] * n)))
+    count, verdict = isolation_size(ctx, trapped_view["pred"], scores)
+    dropped = most_suspicious(scores, count)
     kept = np.setdiff1d(np.arange(n), dropped)
     quality = isolation_quality(dropped, ctx.data.train.poison_mask)
     known = {k: round(v, 3) for k, v in quality.items() if v is not None}  # needs a poison mask (and poison)
-    ctx.emitter.log(f"isolation: dropped {len(dropped)} of {n} training samples" + (f" {known}" if known else ""))
+    ctx.emitter.log(f"isolation: evidence says {verdict}; dropped {len(dropped)} of {n} training samples" + (f" {known}" if known else ""))
     return {
         "kept": kept.tolist(), "scores": scores, "trapPred": trapped_view["pred"], "isolatedCount": int(len(dropped)), **quality,
-        "probeCa": evaluate(ctx, probe_model)["ca"],
+        "isolationVerdict": verdict, "probeCa": evaluate(ctx, probe_model)["ca"],
     }
 
 
@@ -276,14 +310,23 @@ def check_stage2_share(hp: dict) -> None:
         raise SpecError("hyperparameters.stage2TrainShare", f"at most 1 - isolateFraction ({1 - hp['isolateFraction']:g}): isolated samples never return")
 
 
+def stage2_share(hp: dict, isolation: Optional[dict]) -> float:
+    """The stage2TrainShare that applies: none without isolation, and none when isolation (sized
+    by its evidence: grow, evidence) called the set poisoned (missed poison ranks low on some attacks, e.g. BadNet-Grid,
+    and a share of 0.5 let 760 poisoned samples into the head's data: bench/EFFICACY.md, item 1)."""
+    if isolation is None or (hp["isolateSizing"] != "fixed" and isolation.get("isolationVerdict") == "poisoned"):
+        return 0.0
+    return hp["stage2TrainShare"]
+
+
 def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
     """The holdout, plus per class the `stage2TrainShare` of the training set that isolation kept
     and scored least suspicious: the new head then learns from far more than the holdout, and only
     from samples least likely to carry the trigger. Also what was added (count, and poisoned among
     them where the training set carries a poison mask)."""
-    share = ctx.hp["stage2TrainShare"]
+    share = stage2_share(ctx.hp, isolation)
     holdout = ctx.device_data("holdout")
-    if isolation is None or share == 0:
+    if share == 0:
         return holdout, {}
     scores, train, mask = isolation["scores"], ctx.data.train, ctx.data.train.poison_mask
     # Per class, so the head sees the training set's class mix: one ranking over all samples took
@@ -340,7 +383,7 @@ def run(ctx: RunContext) -> dict:
     final = evaluate(ctx, model)
     metrics = {**final, "mse": stage1["mse"], "mseTriggered": stage1["mseTriggered"], "stage1Asr": stage1["stage1Asr"], "stage1Ca": stage1["stage1Ca"]}
     if isolation is not None:
-        metrics.update({k: isolation[k] for k in ("isolatedCount", "isolationPrecision", "isolationRecall")}, **stage2_added)
+        metrics.update({k: isolation.get(k) for k in ("isolatedCount", "isolationPrecision", "isolationRecall", "isolationVerdict")}, **stage2_added)
     history = {"stage1": stage1["history"], "stage2": stage2["history"]}
     timings = {"stage1Seconds": stage1["seconds"], "stage2Seconds": stage2["seconds"]}
     if isolation is not None:
