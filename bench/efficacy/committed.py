@@ -53,6 +53,11 @@ def isolation_epochs(hp: dict) -> int:
     return hp.get("isolateEpochs") or min(hp["stage1Epochs"], ISOLATE_EPOCHS_BOUND)
 
 
+def table_head(intro: str, columns: list[str]) -> list[str]:
+    """A table's introduction line, a blank line, and its Markdown header."""
+    return [intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def isolation_sizing(hp: dict) -> str:
     """Cells that ran before isolateSizing existed ran "fixed" (the top isolateFraction, always)."""
     return hp.get("isolateSizing", "fixed")
@@ -112,13 +117,11 @@ def render_cost(records: list[dict], profile: str, epochs: int) -> str:
         return json.dumps({k: v for k, v in r["cell"]["overrides"].items() if k not in ("stage1Epochs", "isolateEpochs")}, sort_keys=True)
 
     cells.sort(key=lambda r: (isolation_sizing(r["cell"]["hyperparameters"]) != "fixed", variant(r) != "{}", variant(r), r["cell"]["attack"] == "clean", r["cell"]["attack"], r["cell"]["seed"]))
-    lines = [
+    lines = table_head(
         f"{epochs} stage-1 epochs; no defense from the committed cell with the same attack and seed. Cost: CA points below no defense. "
         "Stage-2 data: what the new head trained on besides the 800 holdout images (poisoned among them).",
-        "",
-        "| variant of the default | isolation: dropped | attack | seed | no defense ASR / CA % | ASR / CA % | stage-1 CA % | cost | DER | stage-2 data |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+        ["variant of the default", "isolation: dropped", "attack", "seed", "no defense ASR / CA %", "ASR / CA %", "stage-1 CA %", "cost", "DER", "stage-2 data"],
+    )
     for r in cells:
         cell, res = r["cell"], r["result"]
         none = baseline.get((cell["attack"], epochs, cell["seed"]))
@@ -157,13 +160,11 @@ def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
     order = ("none", "default", "default-fixed", "evidence")
     cells.sort(key=lambda r: (parse_attack(r["cell"]["attack"])["name"], parse_attack(r["cell"]["attack"])["target"], poison_share(r["cell"]["attack"])[1],
                               order.index(r["cell"]["config"]), json.dumps(r["cell"]["overrides"], sort_keys=True)))
-    lines = [
+    lines = table_head(
         f"{epochs} stage-1 epochs, seed 0, target 0 unless said; no defense from the committed cell with the same attack name. "
         "`default` sizes isolation by `grow`, `default-fixed` by `fixed`, `evidence` by `evidence`; on a set called poisoned `grow` and `evidence` do the same.",
-        "",
-        "| attack | poisoned | target | config (overrides) | isolation: dropped | recall % | ASR / CA % | no defense ASR / CA % | CA cost | DER |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+        ["attack", "poisoned", "target", "config (overrides)", "isolation: dropped", "recall %", "ASR / CA %", "no defense ASR / CA %", "CA cost", "DER"],
+    )
     for r in cells:
         cell, res = r["cell"], r["result"]
         parsed = parse_attack(cell["attack"])
