@@ -72,6 +72,11 @@ def isolation(r: dict) -> str:
     return f"{sizing}{verdict}: {res.get('isolatedCount', '–')}"
 
 
+def is_variant(attack: str) -> bool:
+    """An attack cell at another ratio or target than the study's (`blend@0.05`, `blend#3`)."""
+    return any(mark in attack for mark in "@#")
+
+
 def load(profile: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((CELLS / profile).glob("*.json"))]
 
@@ -111,7 +116,7 @@ def render_cost(records: list[dict], profile: str, epochs: int) -> str:
     stage-1 network's CA (stem + trapped head, before stage 2), CA cost and DER against no defense."""
     baseline = no_defense(records)
     cells = [r for r in records if r["cell"]["config"] in ("default", "evidence") and r["cell"]["hyperparameters"]["stage1Epochs"] == epochs
-             and not any(m in r["cell"]["attack"] for m in "@#")]  # other ratios and targets: render_ratios
+             and not is_variant(r["cell"]["attack"])]  # other ratios and targets: render_ratios
 
     def variant(r: dict) -> str:
         return json.dumps({k: v for k, v in r["cell"]["overrides"].items() if k not in ("stage1Epochs", "isolateEpochs")}, sort_keys=True)
@@ -146,8 +151,9 @@ def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
     """Item 2: the default (and the sizings tried) against no defense at other poison ratios and
     another target class, at the study's epochs, seed 0."""
     baseline = no_defense(records)
-    varied = {r["cell"]["attack"] for r in records if any(m in r["cell"]["attack"] for m in "@#")}
+    varied = {r["cell"]["attack"] for r in records if is_variant(r["cell"]["attack"])}
     studied = {parse_attack(a)["name"] for a in varied}
+
     def epochs_of(r: dict) -> int:
         hp = r["cell"]["hyperparameters"]
         return hp.get("stage1Epochs", hp.get("epochs"))

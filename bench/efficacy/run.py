@@ -50,6 +50,7 @@ PROFILES = {
 # (isolateFraction, lambda1), so a cached cell means the same whatever the default is now.
 PAPER = {"isolateFraction": 0.0, "lambda1": 10.0}
 ISOLATE = {**PAPER, "isolateFraction": 0.15}
+DEFAULT = {**ISOLATE, "lambda1": 1.0}  # what the default and its isolation sizings share
 CONFIGS = {
     "none": {"method": "NO_DEFENSE"},
     "paper": PAPER,
@@ -60,9 +61,9 @@ CONFIGS = {
     "isolate-trap-first": {**ISOLATE, "stemCeScale": 0.0},
     # The service's default (trainer defaults), chosen on the development attacks. Cells cached
     # before isolateSizing existed ran "fixed" (their hyper-parameters do not name it).
-    "default": {**ISOLATE, "lambda1": 1.0, "isolateSizing": "grow"},
-    "default-fixed": {**ISOLATE, "lambda1": 1.0, "isolateSizing": "fixed"},
-    "evidence": {**ISOLATE, "lambda1": 1.0, "isolateSizing": "evidence"},
+    "default": {**DEFAULT, "isolateSizing": "grow"},
+    "default-fixed": {**DEFAULT, "isolateSizing": "fixed"},
+    "evidence": {**DEFAULT, "isolateSizing": "evidence"},
     # scanDataset's budgets: the verdict alone, from the trap and the probe (defenses/scan.py).
     "scan-fast": {"method": "SCAN", "budget": "FAST"},
     "scan-thorough": {"method": "SCAN", "budget": "THOROUGH"},
