@@ -97,10 +97,13 @@ def cell_key(cell: dict) -> str:
 def parse_attack(token: str) -> dict:
     """An attack cell's name: `blend` (the study's 10 % of the data, target 0), `blend@0.05` (5 % of
     the training split; for a clean-label attack, 5 % of the target class), `blend#3` (target 3),
-    or both (`sig@0.25#3`). Plain names keep the cells cached before variants existed."""
+    `lba:layer=12` (an attack parameter; several joined by `,`), or several (`sig@0.25#3`).
+    Plain names keep the cells cached before variants existed."""
     rest, _, target = token.partition("#")
-    name, _, ratio = rest.partition("@")
-    return {"name": name, "ratio": float(ratio) if ratio else None, "target": int(target) if target else TARGET}
+    rest, _, ratio = rest.partition("@")
+    name, _, given = rest.partition(":")
+    params = {k: json.loads(v) for k, _, v in (item.partition("=") for item in given.split(",") if item)}
+    return {"name": name, "ratio": float(ratio) if ratio else None, "target": int(target) if target else TARGET, "params": params}
 
 
 def attack_ratio(parsed: dict, clean: dict) -> float:
@@ -126,7 +129,7 @@ def prepare_attack(root: Path, clean: dict, attack: str) -> dict:
     if not (adir / "asr" / "manifest.json").exists():
         adir.mkdir(parents=True, exist_ok=True)
         parsed = parse_attack(attack)
-        spec = {"source": str(paths["train_clean"]), "test": str(paths["test"]), "seed": 0, "attack": {"name": parsed["name"], "target": parsed["target"]},
+        spec = {"source": str(paths["train_clean"]), "test": str(paths["test"]), "seed": 0, "attack": {"name": parsed["name"], "target": parsed["target"], "params": parsed["params"]},
                 "ratio": attack_ratio(parsed, clean)}
         (adir / "poison.json").write_text(json.dumps(spec))
         trainer("poison", "--spec", str(adir / "poison.json"), "--out", str(adir / "train"), "--asr-out", str(adir / "asr"))

@@ -315,10 +315,16 @@ class Trapdoor:
 
     def health(self, job_id: str, suspicious: int = 20) -> Optional[dict]:
         """A job's health report (None when it has none): verdict, likelyTarget, evidence,
-        sampleCount and the `suspicious` most suspicious samples (rank, index, score, label,
-        thumbnailUrl), read page by page."""
-        query = """query($id: ID!, $first: Int, $after: String) { job(id: $id) { health { verdict likelyTarget evidence sampleCount
-          suspicious(first: $first, after: $after) { edges { node { rank index score label thumbnailUrl } } pageInfo { hasNextPage endCursor } } } } }"""
+        sampleCount, calibration (the verdict's error rates out of sample; None where not measured)
+        and the `suspicious` most suspicious samples (rank, index, score, label, thumbnailUrl),
+        read page by page."""
+        rate = "{ rate count of }"
+        rates = f"{{ cells falsePositiveRate {rate} cleanCalledClean {rate} falseNegativeRate {rate} poisonedCalledClean {rate} likelyTargetAccuracy {rate} }}"
+        calibration = f"calibration {{ dataset appliesTo thresholds fitOn fitErrors source outOfSample {rates} outOfSampleAtLeast5Percent {rates} groups {{ name rates {rates} }} }}"
+        query = """query($id: ID!, $first: Int, $after: String) { job(id: $id) { health { verdict likelyTarget evidence sampleCount CALIBRATION
+          suspicious(first: $first, after: $after) { edges { node { rank index score label thumbnailUrl } } pageInfo { hasNextPage endCursor } } } } }""".replace(
+            "CALIBRATION", calibration
+        )
         report, samples, after = None, [], None
         while True:
             job = self.graphql(query, {"id": job_id, "first": min(100, max(1, suspicious - len(samples))), "after": after})["job"]

@@ -10,6 +10,7 @@ import { DatasetLineage1765200000000 } from "../../migrations/1765200000000-data
 import { Studies1765300000000 } from "../../migrations/1765300000000-studies.ts";
 import { Webhooks1765400000000 } from "../../migrations/1765400000000-webhooks.ts";
 import { Models1765500000000 } from "../../migrations/1765500000000-models.ts";
+import { HealthCalibration1765600000000 } from "../../migrations/1765600000000-health-calibration.ts";
 
 /** All migrations, in order. The schema changes only through these (never `synchronize`). */
 export const MIGRATIONS = [
@@ -24,6 +25,7 @@ export const MIGRATIONS = [
   Studies1765300000000,
   Webhooks1765400000000,
   Models1765500000000,
+  HealthCalibration1765600000000,
 ];
 
 export function createDataSource(databaseUrl: string): DataSource {

@@ -10,6 +10,8 @@ export interface HealthRow {
   verdict: Verdict;
   likely_target: number | null;
   evidence: Record<string, unknown>;
+  /** The trainer's `calibration` section (health.py); null where the report carries none. */
+  calibration: Record<string, unknown> | null;
   sample_count: number;
   ranked_count: number;
 }
@@ -42,13 +44,14 @@ export async function saveHealth(
     await sql(tx, "DELETE FROM job_health WHERE job_id = $1", [report.job_id]);
     await sql(
       tx,
-      `INSERT INTO job_health (job_id, verdict, likely_target, evidence, sample_count, ranked_count)
-       VALUES ($1, $2, $3, $4, $5, $6)`,
+      `INSERT INTO job_health (job_id, verdict, likely_target, evidence, calibration, sample_count, ranked_count)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
       [
         report.job_id,
         report.verdict,
         report.likely_target,
         report.evidence,
+        report.calibration,
         report.sample_count,
         ranked.length,
       ],

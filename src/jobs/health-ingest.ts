@@ -27,6 +27,7 @@ interface HealthJson {
   verdict: Verdict;
   likelyTarget: number | null;
   evidence: Record<string, unknown>;
+  calibration?: Record<string, unknown> | null;
 }
 
 interface NpyFile {
@@ -137,6 +138,7 @@ export async function ingestHealth(
         verdict: report.verdict,
         likely_target: report.likelyTarget,
         evidence: report.evidence,
+        calibration: report.calibration ?? null,
         sample_count: n,
       },
       ranked,

@@ -26,6 +26,12 @@ import {
 
 type TestApp = Awaited<ReturnType<typeof startTestApp>>;
 
+/** What the trainer attaches to a T&R report (bench/efficacy/calibrate.py writes it). */
+const CALIBRATION_FILE = join(
+  import.meta.dirname,
+  "../../trainer/trapdoor_trainer/defenses/health_calibration.json",
+);
+
 interface Sample {
   rank: number;
   index: number;
@@ -48,6 +54,12 @@ interface HealthJob {
     verdict: string;
     likelyTarget: number | null;
     evidence: Record<string, unknown>;
+    calibration: {
+      fitErrors: number;
+      source: string;
+      outOfSample: { cells: number; falsePositiveRate: { rate: number | null; count: number; of: number } };
+      groups: { name: string; rates: { cells: number } }[];
+    } | null;
     sampleCount: number;
     suspicious: Page;
   } | null;
@@ -57,6 +69,7 @@ const SCAN = `mutation($input: ScanDatasetInput!) { scanDataset(input: $input) {
 const HEALTH = `query($id: ID!, $first: Int, $after: String) { job(id: $id) { id status method error { code message }
   metrics { ca all } artifacts { kind format }
   health { verdict likelyTarget evidence sampleCount
+    calibration { fitErrors source outOfSample { cells falsePositiveRate { rate count of } } groups { name rates { cells } } }
     suspicious(first: $first, after: $after) { edges { cursor node { rank index score label thumbnailUrl } } pageInfo { hasNextPage endCursor } } } } }`;
 /** Small and quick, yet a 25 % poisoned set is unmistakable (as in trainer/tests/test_scan.py). */
 const SCAN_HP = { trapEpochs: 4, probeEpochs: 20, batchSize: 64, lr: 3e-3 };
@@ -140,6 +153,8 @@ describe("health as data: scanDataset and job.health", () => {
     assert.equal(job.health.likelyTarget, 0);
     assert.equal(job.health.sampleCount, N_TRAIN);
     assert.equal((job.health.evidence.flaggedShare as number[]).length, 4);
+    // The calibration was measured on T&R's isolation trap, not on the scan's shorter one.
+    assert.equal(job.health.calibration, null);
   });
 
   it("health.suspicious ranks the poisoned samples first and pages by cursor", async () => {
@@ -224,6 +239,18 @@ describe("health as data: scanDataset and job.health", () => {
     assert.equal(job.health.sampleCount, N_TRAIN);
     assert.equal(job.health.suspicious.edges.length, 20);
     assert.ok(job.artifacts.some((a) => a.kind === "model"));
+    // Ranked by the isolation pass, the report carries the trainer's measured calibration.
+    const measured = JSON.parse(readFileSync(CALIBRATION_FILE, "utf8"));
+    assert.ok(job.health.calibration, "a T&R report carries its calibration");
+    assert.deepEqual(job.health.calibration.outOfSample, {
+      cells: measured.outOfSample.cells,
+      falsePositiveRate: measured.outOfSample.falsePositiveRate,
+    });
+    assert.deepEqual(
+      job.health.calibration.groups.map((g) => [g.name, g.rates.cells]),
+      measured.groups.map((g: { name: string; cells: number }) => [g.name, g.cells]),
+    );
+    assert.equal(job.health.calibration.source, measured.source);
   });
 
   it("scans refuse what they cannot use, naming the scan's own fields", async () => {

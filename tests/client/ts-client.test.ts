@@ -77,6 +77,8 @@ describe("the TypeScript client", () => {
       assert.ok(result.ca >= 0 && result.ca <= 1);
       assert.ok(["CLEAN", "POISONED", "INCONCLUSIVE"].includes(result.verdict));
       assert.equal(result.top, 3);
+      // The T&R report's calibration came through the typed query: a share of clean runs.
+      assert.ok(result.falsePositives.of > 0 && result.falsePositives.count <= result.falsePositives.of);
       const onnx = readFileSync(join(dataDir, "model.onnx"));
       assert.ok(onnx.length > 1000);
     });

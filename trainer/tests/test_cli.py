@@ -251,3 +251,5 @@ def test_the_bundle_holds_the_exported_files_and_a_model_card(trap_and_replace):
     assert fields["pipeline_tag"] == "image-classification"
     assert "## Intended use" in body and "## Limits: what the defense does not guarantee" in body
     assert f"{100 * result['ca']:.2f} %" in body
+    false_positives = health["calibration"]["outOfSample"]["falsePositiveRate"]  # isolation ran: the report is calibrated
+    assert f"clean sets called poisoned {false_positives['count']} of {false_positives['of']}" in body

@@ -68,6 +68,7 @@ def test_a_scan_names_the_target_of_a_poisoned_set_and_ranks_its_poisons_first(p
     top = np.argsort(-scores, kind="stable")[: int(mask.sum())]
     assert mask[top].mean() >= 0.9
     assert list(top[:200]) == report["suspicious"]
+    assert report["calibration"] is None  # measured on T&R's isolation trap, not the scan's shorter one
 
 
 def test_a_scan_of_clean_data_does_not_call_it_poisoned(tmp_path):

@@ -16,7 +16,7 @@ from trapdoor_trainer import hyperparams
 from trapdoor_trainer.context import RunContext
 from trapdoor_trainer.defenses import tnr
 from trapdoor_trainer.defenses.common import build_model
-from trapdoor_trainer.defenses.health import FLAG_RATIO, health_report
+from trapdoor_trainer.defenses.health import CALIBRATION_FILE, FLAG_RATIO, health_report
 from trapdoor_trainer.defenses.trap_signals import most_suspicious, suspicion_scores
 from trapdoor_trainer.events import Emitter
 from trapdoor_trainer.models.base import scale_gradient
@@ -188,6 +188,9 @@ def test_every_tnr_job_writes_a_health_report_as_artifacts(isolated_run):
     top = np.argsort(-scores, kind="stable")[:200]
     assert list(top) == report["suspicious"]
     assert (workdir / "health.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Ranked by the isolation pass, the report says how far its verdict can be trusted.
+    assert report["calibration"] == json.loads(CALIBRATION_FILE.read_text())
+    assert report["calibration"]["thresholds"] == report["evidence"]["thresholds"]
 
 
 def test_evidence_sized_isolation_drops_only_the_flagged_samples_when_the_set_does_not_look_poisoned(job_datasets, tmp_path):

@@ -36,6 +36,23 @@ LIMITS = """\
 """
 
 
+def calibration_lines(calibration: Optional[dict]) -> list[str]:
+    """The verdict's measured error rates, in words (none where the report carries no calibration)."""
+    if not calibration:
+        return []
+    out = calibration["outOfSample"]
+
+    def share(rate: dict) -> str:
+        return f"{rate['count']} of {rate['of']}"
+
+    return [
+        f"- how far the verdict can be trusted (measured on {calibration['dataset']}, runs its thresholds were not chosen on): "
+        f"clean sets called poisoned {share(out['falsePositiveRate'])}, poisoned sets not called poisoned {share(out['falseNegativeRate'])}"
+        f" ({share(calibration['outOfSampleAtLeast5Percent']['falseNegativeRate'])} with poison at 5 % of the training set or more), "
+        f"likely target right {share(out['likelyTargetAccuracy'])}; {calibration['source']}"
+    ]
+
+
 def _yaml_value(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
@@ -66,6 +83,7 @@ def model_card(metadata: dict, config: dict, health: Optional[dict]) -> str:
     evaluation.append(f"- attack success rate: {100 * asr:.2f} %" if asr is not None else "- attack success rate: no trigger was given, not measured")
     if health is not None:
         evaluation.append(f"- health verdict of the training set: {health.get('verdict')}" + (f" (likely target class {health['likelyTarget']})" if health.get("likelyTarget") is not None else ""))
+        evaluation += calibration_lines(health.get("calibration"))
     lines += [
         f"# {metadata.get('method')} {config.get('architecture')} classifier (trapdoor job {metadata.get('jobId')})",
         "",

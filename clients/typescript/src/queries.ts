@@ -125,14 +125,47 @@ export interface SuspiciousSample {
   thumbnailUrl: string | null;
 }
 
+export interface CalibrationRate {
+  rate: number | null;
+  count: number;
+  of: number;
+}
+
+export interface CalibrationRates {
+  cells: number;
+  falsePositiveRate: CalibrationRate;
+  cleanCalledClean: CalibrationRate;
+  falseNegativeRate: CalibrationRate;
+  poisonedCalledClean: CalibrationRate;
+  likelyTargetAccuracy: CalibrationRate;
+}
+
+/** How far a verdict can be trusted: its thresholds' error rates out of sample. */
+export interface HealthCalibration {
+  dataset: string;
+  appliesTo: string;
+  thresholds: Record<string, number>;
+  fitOn: string[];
+  fitErrors: number;
+  outOfSample: CalibrationRates;
+  outOfSampleAtLeast5Percent: CalibrationRates;
+  groups: { name: string; rates: CalibrationRates }[];
+  source: string;
+}
+
 export interface Health {
   verdict: "CLEAN" | "POISONED" | "INCONCLUSIVE";
   likelyTarget: number | null;
   evidence: Record<string, unknown>;
+  calibration: HealthCalibration | null;
   sampleCount: number;
   suspicious: SuspiciousSample[];
 }
 
-export const HEALTH = `query($id: ID!, $first: Int, $after: String) { job(id: $id) { health { verdict likelyTarget evidence sampleCount
+const RATE = "{ rate count of }";
+const RATES = `{ cells falsePositiveRate ${RATE} cleanCalledClean ${RATE} falseNegativeRate ${RATE} poisonedCalledClean ${RATE} likelyTargetAccuracy ${RATE} }`;
+const CALIBRATION = `calibration { dataset appliesTo thresholds fitOn fitErrors source outOfSample ${RATES}
+  outOfSampleAtLeast5Percent ${RATES} groups { name rates ${RATES} } }`;
+export const HEALTH = `query($id: ID!, $first: Int, $after: String) { job(id: $id) { health { verdict likelyTarget evidence sampleCount ${CALIBRATION}
   suspicious(first: $first, after: $after) { edges { node { rank index score label thumbnailUrl } } pageInfo { hasNextPage endCursor } } } } }`;
 export const DATASET_DOWNLOAD = `query($id: ID!, $format: DatasetDownloadFormat!, $part: String) { dataset(id: $id) { downloadUrl(format: $format, part: $part) } }`;

@@ -306,6 +306,7 @@ export const resolvers = {
     verdict: (h: HealthRow) => h.verdict.toUpperCase(),
     likelyTarget: (h: HealthRow) => h.likely_target,
     sampleCount: (h: HealthRow) => h.sample_count,
+    calibration: (h: HealthRow) => h.calibration,
     ...guarded({
       suspicious: async (h: HealthRow, a: { first?: number; after?: string }, ctx) => {
         const first = pageSize(a.first);
@@ -320,6 +321,9 @@ export const resolvers = {
         };
       },
     }),
+  },
+  CalibrationGroup: {
+    rates: (g: { name: string } & Record<string, unknown>) => g,
   },
   SuspiciousSample: {
     index: (s: SuspiciousRow) => s.sample_index,

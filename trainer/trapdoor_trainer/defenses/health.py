@@ -15,12 +15,17 @@ The candidate class is the one with the most flags; "poisoned" needs its flags t
 either to be strong or to come with an excess of its labels ("inconclusive" when they do not,
 e.g. a hard class on clean data); no flag outlier and no skewed class is "clean"; thresholds are in VERDICT and were chosen on
 the development attacks and on clean data (bench/EFFICACY.md), never on the test set.
+
+A T&R report ranked by the isolation pass carries `calibration`: what the thresholds were fitted
+on and their error rates on cells they were not fitted on (held-out attacks, other ratios, other
+clean seeds), as bench/efficacy/calibrate.py measured them (CALIBRATION_FILE).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -42,6 +47,7 @@ LIFT_FLOOR = 0.01  # keeps the lift finite when other classes have no flags at a
 TOP_SUSPICIOUS = 200
 SCORES_FILE = "health_scores.npy"  # float32 (N,), log p_trapped(label) - log p_clean(label)
 THUMBNAILS = 32
+CALIBRATION_FILE = Path(__file__).with_name("health_calibration.json")
 
 
 def class_shares(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -144,10 +150,18 @@ def summary_image(images: np.ndarray, report: dict, num_classes: int) -> np.ndar
     return canvas
 
 
-def write_health(ctx: RunContext, trapped: Optional[dict], final: dict, isolation: Optional[dict]) -> dict:
+def calibration() -> Optional[dict]:
+    """The measured calibration of VERDICT; None when the thresholds changed since it was measured
+    (a stale file must not vouch for thresholds it never saw)."""
+    measured = json.loads(CALIBRATION_FILE.read_text())
+    return measured if measured["thresholds"] == {"flagRatio": FLAG_RATIO, **VERDICT} else None
+
+
+def write_health(ctx: RunContext, trapped: Optional[dict], final: dict, isolation: Optional[dict], calibrated: bool = False) -> dict:
     """Write health.json, health.png and health_scores.npy into the job's workdir and register them as artifacts.
     With isolate-and-retrain the ranking comes from the isolation pass, whose stem never learned
-    from labels, so its clean probe is the sharper reference."""
+    from labels, so its clean probe is the sharper reference. `calibrated`: the report comes from
+    the pass the calibration measured (T&R's isolation), so it carries that calibration."""
     train = ctx.data.train
     if isolation is not None:  # the isolation trap saw every sample, poisoned ones included
         trapped_pred, scores = isolation["trapPred"], isolation["scores"]
@@ -155,6 +169,7 @@ def write_health(ctx: RunContext, trapped: Optional[dict], final: dict, isolatio
         trapped_pred, scores = trapped["pred"], suspicion_scores(trapped, final)
     report = health_report(train.labels, ctx.data.holdout.labels, ctx.data.num_classes, trapped_pred, final["pred"], scores)
     report["evidence"]["rankingSource"] = "isolation" if isolation is not None else "stage1"
+    report["calibration"] = calibration() if calibrated and isolation is not None else None
     json_path = ctx.workdir / "health.json"
     json_path.write_text(json.dumps(report, indent=1))
     png_path = ctx.workdir / "health.png"

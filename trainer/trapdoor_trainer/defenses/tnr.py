@@ -379,7 +379,7 @@ def run(ctx: RunContext) -> dict:
     prepare_stage2(ctx, model, settings)
     stage2_set, stage2_added = stage2_data(ctx, isolation)
     stage2 = run_stage2(ctx, runner, model, settings, data=stage2_set)
-    write_health(ctx, trapped_view, training_set_view(ctx, model), isolation)
+    write_health(ctx, trapped_view, training_set_view(ctx, model), isolation, calibrated=True)
     final = evaluate(ctx, model)
     metrics = {**final, "mse": stage1["mse"], "mseTriggered": stage1["mseTriggered"], "stage1Asr": stage1["stage1Asr"], "stage1Ca": stage1["stage1Ca"]}
     if isolation is not None:

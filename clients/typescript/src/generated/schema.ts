@@ -96,6 +96,38 @@ export type AuditEventEdge = {
   node: AuditEvent;
 };
 
+export type CalibrationGroup = {
+  __typename?: 'CalibrationGroup';
+  /** What the runs were, e.g. held-out attacks or clean data on other seeds. */
+  name: Scalars['String']['output'];
+  rates: CalibrationRates;
+};
+
+/** A share of runs: count of of (rate null when of is 0). */
+export type CalibrationRate = {
+  __typename?: 'CalibrationRate';
+  count: Scalars['Int']['output'];
+  of: Scalars['Int']['output'];
+  rate?: Maybe<Scalars['Float']['output']>;
+};
+
+/** The verdict's error rates over a set of runs. A miss is a poisoned set not called POISONED (INCONCLUSIVE included). */
+export type CalibrationRates = {
+  __typename?: 'CalibrationRates';
+  /** Runs measured. */
+  cells: Scalars['Int']['output'];
+  /** Clean sets called CLEAN. */
+  cleanCalledClean: CalibrationRate;
+  /** Poisoned sets not called POISONED. */
+  falseNegativeRate: CalibrationRate;
+  /** Clean sets called POISONED. */
+  falsePositiveRate: CalibrationRate;
+  /** Sets called POISONED whose likelyTarget was the attack's target. */
+  likelyTargetAccuracy: CalibrationRate;
+  /** Poisoned sets called CLEAN. */
+  poisonedCalledClean: CalibrationRate;
+};
+
 export type CreateDatasetUploadInput = {
   /** Class names, in label order (optional; for archive formats they replace the archive's own, one for one). */
   classNames?: InputMaybe<Array<Scalars['String']['input']>>;
@@ -297,6 +329,8 @@ export type EvaluateModelInput = {
 /** Is the training set poisoned, towards which class, and which samples. */
 export type Health = {
   __typename?: 'Health';
+  /** How far the verdict can be trusted: its thresholds' error rates on runs they were not fitted on. Null for reports the measurement does not cover (scans, T&R without isolation). */
+  calibration?: Maybe<HealthCalibration>;
   /** Per-class evidence and the thresholds the verdict applied (overPrediction, flaggedShare, labelExcess, agreement, ...). */
   evidence: Scalars['JSON']['output'];
   /** The class the poisoned samples were relabelled to; set when the verdict is POISONED. */
@@ -313,6 +347,28 @@ export type Health = {
 export type HealthSuspiciousArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
   first?: InputMaybe<Scalars['Int']['input']>;
+};
+
+/** The health verdict's calibration, measured out of sample by the efficacy study (bench/efficacy/calibrate.py). */
+export type HealthCalibration = {
+  __typename?: 'HealthCalibration';
+  /** Which reports it covers. */
+  appliesTo: Scalars['String']['output'];
+  /** The data and model it was measured on. */
+  dataset: Scalars['String']['output'];
+  /** Wrong verdicts on those runs. */
+  fitErrors: Scalars['Int']['output'];
+  /** The runs the thresholds were chosen on; they are not in the rates. */
+  fitOn: Array<Scalars['String']['output']>;
+  groups: Array<CalibrationGroup>;
+  /** Every run the thresholds were not chosen on. */
+  outOfSample: CalibrationRates;
+  /** The same without poison under 5 % of the training set, which the verdict is not built to see. */
+  outOfSampleAtLeast5Percent: CalibrationRates;
+  /** Where the tables and per-run evidence are. */
+  source: Scalars['String']['output'];
+  /** The thresholds measured (the verdict's own, as in evidence.thresholds). */
+  thresholds: Scalars['JSON']['output'];
 };
 
 export type HealthVerdict =
