@@ -1,7 +1,9 @@
 """Tables of bench/EFFICACY.md rendered from the committed cells in bench/efficacy/cells/<profile>/
 (copies of bench/efficacy/run.py's cache, so every figure can be re-rendered and checked without
-rerunning): `efficacy-epochs-<profile>`, the default at longer stage-1 runs (issue 15, item 0), and
-`efficacy-cost-<profile>`, what the default and its variants cost in clean accuracy (item 1).
+rerunning): `efficacy-epochs-<profile>`, the default at longer stage-1 runs (issue 15, item 0),
+`efficacy-cost-<profile>`, what the default and its variants cost in clean accuracy (item 1),
+`efficacy-ratios-<profile>`, other poison ratios and targets (item 2), `efficacy-study-<profile>`,
+the ten attacks under today's default, and `efficacy-adaptive-<profile>`, LBA-n (item 6).
 
     python3 bench/efficacy/run.py --profile cpu --attacks dev --configs default --grid "stage1Epochs=30" --no-render
     cp bench/out/efficacy/cpu/cells/*.json bench/efficacy/cells/cpu/
@@ -21,7 +23,8 @@ from common import REPO, load_bench_module, replace_section  # noqa: E402
 from trapdoor_trainer.attacks.registry import get_attack  # noqa: E402
 from trapdoor_trainer.defenses.tnr import ISOLATE_EPOCHS_BOUND  # noqa: E402
 
-parse_attack = load_bench_module("efficacy/run.py").parse_attack
+run = load_bench_module("efficacy/run.py")
+parse_attack = run.parse_attack
 
 CELLS = REPO / "bench" / "efficacy" / "cells"
 EFFICACY_MD = REPO / "bench" / "EFFICACY.md"
@@ -86,9 +89,11 @@ def no_defense(records: list[dict]) -> dict:
     return {(r["cell"]["attack"], r["cell"]["hyperparameters"]["epochs"], r["cell"]["seed"]): r["result"] for r in records if r["cell"]["config"] == "none"}
 
 
-def render_epochs(records: list[dict], profile: str) -> str:
+def render_epochs(records: list[dict], profile: str, epochs: int) -> str:
+    """Item 0: the default on the development attacks at more stage-1 epochs than the study's."""
     baseline = no_defense(records)
-    rows = [r for r in records if r["cell"]["config"] == "default" and set(r["cell"]["overrides"]) <= {"stage1Epochs", "isolateEpochs"}]
+    rows = [r for r in records if r["cell"]["config"] == "default" and set(r["cell"]["overrides"]) <= {"stage1Epochs", "isolateEpochs"}
+            and r["cell"]["hyperparameters"]["stage1Epochs"] > epochs]
     rows.sort(key=lambda r: (r["cell"]["attack"], r["cell"]["hyperparameters"]["stage1Epochs"], r["cell"]["seed"], -isolation_epochs(r["cell"]["hyperparameters"])))
     lines = [
         f"Committed cells: `bench/efficacy/cells/{profile}/` ({len(records)}). Rendered by `python3 bench/efficacy/committed.py --profile {profile}`.",
@@ -116,7 +121,8 @@ def render_cost(records: list[dict], profile: str, epochs: int) -> str:
     stage-1 network's CA (stem + trapped head, before stage 2), CA cost and DER against no defense."""
     baseline = no_defense(records)
     cells = [r for r in records if r["cell"]["config"] in ("default", "evidence") and r["cell"]["hyperparameters"]["stage1Epochs"] == epochs
-             and not is_variant(r["cell"]["attack"])]  # other ratios and targets: render_ratios
+             and r["cell"]["attack"] in (*run.DEV, run.CLEAN)  # other ratios and targets: render_ratios; other attacks: render_study
+             and (r["cell"]["attack"], epochs, r["cell"]["seed"]) in baseline]
 
     def variant(r: dict) -> str:
         return json.dumps({k: v for k, v in r["cell"]["overrides"].items() if k not in ("stage1Epochs", "isolateEpochs")}, sort_keys=True)
@@ -185,15 +191,82 @@ def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
     return "\n".join(lines)
 
 
+def default_cell(records: list[dict], attack: str, epochs: int) -> dict | None:
+    """The default's seed-0 cell for `attack` at the study's epochs; an `evidence` cell stands in
+    where its set was called poisoned (the two sizings then drop the same samples)."""
+    def plain(r: dict, config: str) -> bool:
+        cell = r["cell"]
+        return cell["attack"] == attack and cell["config"] == config and cell["seed"] == 0 and not cell["overrides"] and cell["hyperparameters"]["stage1Epochs"] == epochs
+
+    found = [r for r in records if plain(r, "default")] or [r for r in records if plain(r, "evidence") and r["result"].get("isolationVerdict") == "poisoned"]
+    return found[0] if found else None
+
+
+def defended_rows(records: list[dict], attacks: list[tuple[str, str]], epochs: int) -> tuple[list[str], list[tuple]]:
+    """Table rows (attack, what it is, no defense, default, isolation, verdict, cost, DER) and, per
+    row with both cells, (group, ASR, CA cost, DER) for the means."""
+    baseline = no_defense(records)
+    lines, measured = [], []
+    for attack, group in attacks:
+        r = default_cell(records, attack, epochs)
+        if r is None:
+            continue
+        res, health = r["result"], r.get("health") or {}
+        none = baseline.get((attack, epochs, 0))
+        plain, cost, rating = against_no_defense(none, res)
+        target = f" → {health['likelyTarget']}" if health.get("likelyTarget") is not None else ""
+        stand_in = " (evidence)" if r["cell"]["config"] == "evidence" else ""
+        lines.append(f"| {attack} | {group} | {plain} | {pct(res.get('asr'))} / {pct(res['ca'])}{stand_in} | {isolation(r)} | {pct(res.get('isolationRecall'))} "
+                     f"| {pct(res.get('stage1Asr'))} | {health.get('verdict', '–')}{target} | {cost} | {rating} |")
+        if none is not None:
+            measured.append((group, res["asr"], none["ca"] - res["ca"], der(none, res)))
+    return lines, measured
+
+
+def mean_rows(measured: list[tuple], groups: list[str]) -> list[str]:
+    lines = []
+    for name in groups:
+        rows = [m for m in measured if name == "all" or m[0] == name]
+        if rows:
+            lines.append(f"| **mean, {name}** ({len(rows)}) | | | {pct(sum(m[1] for m in rows) / len(rows))} (max {pct(max(m[1] for m in rows))}) | | | | "
+                         f"| {100 * sum(m[2] for m in rows) / len(rows):.1f} | {100 * sum(m[3] for m in rows) / len(rows):.1f} |")
+    return lines
+
+
+DEFENDED_COLUMNS = ["attack", "set", "no defense ASR / CA %", "default ASR / CA %", "isolation: dropped", "recall %", "trapped head ASR %", "verdict", "CA cost", "DER"]
+
+
+def render_study(records: list[dict], profile: str, epochs: int) -> str:
+    """The ten attacks of the study under today's default, seed 0, from committed cells."""
+    attacks = [(a, "dev") for a in run.DEV] + [(a, "held-out") for a in run.HELD_OUT]
+    lines = table_head(f"{epochs} stage-1 epochs, seed 0, 10 % poison (clean-label: the whole target class), target 0; no defense from the committed cell "
+                       "with the same attack. `(evidence)`: the evidence-sized cell, the same rule on a set called poisoned.", DEFENDED_COLUMNS)
+    rows, measured = defended_rows(records, attacks, epochs)
+    return "\n".join(lines + rows + mean_rows(measured, ["dev", "held-out", "all"]))
+
+
+def render_adaptive(records: list[dict], profile: str, epochs: int) -> str:
+    """Item 6: LBA-n (the trigger optimised against a surrogate's layer-n features) against the default."""
+    names = sorted({r["cell"]["attack"] for r in records if parse_attack(r["cell"]["attack"])["name"] == "lba"},
+                   key=lambda a: parse_attack(a)["params"].get("layer", 14))
+    attacks = [(a, f"LBA-{parse_attack(a)['params'].get('layer', 14)}") for a in names]
+    lines = table_head(f"{epochs} stage-1 epochs, seed 0, 10 % poison, target 0, the attack's other parameters at their defaults "
+                       "(a 5 px patch, 200 Adam steps, a small-cnn surrogate trained 5 epochs on the clean split).", DEFENDED_COLUMNS)
+    rows, measured = defended_rows(records, attacks, epochs)
+    return "\n".join(lines + rows + mean_rows(measured, ["all"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--epochs", type=int, default=6, help="stage-1 epochs of the cost table (the study's)")
     args = parser.parse_args()
     records = load(args.profile)
-    replace_section(f"efficacy-epochs-{args.profile}", render_epochs(records, args.profile), EFFICACY_MD)
+    replace_section(f"efficacy-epochs-{args.profile}", render_epochs(records, args.profile, args.epochs), EFFICACY_MD)
     replace_section(f"efficacy-cost-{args.profile}", render_cost(records, args.profile, args.epochs), EFFICACY_MD)
     replace_section(f"efficacy-ratios-{args.profile}", render_ratios(records, args.profile, args.epochs), EFFICACY_MD)
+    replace_section(f"efficacy-study-{args.profile}", render_study(records, args.profile, args.epochs), EFFICACY_MD)
+    replace_section(f"efficacy-adaptive-{args.profile}", render_adaptive(records, args.profile, args.epochs), EFFICACY_MD)
 
 
 if __name__ == "__main__":

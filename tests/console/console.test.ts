@@ -301,6 +301,14 @@ describe("web console in chromium", { timeout: 240_000 }, () => {
       20_000,
     );
     await page.getByRole("heading", { name: "Health report" }).waitFor();
+    // A T&R report is calibrated: the page says how often its verdict was wrong out of sample.
+    const measured = JSON.parse(
+      readFileSync(join(repo, "trainer/trapdoor_trainer/defenses/health_calibration.json"), "utf8"),
+    );
+    const fp = measured.outOfSample.falsePositiveRate;
+    await page
+      .locator(".health p.calibration", { hasText: `clean sets called poisoned ${fp.count} of ${fp.of}` })
+      .waitFor();
     await page
       .locator("figure.chart", { hasText: "Over-prediction per class" })
       .locator("canvas")

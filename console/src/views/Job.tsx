@@ -11,6 +11,7 @@ import { useApi, useMutation, useQuery, useTitle } from "../hooks.ts";
 import { href } from "../router.ts";
 import type {
   Artifact,
+  CalibrationRate,
   Health,
   JobError,
   MetricPoint,
@@ -28,6 +29,7 @@ type JobDetail = JobRow &
     artifacts: Pick<Artifact, "kind" | "format" | "sizeBytes" | "downloadUrl">[];
     health:
       | (Pick<Health, "verdict" | "likelyTarget" | "evidence" | "sampleCount"> & {
+          calibration: Calibration | null;
           suspicious: { edges: { node: SuspiciousSample }[] };
         })
       | null;
@@ -37,6 +39,8 @@ const JOB = `query Job($id: ID!) { job(id: $id) { ${JOB_ROW} logTail waitingReas
   progress { imagesPerSecond } transitions { from to reason at } error { code message }
   history { stage epoch name value } artifacts { kind format sizeBytes downloadUrl }
   health { verdict likelyTarget evidence sampleCount
+    calibration { dataset source outOfSample { falsePositiveRate { count of } falseNegativeRate { count of } likelyTargetAccuracy { count of } }
+      outOfSampleAtLeast5Percent { falseNegativeRate { count of } } }
     suspicious(first: 24) { edges { node { rank index score label thumbnailUrl } } } } } }`;
 const UPDATED = `subscription($id: ID!) { jobUpdated(id: $id) { ${JOB_ROW} progress { imagesPerSecond } } }`;
 const CANCEL = `mutation($id: ID!) { cancelJob(id: $id) { id status } }`;
@@ -233,6 +237,31 @@ export function Job({ id }: { id: string }) {
   );
 }
 
+/** The parts of Health.calibration the page shows. */
+interface Calibration {
+  dataset: string;
+  source: string;
+  outOfSample: Record<"falsePositiveRate" | "falseNegativeRate" | "likelyTargetAccuracy", Share>;
+  outOfSampleAtLeast5Percent: { falseNegativeRate: Share };
+}
+type Share = Pick<CalibrationRate, "count" | "of">;
+
+const share = (rate: Share) => `${rate.count} of ${rate.of}`;
+
+/** How far the verdict can be trusted: its thresholds' error rates on runs they were not chosen on. */
+function CalibrationNote({ calibration }: { calibration: Calibration }) {
+  const out = calibration.outOfSample;
+  return (
+    <p class="calibration">
+      {`How far the verdict can be trusted (${calibration.dataset}, runs its thresholds were not chosen on): `}
+      {`clean sets called poisoned ${share(out.falsePositiveRate)}; `}
+      {`poisoned sets not called poisoned ${share(out.falseNegativeRate)} `}
+      {`(${share(calibration.outOfSampleAtLeast5Percent.falseNegativeRate)} with poison at 5 % of the set or more); `}
+      {`likely target right ${share(out.likelyTargetAccuracy)}. Source: ${calibration.source}.`}
+    </p>
+  );
+}
+
 function HealthReport({ health }: { health: NonNullable<JobDetail["health"]> }) {
   const evidence = health.evidence as {
     overPrediction?: number[];
@@ -248,6 +277,7 @@ function HealthReport({ health }: { health: NonNullable<JobDetail["health"]> }) 
         {health.likelyTarget !== null ? ` · likely target class ${health.likelyTarget}` : ""}
         {` · ${evidence.flaggedCount ?? 0} of ${health.sampleCount} training samples flagged`}
       </p>
+      {health.calibration ? <CalibrationNote calibration={health.calibration} /> : null}
       <div class="charts">
         {evidence.overPrediction ? (
           <BarChart
