@@ -247,11 +247,14 @@ def render_study(records: list[dict], profile: str, epochs: int) -> str:
 
 def render_adaptive(records: list[dict], profile: str, epochs: int) -> str:
     """Item 6: LBA-n (the trigger optimised against a surrogate's layer-n features) against the default."""
-    names = sorted({r["cell"]["attack"] for r in records if parse_attack(r["cell"]["attack"])["name"] == "lba"},
-                   key=lambda a: parse_attack(a)["params"].get("layer", 14))
-    attacks = [(a, f"LBA-{parse_attack(a)['params'].get('layer', 14)}") for a in names]
+    def setting(attack: str) -> tuple[str, int]:
+        params = parse_attack(attack)["params"]
+        return params.get("surrogateArchitecture", "small-cnn"), params.get("layer", 14)
+
+    names = sorted({r["cell"]["attack"] for r in records if parse_attack(r["cell"]["attack"])["name"] == "lba"}, key=setting)
+    attacks = [(a, "LBA-{1}, {0} surrogate".format(*setting(a))) for a in names]
     lines = table_head(f"{epochs} stage-1 epochs, seed 0, 10 % poison, target 0, the attack's other parameters at their defaults "
-                       "(a 5 px patch, 200 Adam steps, a small-cnn surrogate trained 5 epochs on the clean split).", DEFENDED_COLUMNS)
+                       "(a 5 px patch, 200 Adam steps, the surrogate trained 5 epochs on the clean split).", DEFENDED_COLUMNS)
     rows, measured = defended_rows(records, attacks, epochs)
     return "\n".join(lines + rows + mean_rows(measured, ["all"]))
 

@@ -39,13 +39,15 @@ def main() -> None:
     root = ROOT / args.profile
     print("| attack | seed | poisoned | raw: recall / largest class dropped | " + " | ".join(f"offset q{q}" for q in quantiles) + " |")
     print("|---|---|---|---|" + "---|" * len(quantiles))
-    for path in sorted((root / "cells").glob("*.json")):
-        record = json.loads(path.read_text())
+    records = [json.loads(path.read_text()) for path in (root / "cells").glob("*.json")]
+    for record in sorted(records, key=lambda r: (r["cell"]["attack"] != "clean", r["cell"]["attack"], r["cell"]["seed"])):
         cell, work = record["cell"], root / "work" / record["key"]
         if cell["config"] not in ("default", "default-fixed") or cell["overrides"] or not (work / "health_scores.npy").exists():
             continue
         scores = np.load(work / "health_scores.npy").astype(np.float64)
         train = Path(json.loads((work / "spec.json").read_text())["data"]["train"])
+        if not (train / "labels.npy").exists():  # an attack's data removed since: nothing to re-rank against
+            continue
         labels = np.load(train / "labels.npy")
         mask = np.load(train / "poison_mask.npy") if (train / "poison_mask.npy").exists() else np.zeros(len(labels), bool)
         cells = []

@@ -94,15 +94,23 @@ def cell_key(cell: dict) -> str:
     return hashlib.sha256(json.dumps(cell, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def parse_value(text: str):
+    """An attack parameter's value in a cell name: JSON (12, 0.5, true), else the bare string (wrn16-1)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def parse_attack(token: str) -> dict:
     """An attack cell's name: `blend` (the study's 10 % of the data, target 0), `blend@0.05` (5 % of
     the training split; for a clean-label attack, 5 % of the target class), `blend#3` (target 3),
-    `lba:layer=12` (an attack parameter; several joined by `,`), or several (`sig@0.25#3`).
+    `lba:layer=12+surrogateArchitecture=wrn16-1` (attack parameters, joined by `+`: `--attacks` splits on commas), or several (`sig@0.25#3`).
     Plain names keep the cells cached before variants existed."""
     rest, _, target = token.partition("#")
     rest, _, ratio = rest.partition("@")
     name, _, given = rest.partition(":")
-    params = {k: json.loads(v) for k, _, v in (item.partition("=") for item in given.split(",") if item)}
+    params = {k: parse_value(v) for k, _, v in (item.partition("=") for item in given.split("+") if item)}
     return {"name": name, "ratio": float(ratio) if ratio else None, "target": int(target) if target else TARGET, "params": params}
 
 
