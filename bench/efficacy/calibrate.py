@@ -100,6 +100,11 @@ def summarise(cases: list[dict]) -> dict:
     }
 
 
+def counted(cases: list[dict]) -> dict:
+    """summarise() with the number of cells it read."""
+    return {"cells": len(cases), **summarise(cases)}
+
+
 def calibration(cases: list[dict], profile: str) -> dict:
     """The report's `calibration` section: what the thresholds were fitted on, and their error rates out of sample."""
     measured = [c for c in cases if c["group"] != "fit"]
@@ -111,9 +116,9 @@ def calibration(cases: list[dict], profile: str) -> dict:
         "thresholds": {"flagRatio": FLAG_RATIO, **VERDICT},
         "fitOn": sorted(f"{c['attack']} seed {c['seed']}" for c in fit),
         "fitErrors": sum((c["verdict"] == "poisoned") != c["poisoned"] for c in fit),
-        "outOfSample": {"cells": len(measured), **summarise(measured)},
-        "outOfSampleAtLeast5Percent": {"cells": sum(not c["group"].endswith(UNDER_5) for c in measured), **summarise([c for c in measured if not c["group"].endswith(UNDER_5)])},
-        "groups": [{"name": g, "cells": sum(c["group"] == g for c in measured), **summarise([c for c in measured if c["group"] == g])} for g in groups],
+        "outOfSample": counted(measured),
+        "outOfSampleAtLeast5Percent": counted([c for c in measured if not c["group"].endswith(UNDER_5)]),
+        "groups": [{"name": g, **counted([c for c in measured if c["group"] == g])} for g in groups],
         "source": SOURCE,
     }
 
@@ -128,8 +133,7 @@ def render(cases: list[dict], cal: dict) -> str:
         "A miss: a poisoned set not called `poisoned` (`inconclusive` included).",
         ["cells", "n", "false positives (clean called poisoned)", "clean called clean", "missed (poisoned not called poisoned)", "poisoned called clean", "likely target right"],
     )
-    fit = [c for c in cases if c["group"] == "fit"]
-    rows = [("fit (thresholds chosen here)", {"cells": len(fit), **summarise(fit)}), *((g["name"], g) for g in cal["groups"]),
+    rows = [("fit (thresholds chosen here)", counted([c for c in cases if c["group"] == "fit"])), *((g["name"], g) for g in cal["groups"]),
             ("**all out of sample**", cal["outOfSample"]), ("**out of sample, poison ≥ 5 % of the split**", cal["outOfSampleAtLeast5Percent"])]
     for name, s in rows:
         lines.append(f"| {name} | {s['cells']} | {fmt(s['falsePositiveRate'])} | {fmt(s['cleanCalledClean'])} | {fmt(s['falseNegativeRate'])} | "
