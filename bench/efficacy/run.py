@@ -67,7 +67,33 @@ CONFIGS = {
     # scanDataset's budgets: the verdict alone, from the trap and the probe (defenses/scan.py).
     "scan-fast": {"method": "SCAN", "budget": "FAST"},
     "scan-thorough": {"method": "SCAN", "budget": "THOROUGH"},
+    # The baselines on their published recipes (each method's `recipe` default; the sources are in
+    # its module's docstring and hyper-parameters). Epochs: baseline_budget below.
+    "fp": {"method": "FINE_PRUNING"},
+    "nad": {"method": "NAD"},
+    "ibau": {"method": "I_BAU"},
+    "anp": {"method": "ANP"},
+    "abl": {"method": "ABL"},
+    "dp-sgd": {"method": "DP_SGD"},
 }
+# Post-training baselines defend the same attack's and seed's no-defense model (its cell's artifacts).
+POST_TRAINING = {"FINE_PRUNING", "NAD", "I_BAU", "ANP"}
+
+
+def baseline_budget(method: str, epochs: int) -> dict:
+    """A baseline's epochs at the profile's no-defense budget `epochs`. Post-training methods keep
+    their published counts (they pass over the 800-image holdout only), except ANP's 2 000 mask
+    steps, a quarter of which fit the CPU profile's time; ABL splits the budget as its recipe
+    splits 80 epochs (20 isolation + 60 fine-tuning: a third and two thirds) and unlearns its
+    published 5 epochs; DP-SGD trains as long as no defense."""
+    if method == "ABL":
+        isolation = max(1, round(epochs / 3))
+        return {"epochs": isolation, "finetuneEpochs": max(1, epochs - isolation), "unlearnEpochs": 5}
+    if method == "DP_SGD":
+        return {"epochs": epochs}
+    if method == "ANP" and epochs < PROFILES["gpu"]["stage1Epochs"]:
+        return {"maskIterations": 500}
+    return {}
 
 OUT = REPO / "bench" / "out" / "efficacy"
 EFFICACY_MD = REPO / "bench" / "EFFICACY.md"
@@ -80,6 +106,8 @@ def cell_spec(profile: str, attack: str, config: str, overrides: dict, seed: int
     if method == "NO_DEFENSE":  # only the epoch budget applies; other axes would duplicate the run
         overrides = {k: v for k, v in overrides.items() if k == "stage1Epochs"}
         hp = {"epochs": overrides.get("stage1Epochs", p["stage1Epochs"])}
+    elif method != "TRAP_AND_REPLACE" and method != "SCAN":  # a baseline: its own budget, overrides on top
+        hp = {**baseline_budget(method, overrides.get("stage1Epochs", p["stage1Epochs"])), **conf, **{k: v for k, v in overrides.items() if k != "stage1Epochs"}}
     elif method == "SCAN":  # the budget is a share of the T&R cell's stage-1 epochs
         overrides = {k: v for k, v in overrides.items() if k == "stage1Epochs"}
         hp = {"tnrStage1Epochs": overrides.get("stage1Epochs", p["stage1Epochs"]), **conf}
@@ -154,6 +182,8 @@ def run_cell(root: Path, cell: dict, data: dict, device: str) -> dict:
     checkpoint = workdir / "checkpoints" / "latest.pt"
     if cell["method"] == "SCAN":  # as scanDataset runs it: the training set and the holdout only
         data = {"train": data["train"], "holdout": data["holdout"], "test": data["holdout"]}
+    if cell["method"] in POST_TRAINING:
+        data = {**data, "initModel": str(backdoored_model(root, cell, data, device))}
     spec = {"architecture": "wrn16-1", "data": data, "target": None if cell["attack"] == CLEAN or cell["method"] == "SCAN" else parse_attack(cell["attack"])["target"], "seed": cell["seed"], "device": device,
             "method": cell["method"], "hyperparameters": cell["hyperparameters"], "resumeFrom": str(checkpoint) if checkpoint.exists() else None}
     (workdir / "spec.json").write_text(json.dumps(spec))
@@ -166,6 +196,16 @@ def run_cell(root: Path, cell: dict, data: dict, device: str) -> dict:
     result_path.parent.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(record, indent=1))
     return record
+
+
+def backdoored_model(root: Path, cell: dict, data: dict, device: str) -> Path:
+    """The artifact directory of the no-defense cell a post-training baseline starts from (run first when missing)."""
+    base = cell_spec(cell["profile"], cell["attack"], "none", {k: v for k, v in cell["overrides"].items() if k == "stage1Epochs"}, cell["seed"])
+    run_cell(root, base, data, device)
+    model_dir = root / "work" / cell_key(base)
+    if not (model_dir / "model.safetensors").exists():
+        raise SystemExit(f"{model_dir} has no model: delete {root / 'cells' / (cell_key(base) + '.json')} to re-run the no-defense cell")
+    return model_dir
 
 
 def parse_grid(text: str | None) -> list[dict]:

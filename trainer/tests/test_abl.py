@@ -100,3 +100,6 @@ def test_cli_run_reports_isolation_precision(job_datasets, tmp_path):
     assert {e["stage"] for e in events if e["type"] == "progress"} == {"isolation", "finetune", "unlearn"}
     metadata = json.loads((tmp_path / "work" / "metadata.json").read_text())
     assert metadata["hyperparameters"]["gamma"] == 0.5 and metadata["hyperparameters"]["isolationRatio"] == 0.01
+    recipe = metadata["resolved"]["recipe"]  # the published recipe, at the job's own rate
+    assert recipe["isolation"] == {"optimizer": "sgd", "lr": 3e-3, "weightDecay": 1e-4, "schedule": "constant", "momentum": 0.9, "nesterov": True}
+    assert recipe["finetune"]["drops"] == [[2 / 3, 0.1]] and recipe["unlearn"]["lr"] == 5e-4

@@ -12,7 +12,6 @@ uninterrupted run would have. Shuffling is seeded per epoch the same way.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from .context import RunContext
 from .data import DeviceData, augment_batch, to_float_nchw
 from .errors import Cancelled
 from .metrics import autocast_for
+from .recipes import ADAM_COSINE, Recipe
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 
@@ -40,7 +40,8 @@ class Stateful(Protocol):
 
 @dataclass
 class Phase:
-    """A gradient loop: Adam with a cosine schedule over `epochs` passes of `data`."""
+    """A gradient loop over `epochs` passes of `data`, with `recipe`'s optimiser and schedule
+    (Adam + cosine unless the method follows another published recipe)."""
 
     name: str  # "stage1", "stage2", "train", ...: the stage of its events and checkpoints
     epochs: int
@@ -62,6 +63,7 @@ class Phase:
     # When set, BatchNorm layers this phase trains get exact running statistics at the end (see
     # recalibrate_batchnorm); the module is called on unaugmented training batches.
     model: Optional[torch.nn.Module] = None
+    recipe: Recipe = ADAM_COSINE
 
 
 @dataclass
@@ -84,11 +86,6 @@ def derive_seed(*parts) -> int:
     return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0]) >> 1
 
 
-def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
-    """Cosine annealing stepped once per epoch (as torch's CosineAnnealingLR with T_max = epochs)."""
-    return 0.5 * base_lr * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
-
-
 def crop_padding(height: int) -> int:
     """4 pixels on 32x32 images, scaled with the image size."""
     return max(1, int(round(4 * height / 32)))
@@ -108,7 +105,7 @@ def compiled(loss_fn: LossFn) -> LossFn:
 
 
 def make_optimizer(phase: Phase) -> torch.optim.Optimizer:
-    return torch.optim.Adam(phase.parameters, lr=phase.lr, weight_decay=phase.weight_decay)
+    return phase.recipe.make(phase.parameters, phase.lr, phase.weight_decay)
 
 
 def train_phase(ctx: RunContext, phase: Phase, start: LoopStart, save: SaveFn) -> dict:
@@ -132,7 +129,7 @@ def train_phase(ctx: RunContext, phase: Phase, start: LoopStart, save: SaveFn) -
 
     for epoch in range(start.epoch, phase.epochs):
         last_epoch = epoch + 1 == phase.epochs
-        lr = cosine_lr(phase.lr, epoch, phase.epochs)
+        lr = phase.recipe.lr_at(phase.lr, epoch, phase.epochs)
         for group in optimizer.param_groups:
             group["lr"] = lr
         order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, phase.name, epoch))).to(phase.data.device)

@@ -11,13 +11,14 @@ Poisoned samples are learned much faster than clean ones, so their loss drops fi
    augmentation (ABL adds Cutout, which the shared loop does not have);
 4. unlearn: gradient ascent (minimise −CE) on the isolated samples, no augmentation.
 
-Optimiser: every phase runs in the shared training loop, which uses Adam with a cosine schedule
-per phase (the no-defense recipe: lr 1e-3, weight decay 5e-4). The official code and the T&R
-author's fork use SGD (lr 0.1, momentum 0.9, weight decay 1e-4) with constant or step learning
-rates. SGD learning rates do not carry over to Adam, so `lr` is the no-defense one; `unlearnLr`
-keeps ABL's number, 5e-4, which on a Fashion-MNIST check (11 400 images, BadNet-grid, WRN-16-1,
-5 isolation + 2 fine-tune epochs, 114 isolated, all poisoned) removed the most backdoor of the
-values tried (ASR 100 % -> 2 %, CA 85 % -> 68 %; 1e-4: ASR 24 %, CA 75 %; 1e-5: ASR 47 %, CA 75 %).
+Optimiser (`recipe`): by default the official one, Nesterov SGD (momentum 0.9, weight decay
+1e-4) in every phase [bboylyg/ABL config.py, backdoor_isolation.py, backdoor_unlearning.py]:
+isolation at a constant 0.1, fine-tuning at 0.1 then 0.01 (the official 40-of-60-epoch drop, kept
+as a share of `finetuneEpochs`), unlearning at a constant 5e-4. `recipe: "adam"` is what ran
+before: Adam + cosine at the no-defense rate (1e-3, weight decay 5e-4) with unlearning at 5e-4,
+which on a Fashion-MNIST check (11 400 images, BadNet-grid, WRN-16-1, 5 isolation + 2 fine-tune
+epochs, 114 isolated, all poisoned) removed the most backdoor of the values tried (ASR 100 % -> 2 %,
+CA 85 % -> 68 %; 1e-4: ASR 24 %, CA 75 %; 1e-5: ASR 47 %, CA 75 %).
 The model stays in train mode while unlearning, as in the official code: BatchNorm then
 normalises with the statistics of all-poisoned batches, which is much of what makes the ascent
 bite (in eval mode the isolated samples' loss starts near 0; the same check left ASR at 100 % at
@@ -38,22 +39,36 @@ from ..data import DeviceData, to_float_nchw
 from ..hyperparams import COMMON, Param
 from ..metrics import autocast_for
 from ..phases import PhaseRunner, Step
+from ..recipes import PhaseRecipe, Recipe, recipe_param
 from ..training import Phase
 from .common import build_model, epoch_metrics, evaluate
 from .registry import METHODS
 from .trap_signals import isolation_quality
 
 ISOLATION, FINETUNE, UNLEARN = "isolation", "finetune", "unlearn"  # the loop phases
+_ABL_SGD = {"optimizer": "sgd", "momentum": 0.9, "nesterov": True}
+RECIPES = {
+    ISOLATION: PhaseRecipe(Recipe(**_ABL_SGD, schedule="constant"), published_lr=0.1, published_weight_decay=1e-4),
+    FINETUNE: PhaseRecipe(Recipe(**_ABL_SGD, schedule="step", drops=((2 / 3, 0.1),)), published_lr=0.1, published_weight_decay=1e-4),
+    UNLEARN: PhaseRecipe(Recipe(**_ABL_SGD, schedule="constant"), published_lr=5e-4, published_weight_decay=1e-4, adam_lr=5e-4),
+}
+LR_KEYS = {ISOLATION: "lr", FINETUNE: "lr", UNLEARN: "unlearnLr"}
 
 HYPERPARAMETERS = {
     "epochs": Param(10, "int", "isolation-phase epochs: LGA training from scratch (official ABL and the T&R author's fork: 10; BackdoorBench/BackdoorBox: 20)", minimum=1, maximum=10000),
     **COMMON,
+    "recipe": recipe_param(
+        "Nesterov SGD, momentum 0.9, weight decay 1e-4 in every phase (official ABL config.py): isolation at a constant 0.1, fine-tuning at 0.1 then 0.01 "
+        "from two thirds of its epochs on (40 of 60), unlearning at a constant 5e-4"
+    ),
+    "lr": Param(None, "float", "learning rate of isolation and fine-tuning; null = the recipe's (published: SGD 0.1; adam: 1e-3 cosine)", minimum=0, maximum=10, nullable=True),
+    "weightDecay": Param(None, "float", "L2 weight decay of every phase; null = the recipe's (published: 1e-4; adam: 5e-4)", minimum=0, maximum=1, nullable=True),
     "batchSize": Param(64, "int", "batch size of every phase (the T&R author's ABL fork: 64)", minimum=1, maximum=65536),
     "gamma": Param(0.5, "float", "LGA flooding level: the isolation loss is sign(CE - gamma) * CE", minimum=0),
     "isolationRatio": Param(0.01, "float", "fraction of the training set isolated as poisoned (lowest loss after isolation)", minimum=0, maximum=0.5),
     "finetuneEpochs": Param(60, "int", "epochs of CE fine-tuning on the non-isolated samples before unlearning; 0 skips it (ABL's finetuning_epochs: 60)", minimum=0, maximum=10000),
     "unlearnEpochs": Param(5, "int", "epochs of gradient ascent on the isolated samples (ABL: 5)", minimum=0, maximum=1000),
-    "unlearnLr": Param(5e-4, "float", "learning rate of the unlearning ascent (ABL: 5e-4 with SGD; here Adam, cosine-annealed over the unlearning epochs)", minimum=0, maximum=10),
+    "unlearnLr": Param(5e-4, "float", "learning rate of the unlearning ascent (ABL: 5e-4, both recipes)", minimum=0, maximum=10),
     "evalEvery": Param(1, "int", "evaluate CA/ASR on the test sets every N epochs (reporting only, never selection); 0 = only at the end", minimum=0),
 }
 
@@ -113,17 +128,19 @@ def _subset(ctx: RunContext, indices: np.ndarray) -> DeviceData:
     return DeviceData(train.images[indices], train.labels[indices], ctx.device)
 
 
-def _phase(ctx: RunContext, model, name: str, epochs: int, data: DeviceData, loss_fn, lr: float, augment: str, unlearning: bool = False) -> Phase:
+def _phase(ctx: RunContext, model, name: str, epochs: int, data: DeviceData, loss_fn, augment: str, unlearning: bool = False) -> Phase:
     """One ABL loop phase. Unlearning keeps the isolated set's last partial batch (it is small)
     and leaves BatchNorm's running statistics as its train-mode ascent left them, as the official
     code does; the other phases get exact statistics at their end."""
     hp = ctx.hp
+    recipe, lr, weight_decay = RECIPES[name].resolve(hp, LR_KEYS[name], "weightDecay")
     return Phase(
         name=name,
         epochs=epochs,
         batch_size=hp["batchSize"],
         lr=lr,
-        weight_decay=hp["weightDecay"],
+        weight_decay=weight_decay,
+        recipe=recipe,
         data=data,
         parameters=list(model.parameters()),
         loss_fn=loss_fn,
@@ -158,15 +175,15 @@ def run(ctx: RunContext) -> dict:
     hp = ctx.hp
     runner = PhaseRunner(ctx)
     model = build_model(ctx, with_decoder=False)
-    loops = {ISOLATION: runner.run(_phase(ctx, model, ISOLATION, hp["epochs"], ctx.device_data("train"), lga_loss(model, hp["gamma"]), hp["lr"], "none"))}
+    loops = {ISOLATION: runner.run(_phase(ctx, model, ISOLATION, hp["epochs"], ctx.device_data("train"), lga_loss(model, hp["gamma"]), "none"))}
     isolation = runner.run(Step("isolate", lambda: isolate(ctx, model)))
     isolated = np.asarray(isolation["isolated"], dtype=np.int64)
     if hp["finetuneEpochs"] > 0:
         rest = np.setdiff1d(np.arange(len(ctx.data.train)), isolated)
-        loops[FINETUNE] = runner.run(_phase(ctx, model, FINETUNE, hp["finetuneEpochs"], _subset(ctx, rest), cross_entropy(model), hp["lr"], hp["augment"]))
+        loops[FINETUNE] = runner.run(_phase(ctx, model, FINETUNE, hp["finetuneEpochs"], _subset(ctx, rest), cross_entropy(model), hp["augment"]))
     before = runner.run(Step("before-unlearn", lambda: evaluate(ctx, model)))
     if hp["unlearnEpochs"] > 0 and len(isolated) > 0:
-        loops[UNLEARN] = runner.run(_phase(ctx, model, UNLEARN, hp["unlearnEpochs"], _subset(ctx, isolated), ascent_loss(model), hp["unlearnLr"], "none", unlearning=True))
+        loops[UNLEARN] = runner.run(_phase(ctx, model, UNLEARN, hp["unlearnEpochs"], _subset(ctx, isolated), ascent_loss(model), "none", unlearning=True))
 
     return {
         "model": model,
@@ -177,5 +194,8 @@ def run(ctx: RunContext) -> dict:
         "history": {name: loop["history"] for name, loop in loops.items()},
         "timings": {f"{name}Seconds": loop["seconds"] for name, loop in loops.items()},
         "imagesPerSecond": {name: loop["imagesPerSecond"] for name, loop in loops.items()},
-        "resolved": {"optimizer": "adam (shared training loop), cosine per phase", "isolationAugment": "none", "unlearnAugment": "none", "finetuneAugment": hp["augment"]},
+        "resolved": {
+            "recipe": {name: RECIPES[name].describe(hp, LR_KEYS[name], "weightDecay") for name in loops},
+            "isolationAugment": "none", "unlearnAugment": "none", "finetuneAugment": hp["augment"],
+        },
     }

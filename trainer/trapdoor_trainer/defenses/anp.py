@@ -30,12 +30,15 @@ from ..context import RunContext
 from ..errors import SpecError
 from ..hyperparams import COMMON, PRETRAIN, Param
 from ..phases import PhaseRunner, Step
+from ..recipes import PhaseRecipe, Recipe, recipe_param
 from ..training import Phase
 from .common import epoch_metrics, evaluate, holdout_accuracy, starting_model
 from .perturbation import signed_ascent_step, uniform_in_box
 from .registry import METHODS
 
 STAGE, PRUNE = "mask", "prune"
+# The official mask optimiser: SGD(lr 0.2, momentum 0.9), no weight decay, no schedule.
+MASK_RECIPE = PhaseRecipe(Recipe("sgd", momentum=0.9, schedule="constant"), published_lr=0.2, published_weight_decay=0.0, adam_lr=0.01, adam_weight_decay=0.0)
 
 HYPERPARAMETERS = {
     "epochs": Param(None, "int", "mask-optimisation passes over the holdout; null = enough passes for maskIterations steps", minimum=1, maximum=100000, nullable=True),
@@ -43,7 +46,8 @@ HYPERPARAMETERS = {
     **PRETRAIN,
     "maskIterations": Param(2000, "int", "mask-optimisation steps when epochs is null (official: 2000)", minimum=1, maximum=1000000),
     "maskBatchSize": Param(128, "int", "holdout batch size of the mask optimisation (official: 128)", minimum=1, maximum=65536),
-    "maskLr": Param(0.01, "float", "learning rate of the masks (the shared training loop's Adam, cosine-annealed; the official SGD with momentum 0.9 uses 0.2)", minimum=0, maximum=10),
+    "recipe": recipe_param("SGD, momentum 0.9, constant lr 0.2 on the masks (official optimize_mask_cifar.py)"),
+    "maskLr": Param(None, "float", "learning rate of the masks; null = the recipe's (published: SGD 0.2 constant; adam: 0.01 cosine)", minimum=0, maximum=10, nullable=True),
     "anpEps": Param(0.4, "float", "bound eps of the multiplicative BN perturbations (official: 0.4); 0 = no perturbation", minimum=0, maximum=1),
     "anpSteps": Param(1, "int", "signed-gradient ascent steps on the perturbation per mask step, each of size anpEps / anpSteps (official: 1)", minimum=1, maximum=100),
     "anpAlpha": Param(0.2, "float", "trade-off alpha: weight of the natural loss, 1 - alpha on the perturbed loss (T&R appendix: 0.2 on CIFAR-10, 0.1 on GTSRB)", minimum=0, maximum=1),
@@ -226,13 +230,15 @@ def optimise_masks(ctx: RunContext, runner: PhaseRunner, model, noisy: NoisyBatc
         noisy.clip_masks()
         return {**epoch_metrics(ctx, model, epoch, epochs), "meanMask": float(noisy.mask_values().mean())}
 
+    recipe, lr, weight_decay = MASK_RECIPE.resolve(hp, "maskLr")
     with noisy.attached():
         result = runner.run(Phase(
             name=STAGE,
             epochs=epochs,
             batch_size=hp["maskBatchSize"],
-            lr=hp["maskLr"],
-            weight_decay=0.0,
+            lr=lr,
+            weight_decay=weight_decay,
+            recipe=recipe,
             data=ctx.device_data("holdout"),
             parameters=noisy.masks,
             loss_fn=mask_loss(model, noisy, hp),
@@ -293,5 +299,5 @@ def run(ctx: RunContext) -> dict:
         "history": {STAGE: masked["history"], "pruning": pruning["sweep"]},
         "timings": {"pretrainSeconds": before.get("pretrainSeconds", 0.0), "maskSeconds": masked["seconds"]},
         "imagesPerSecond": {STAGE: masked["imagesPerSecond"]},
-        "resolved": {"epochs": epochs, "thresholdRule": pruning["rule"], "pruneThreshold": pruning["threshold"]},
+        "resolved": {"epochs": epochs, "thresholdRule": pruning["rule"], "pruneThreshold": pruning["threshold"], "recipe": {STAGE: MASK_RECIPE.describe(hp, "maskLr")}},
     }

@@ -29,6 +29,7 @@ import torch
 from ..context import RunContext
 from ..hyperparams import COMMON, Param
 from ..phases import PhaseRunner
+from ..recipes import OPTIMIZERS, Recipe
 from ..privacy import SubsampledGaussianAccountant
 from ..training import Phase
 from .common import build_model, epoch_metrics, evaluate
@@ -36,11 +37,16 @@ from .dp_sgd_step import dp_sgd_loss
 from .registry import METHODS
 
 STAGE = "train"
+LR = 0.5  # see HYPERPARAMETERS' sources
 NORM = "group"
 
 HYPERPARAMETERS = {
     "epochs": Param(200, "int", "training epochs (no-defense recipe; T&R states none for DP)", minimum=1, maximum=10000),
     **COMMON,
+    "optimizer": Param("sgd", "str", "optimiser of the noisy gradient: sgd (with momentum, the DP-SGD literature's) or adam (the no-defense recipe's, which does not learn here: it rescales every noise-dominated coordinate to a full step)", choices=OPTIMIZERS),
+    "momentum": Param(0.9, "float", "SGD momentum (optimizer sgd)", minimum=0, maximum=0.999),
+    "lr": Param(LR, "float", "learning rate (cosine-annealed over the epochs)", minimum=0, maximum=100),
+    "weightDecay": Param(0.0, "float", "L2 weight decay (0: the clipped, noised gradient is the whole update)", minimum=0, maximum=1),
     "clipNorm": Param(1.0, "float", "per-sample gradient clipping norm C over all parameters (T&R appendix B.2: 1)", minimum=1e-6),
     "noiseMultiplier": Param(
         1.0, "float", "noise multiplier sigma: noise std sigma*C on the clipped sum (T&R tuned it in [0.5, 10] without stating its choice)", minimum=0, maximum=100
@@ -81,6 +87,7 @@ def run(ctx: RunContext) -> dict:
         batch_size=batch_size,
         lr=hp["lr"],
         weight_decay=hp["weightDecay"],
+        recipe=Recipe(hp["optimizer"], momentum=hp["momentum"] if hp["optimizer"] == "sgd" else 0.0),
         data=data,
         parameters=list(model.parameters()),
         loss_fn=dp_sgd_loss(model, hp["clipNorm"], hp["noiseMultiplier"]),

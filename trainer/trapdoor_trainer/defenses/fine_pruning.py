@@ -24,21 +24,26 @@ from torch import nn
 from ..context import RunContext
 from ..hyperparams import COMMON, PRETRAIN, Param
 from ..phases import PhaseRunner, Step
+from ..recipes import PhaseRecipe, Recipe, recipe_param
 from ..training import Phase
 from .common import cross_entropy_loss, epoch_metrics, evaluate, holdout_accuracy, starting_model
 from .feature_hooks import final_layer_inputs
 from .registry import METHODS
 
 STAGE, PRUNE = "finetune", "prune"
+# No official code exists (the paper's authors published none); BackdoorBench's fp.py is the
+# reference implementation its leaderboard uses: fine-tune 100 epochs, SGD + cosine at 0.01.
+FINETUNE_RECIPE = PhaseRecipe(Recipe("sgd", momentum=0.9, schedule="cosine"), published_lr=0.01, published_weight_decay=5e-4)
 
 HYPERPARAMETERS = {
     "epochs": Param(100, "int", "fine-tuning epochs on the holdout after pruning (BackdoorBench FP: 100); 0 = prune only", minimum=0, maximum=10000),
     **COMMON,
     "evalEvery": Param(1, "int", "evaluate CA/ASR on the test sets every N epochs (reporting only, never selection); 0 = only at the end", minimum=0),
     **PRETRAIN,
-    "finetuneLr": Param(1e-3, "float", "Adam learning rate of the fine-tuning (cosine-annealed); default = the rate the no-defense model trains with, as BackdoorBench fine-tunes at its training rate", minimum=0, maximum=10),
+    "recipe": recipe_param("SGD, momentum 0.9, lr 0.01, weight decay 5e-4, cosine (BackdoorBench config/defense/fp/cifar10.yaml)"),
+    "finetuneLr": Param(None, "float", "learning rate of the fine-tuning; null = the recipe's (published: SGD 0.01; adam: 1e-3)", minimum=0, maximum=10, nullable=True),
     "finetuneBatchSize": Param(256, "int", "fine-tuning batch size (BackdoorBench FP: 256)", minimum=1, maximum=65536),
-    "finetuneWeightDecay": Param(5e-4, "float", "fine-tuning L2 weight decay (BackdoorBench FP: 5e-4)", minimum=0, maximum=1),
+    "finetuneWeightDecay": Param(5e-4, "float", "fine-tuning L2 weight decay (BackdoorBench FP: 5e-4, both recipes)", minimum=0, maximum=1),
     "maxAccuracyDrop": Param(
         0.1, "float",
         "stop rule: prune while holdout accuracy stays at or above (1 - this) x the unpruned model's (relative drop, BackdoorBench acc_ratio 0.1)",
@@ -130,12 +135,14 @@ def prune(ctx: RunContext, model) -> dict:
 
 def run_finetune(ctx: RunContext, runner: PhaseRunner, model, pruning: dict) -> dict:
     hp = ctx.hp
+    recipe, lr, weight_decay = FINETUNE_RECIPE.resolve(hp, "finetuneLr", "finetuneWeightDecay")
     phase = Phase(
         name=STAGE,
         epochs=hp["epochs"],
         batch_size=hp["finetuneBatchSize"],
-        lr=hp["finetuneLr"],
-        weight_decay=hp["finetuneWeightDecay"],
+        lr=lr,
+        weight_decay=weight_decay,
+        recipe=recipe,
         data=ctx.device_data("holdout"),
         parameters=list(model.parameters()),
         loss_fn=cross_entropy_loss(model),
@@ -176,5 +183,6 @@ def run(ctx: RunContext) -> dict:
             "layerChannels": pruning["channels"],
             "pruneStepChannels": max(1, math.ceil(ctx.hp["pruneStep"] * pruning["channels"])),
             "holdoutAccuracyFloor": (1.0 - ctx.hp["maxAccuracyDrop"]) * pruning["holdoutAccuracyUnpruned"],
+            "recipe": {STAGE: FINETUNE_RECIPE.describe(ctx.hp, "finetuneLr", "finetuneWeightDecay")},
         },
     }

@@ -21,6 +21,7 @@ from ..context import RunContext
 from ..data import to_float_nchw
 from ..hyperparams import COMMON, PRETRAIN, Param
 from ..phases import PhaseRunner
+from ..recipes import PhaseRecipe, Recipe, recipe_param
 from ..training import Phase
 from .common import epoch_metrics, evaluate, starting_model
 from .feature_hooks import captured_outputs, module_names, stage_ends
@@ -28,6 +29,9 @@ from .registry import METHODS
 
 TEACHER, DISTILL = "teacher", "distill"
 EPSILON = 1e-6  # the official normaliser's guard
+# The official schedule: lr 0.1 below epoch 2 of 20, then 0.01 (the 1e-4 step at epoch 20 never comes).
+NAD_RECIPE = PhaseRecipe(Recipe("sgd", momentum=0.9, nesterov=True, schedule="step", drops=((0.1, 0.1),)), published_lr=0.1, published_weight_decay=1e-4,
+                         adam_weight_decay=1e-4)
 
 HYPERPARAMETERS = {
     "epochs": Param(20, "int", "distillation epochs of the student (official NAD config: 20)", minimum=1, maximum=10000),
@@ -35,8 +39,9 @@ HYPERPARAMETERS = {
     "evalEvery": Param(1, "int", "evaluate CA/ASR on the test sets every N epochs (reporting only, never selection); 0 = only at the end", minimum=0),
     **PRETRAIN,
     "teacherEpochs": Param(10, "int", "epochs of fine-tuning the teacher on the holdout (BackdoorBench te_epochs 10; NAD README: 5-10)", minimum=1, maximum=10000),
-    "teacherLr": Param(1e-3, "float", "Adam learning rate of the teacher fine-tuning (cosine-annealed); default = the no-defense model's training rate", minimum=0, maximum=10),
-    "distillLr": Param(1e-3, "float", "Adam learning rate of the distillation (cosine-annealed); default = the no-defense model's training rate", minimum=0, maximum=10),
+    "recipe": recipe_param("Nesterov SGD, momentum 0.9, weight decay 1e-4, lr 0.1 for the first tenth of the epochs then 0.01 (official NAD config.py and utils/util.py: epochs 0-1 of 20 at 0.1), for the teacher too (NAD README: the teacher is the same loop with every beta 0)"),
+    "teacherLr": Param(None, "float", "learning rate of the teacher fine-tuning; null = the recipe's (published: 0.1 then 0.01; adam: 1e-3 cosine)", minimum=0, maximum=10, nullable=True),
+    "distillLr": Param(None, "float", "learning rate of the distillation; null = the recipe's (published: 0.1 then 0.01; adam: 1e-3 cosine)", minimum=0, maximum=10, nullable=True),
     "distillBatchSize": Param(64, "int", "batch size of both the teacher fine-tuning and the distillation (official NAD: 64)", minimum=1, maximum=65536),
     "distillWeightDecay": Param(1e-4, "float", "L2 weight decay of both stages (official NAD: 1e-4)", minimum=0, maximum=1),
     "beta1": Param(500.0, "float", "attention-loss weight at the end of the first distilled stage (WRN block1; official 500)", minimum=0),
@@ -113,12 +118,14 @@ def train_teacher(ctx: RunContext, runner: PhaseRunner, teacher, student) -> dic
         scores = evaluate(ctx, teacher)  # reporting only
         return {"teacherCa": scores["ca"], "teacherAsr": scores["asr"]}
 
+    recipe, lr, weight_decay = NAD_RECIPE.resolve(hp, "teacherLr", "distillWeightDecay")
     return runner.run(Phase(
         name=TEACHER,
         epochs=hp["teacherEpochs"],
         batch_size=hp["distillBatchSize"],
-        lr=hp["teacherLr"],
-        weight_decay=hp["distillWeightDecay"],
+        lr=lr,
+        weight_decay=weight_decay,
+        recipe=recipe,
         data=holdout,
         parameters=list(teacher.parameters()),
         loss_fn=teacher_loss(teacher, scaled_cutout(hp["cutoutSize"], holdout.images.shape[1])),
@@ -144,12 +151,14 @@ def distill(ctx: RunContext, runner: PhaseRunner, student, teacher) -> tuple[dic
         student.train()
         teacher.eval()
 
+    recipe, lr, weight_decay = NAD_RECIPE.resolve(hp, "distillLr", "distillWeightDecay")
     result = runner.run(Phase(
         name=DISTILL,
         epochs=hp["epochs"],
         batch_size=hp["distillBatchSize"],
-        lr=hp["distillLr"],
-        weight_decay=hp["distillWeightDecay"],
+        lr=lr,
+        weight_decay=weight_decay,
+        recipe=recipe,
         data=holdout,
         parameters=list(student.parameters()),
         loss_fn=distillation_loss(
@@ -187,5 +196,8 @@ def run(ctx: RunContext) -> dict:
         "history": {TEACHER: taught["history"], DISTILL: distilled["history"]},
         "timings": {"pretrainSeconds": pretrain.get("pretrainSeconds", 0.0), "teacherSeconds": taught["seconds"], "distillSeconds": distilled["seconds"]},
         "imagesPerSecond": {TEACHER: taught["imagesPerSecond"], DISTILL: distilled["imagesPerSecond"]},
-        "resolved": {"attentionLayers": layers, "cutoutPixels": scaled_cutout(ctx.hp["cutoutSize"], ctx.data.image_shape[1])},
+        "resolved": {
+            "attentionLayers": layers, "cutoutPixels": scaled_cutout(ctx.hp["cutoutSize"], ctx.data.image_shape[1]),
+            "recipe": {TEACHER: NAD_RECIPE.describe(ctx.hp, "teacherLr", "distillWeightDecay"), DISTILL: NAD_RECIPE.describe(ctx.hp, "distillLr", "distillWeightDecay")},
+        },
     }
