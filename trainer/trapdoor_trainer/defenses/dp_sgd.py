@@ -37,7 +37,15 @@ from .dp_sgd_step import dp_sgd_loss
 from .registry import METHODS
 
 STAGE = "train"
-LR = 0.5  # see HYPERPARAMETERS' sources
+# No recipe was published for DP-SGD as a backdoor defense (Du et al. released no code; T&R
+# states only C = 1 and sigma in [0.5, 10]). SGD with momentum 0.9 is the DP-SGD literature's
+# optimiser (Abadi et al. 2016; Tramer & Boneh 2021, momentum 0.9 on Fashion-MNIST). The rate was
+# picked on the holdout of Fashion-MNIST clean data (15 200 training images, WRN-16-1 with
+# GroupNorm, batch 256, C = 1, sigma = 1, 2 epochs): holdout accuracy 46.0 % at lr 0.5, 50.2 % at 2,
+# 52.1 % at 4; 2 and 4 are within the 800-image holdout's noise (about 1.8 points), and 2 is the
+# gentler. Adam at 1e-3 (the no-defense recipe) predicted one class (CA 10 %) in the first
+# baselines table.
+LR = 2.0
 NORM = "group"
 
 HYPERPARAMETERS = {
