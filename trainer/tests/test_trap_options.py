@@ -258,7 +258,7 @@ def test_stage2_train_share_without_a_ranking_or_past_the_kept_samples_is_refuse
     assert code == 2 and error["field"] == "hyperparameters.stage2TrainShare" and message in error["message"]
 
 
-RESUME = {**ISOLATE, "stage1Epochs": 2, "stage2Epochs": 2, "isolateEpochs": 2, "isolateProbeEpochs": 3}
+RESUME = {**ISOLATE, "stage1Epochs": 2, "stage2Epochs": 2, "isolateEpochs": 2, "isolateProbeEpochs": 3, "polishEpochs": 2, "polishBatchSize": 32}
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +270,7 @@ def straight_isolated_run(job_datasets, tmp_path_factory):
     return spec, events, tmp / "work"
 
 
-@pytest.mark.parametrize("stop_stage", ["isolate-probe", "stage1"])
+@pytest.mark.parametrize("stop_stage", ["isolate-probe", "stage1", "polish"])
 def test_isolation_runs_resume_to_identical_weights(straight_isolated_run, tmp_path, stop_stage):
     spec, straight_events, straight = straight_isolated_run
     proc = start(spec, tmp_path / "interrupted")
@@ -291,3 +291,20 @@ def test_isolation_runs_resume_to_identical_weights(straight_isolated_run, tmp_p
     assert all(a[k].equal(b[k]) for k in a)
     assert result_of(events)["isolatedCount"] == result_of(straight_events)["isolatedCount"]
     assert json.loads((tmp_path / "resumed" / "health.json").read_text()) == json.loads((straight / "health.json").read_text())
+
+
+def test_the_polish_fine_tunes_the_whole_network_and_the_report_judges_the_network_before_it(straight_isolated_run, tmp_path):
+    spec, events, polished = straight_isolated_run
+    unpolished = json.loads(spec.read_text())
+    unpolished["hyperparameters"]["polishEpochs"] = 0
+    (tmp_path / "unpolished.json").write_text(json.dumps(unpolished))
+    code, plain_events, err = run(tmp_path / "unpolished.json", tmp_path / "plain")
+    assert code == 0, err
+    a, b = load_file(polished / "model.safetensors"), load_file(tmp_path / "plain" / "model.safetensors")
+    unchanged = {k for k in a if a[k].equal(b[k]) and not k.endswith("num_batches_tracked")}
+    assert unchanged == set(), unchanged  # stem and head both moved (same stage-2 start: same seed)
+    result, plain = result_of(events), result_of(plain_events)
+    assert result["stage2Ca"] == plain["ca"] and result["stage2Asr"] == plain["asr"]
+    assert {e["lr"] for e in events if e["type"] == "progress" and e["stage"] == "polish"} == {0.01, 0.005}  # SGD + cosine over 2 epochs
+    # the health report (and its calibration) describes the stage-2 network, polished or not
+    assert json.loads((polished / "health.json").read_text()) == json.loads((tmp_path / "plain" / "health.json").read_text())

@@ -22,8 +22,9 @@ from ..errors import SpecError
 from ..hyperparams import COMMON, Param
 from ..metrics import reconstruction_mse, total_variation
 from ..phases import PhaseRunner, Step
+from ..recipes import Recipe
 from ..training import Phase, derive_seed
-from .common import build_model, epoch_metrics, eval_due, evaluate, holdout_accuracy
+from .common import build_model, cross_entropy_loss, epoch_metrics, eval_due, evaluate, holdout_accuracy
 from .health import class_evidence, judge, write_health
 from .trap_signals import isolation_quality, least_suspicious, most_suspicious, subset_of_train, suspicion_scores, training_set_view
 from .registry import METHODS
@@ -58,6 +59,9 @@ HYPERPARAMETERS = {
     "isolateEpochs": Param(None, "int", f"epochs of the isolation trap; null = stage1Epochs, at most {ISOLATE_EPOCHS_BOUND} (trained longer, the trap's stem learns the trigger and ranks the poison worse: bench/EFFICACY.md, 'Longer stage-1 runs')", minimum=1, maximum=10000, nullable=True),
     "stage2TrainShare": Param(0.0, "float", "stage 2 trains the new head on the holdout plus this share of each class of the training set, the samples isolation kept and scored least suspicious (0 = the holdout alone, as the paper; needs isolateFraction > 0 and at most 1 - isolateFraction; unless isolateSizing is fixed, only when the set is not called poisoned)", minimum=0, maximum=1),
     "isolateProbeEpochs": Param(10, "int", "epochs of the probe head trained on the holdout over the isolation stem", minimum=1, maximum=10000),
+    "polishEpochs": Param(0, "int", "after stage 2, fine-tune the whole replaced network (stem unfrozen) on stage 2's clean data for this many epochs with Fine-Pruning's fine-tuning recipe (SGD, momentum 0.9, cosine; BackdoorBench FP); 0 = off", minimum=0, maximum=10000),
+    "polishLr": Param(0.01, "float", "learning rate of the polish (BackdoorBench FP: 0.01)", minimum=0, maximum=10),
+    "polishBatchSize": Param(256, "int", "batch size of the polish (BackdoorBench FP: 256)", minimum=1, maximum=65536),
     "stemEndBlock": Param(5, "int", "WRN split: last block in the stem (4, 5 or 6); 5 = after block3[0] as in the paper", choices=(4, 5, 6)),
     "faithfulWrn": Param(True, "bool", "reproduce the official WRN's channel-changing-block quirk (conv reads the un-normalised input)"),
     "evalEvery": Param(1, "int", "evaluate CA/ASR on the test sets every N epochs (reporting only, never selection); 0 = only at the end", minimum=0),
@@ -224,6 +228,35 @@ def run_stage2(ctx: RunContext, runner: PhaseRunner, model, settings: dict, *, n
     ))
 
 
+POLISH = "polish"
+POLISH_RECIPE = Recipe("sgd", momentum=0.9, schedule="cosine")
+
+
+def run_polish(ctx: RunContext, runner: PhaseRunner, model, data) -> dict:
+    """The whole replaced network, stem unfrozen, fine-tuned on stage 2's clean data: the stem
+    trained on the isolated, reconstruction-weighted stage 1 is what costs clean accuracy, and
+    clean fine-tuning (what Fine-Pruning ends with) moves it towards the clean data."""
+    hp = ctx.hp
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return runner.run(Phase(
+        name=POLISH,
+        epochs=hp["polishEpochs"],
+        batch_size=hp["polishBatchSize"],
+        lr=hp["polishLr"],
+        weight_decay=hp["weightDecay"],
+        recipe=POLISH_RECIPE,
+        data=data,
+        parameters=list(model.parameters()),
+        loss_fn=cross_entropy_loss(model),
+        set_modes=model.train,
+        saves={"model": model},
+        augment=hp["augment"],
+        on_epoch_end=lambda epoch: epoch_metrics(ctx, model, epoch, hp["polishEpochs"]),
+        model=model,
+    ))
+
+
 def trap_and_probe(ctx: RunContext, runner: PhaseRunner, settings: dict, trap_epochs: int, probe_epochs: int) -> dict:
     """A trap whose stem learns only to reconstruct (so no label shortcut enters it) and a probe
     head trained on the holdout over that stem. Isolate-and-retrain and the dataset scan both
@@ -379,13 +412,19 @@ def run(ctx: RunContext) -> dict:
     prepare_stage2(ctx, model, settings)
     stage2_set, stage2_added = stage2_data(ctx, isolation)
     stage2 = run_stage2(ctx, runner, model, settings, data=stage2_set)
-    write_health(ctx, trapped_view, training_set_view(ctx, model), isolation, calibrated=True)
+    # The report judges the stage-2 network (what its calibration was measured on), polished or not.
+    replaced = runner.run(Step("stage2-view", lambda: {"view": training_set_view(ctx, model), "scores": evaluate(ctx, model)})) if hp["polishEpochs"] else None
+    polish = run_polish(ctx, runner, model, stage2_set) if replaced is not None else None
+    write_health(ctx, trapped_view, training_set_view(ctx, model) if replaced is None else replaced["view"], isolation, calibrated=True)
     final = evaluate(ctx, model)
     metrics = {**final, "mse": stage1["mse"], "mseTriggered": stage1["mseTriggered"], "stage1Asr": stage1["stage1Asr"], "stage1Ca": stage1["stage1Ca"]}
     if isolation is not None:
         metrics.update({k: isolation.get(k) for k in ("isolatedCount", "isolationPrecision", "isolationRecall", "isolationVerdict")}, **stage2_added)
     history = {"stage1": stage1["history"], "stage2": stage2["history"]}
     timings = {"stage1Seconds": stage1["seconds"], "stage2Seconds": stage2["seconds"]}
+    if polish is not None:
+        history[POLISH], timings["polishSeconds"] = polish["history"], polish["seconds"]
+        metrics.update(stage2Ca=replaced["scores"]["ca"], stage2Asr=replaced["scores"]["asr"])  # before the polish (reporting only)
     if isolation is not None:
         history.update(isolate=isolation["history"], isolateProbe=isolation["probeHistory"])
         timings["isolateSeconds"] = isolation["seconds"]
