@@ -206,11 +206,23 @@ def test_evidence_sized_isolation_drops_only_the_flagged_samples_when_the_set_do
     assert any("evidence says inconclusive" in e.get("message", "") for e in events if e["type"] == "log")
 
 
+POLISH_UNLESS_POISONED = {"polishEpochs": 1, "polishWhen": "unless-poisoned"}
+
+
+def test_polish_unless_poisoned_skips_only_sets_isolation_calls_poisoned():
+    rule = {"polishEpochs": 3, "polishWhen": "unless-poisoned"}
+    assert tnr.polishes(rule, {"isolationVerdict": "inconclusive"}) and tnr.polishes(rule, {"isolationVerdict": "clean"})
+    assert not tnr.polishes(rule, {"isolationVerdict": "poisoned"})
+    assert tnr.polishes(rule, None)  # no isolation, no verdict
+    assert tnr.polishes({**rule, "polishWhen": "always"}, {"isolationVerdict": "poisoned"})
+    assert not tnr.polishes({**rule, "polishEpochs": 0}, None)
+
+
 def test_a_heavily_poisoned_set_is_called_poisoned_and_isolation_grows_with_the_poison(tmp_path):
     # 4 classes: 10 % poison lifts the target's label share only 1.4x, below the 10-class
     # thresholds; at 25 % both the flags and the label excess are unmistakable.
     data = write_job_datasets(tmp_path / "data", seed=6, ratio=0.25)
-    given = {**ISOLATE, "stage2TrainShare": 0.5}  # isolateFraction 0.1: 200 of the 500 poisoned samples
+    given = {**ISOLATE, "stage2TrainShare": 0.5, **POLISH_UNLESS_POISONED}  # isolateFraction 0.1: 200 of the 500 poisoned samples
     code, events, err = run(write_spec(tmp_path, data, "TRAP_AND_REPLACE", given), tmp_path / "work")
     assert code == 0, err
     report = json.loads((tmp_path / "work" / "health.json").read_text())
@@ -224,14 +236,16 @@ def test_a_heavily_poisoned_set_is_called_poisoned_and_isolation_grows_with_the_
     assert result["isolationVerdict"] == "poisoned" and result["isolatedCount"] == round(tnr.RELABELLED_MARGIN * relabelled) > 200
     assert result["isolationRecall"] >= 0.95
     assert "stage2TrainCount" not in result and not any("least suspicious" in e.get("message", "") for e in events if e["type"] == "log")
+    assert "polish" not in {e.get("stage") for e in events} and "stage2Ca" not in result  # nor is it polished
 
 
 def test_clean_data_is_not_called_poisoned(tmp_path):
     clean = write_job_datasets(tmp_path / "data", seed=5, ratio=0.0)
-    code, events, err = run(write_spec(tmp_path, clean, "TRAP_AND_REPLACE", ISOLATE), tmp_path / "work")
+    code, events, err = run(write_spec(tmp_path, clean, "TRAP_AND_REPLACE", {**ISOLATE, **POLISH_UNLESS_POISONED}), tmp_path / "work")
     assert code == 0, err
     report = json.loads((tmp_path / "work" / "health.json").read_text())
     assert report["verdict"] != "poisoned" and report["likelyTarget"] is None
+    assert "polish" in {e.get("stage") for e in events}  # not called poisoned: polished
     # Not called poisoned, the default isolation drops isolateFraction: no more (nothing to grow
     # from), no less (low-ratio poison is mostly unflagged).
     result = result_of(events)

@@ -41,6 +41,7 @@ STAGE2_RECIPES = {
 # long as a 30-epoch stage 1 let Blend's ASR back to 62 % (bench/EFFICACY.md, "Longer stage-1 runs").
 ISOLATE_EPOCHS_BOUND = 6
 ISOLATE_SIZINGS = ("grow", "fixed", "evidence")
+POLISH_WHEN = ("always", "unless-poisoned")
 RELABELLED_MARGIN = 1.25  # the estimate's noise (an 800-image holdout's class shares) and the ranking's misses
 ISOLATE_MAX_FRACTION = 0.5  # isolation never drops more than half of the training set
 
@@ -60,6 +61,11 @@ HYPERPARAMETERS = {
     "stage2TrainShare": Param(0.0, "float", "stage 2 trains the new head on the holdout plus this share of each class of the training set, the samples isolation kept and scored least suspicious (0 = the holdout alone, as the paper; needs isolateFraction > 0 and at most 1 - isolateFraction; unless isolateSizing is fixed, only when the set is not called poisoned)", minimum=0, maximum=1),
     "isolateProbeEpochs": Param(10, "int", "epochs of the probe head trained on the holdout over the isolation stem", minimum=1, maximum=10000),
     "polishEpochs": Param(0, "int", "after stage 2, fine-tune the whole replaced network (stem unfrozen) on stage 2's clean data for this many epochs with Fine-Pruning's fine-tuning recipe (SGD, momentum 0.9, cosine; BackdoorBench FP); 0 = off", minimum=0, maximum=10000),
+    "polishWhen": Param(
+        "always", "str",
+        "which runs polish: always, or unless-poisoned: not when isolation's evidence calls the set poisoned (polished, Blend's 10 % poison came back from 3.3 to 18.6 % ASR: bench/EFFICACY.md, item 1)",
+        choices=POLISH_WHEN,
+    ),
     "polishLr": Param(0.01, "float", "learning rate of the polish (BackdoorBench FP: 0.01)", minimum=0, maximum=10),
     "polishBatchSize": Param(256, "int", "batch size of the polish (BackdoorBench FP: 256)", minimum=1, maximum=65536),
     "stemEndBlock": Param(5, "int", "WRN split: last block in the stem (4, 5 or 6); 5 = after block3[0] as in the paper", choices=(4, 5, 6)),
@@ -230,6 +236,14 @@ def run_stage2(ctx: RunContext, runner: PhaseRunner, model, settings: dict, *, n
 
 POLISH = "polish"
 POLISH_RECIPE = Recipe("sgd", momentum=0.9, schedule="cosine")
+
+
+def polishes(hp: dict, isolation: Optional[dict]) -> bool:
+    """Whether this run polishes: polishEpochs > 0, and with polishWhen unless-poisoned only when
+    isolation did not call the set poisoned (a run without isolation has no verdict and polishes)."""
+    if hp["polishEpochs"] == 0:
+        return False
+    return hp["polishWhen"] == "always" or isolation is None or isolation.get("isolationVerdict") != "poisoned"
 
 
 def run_polish(ctx: RunContext, runner: PhaseRunner, model, data) -> dict:
@@ -413,7 +427,7 @@ def run(ctx: RunContext) -> dict:
     stage2_set, stage2_added = stage2_data(ctx, isolation)
     stage2 = run_stage2(ctx, runner, model, settings, data=stage2_set)
     # The report judges the stage-2 network (what its calibration was measured on), polished or not.
-    replaced = runner.run(Step("stage2-view", lambda: {"view": training_set_view(ctx, model), "scores": evaluate(ctx, model)})) if hp["polishEpochs"] else None
+    replaced = runner.run(Step("stage2-view", lambda: {"view": training_set_view(ctx, model), "scores": evaluate(ctx, model)})) if polishes(hp, isolation) else None
     polish = run_polish(ctx, runner, model, stage2_set) if replaced is not None else None
     write_health(ctx, trapped_view, training_set_view(ctx, model) if replaced is None else replaced["view"], isolation, calibrated=True)
     final = evaluate(ctx, model)
