@@ -3,7 +3,8 @@
 rerunning): `efficacy-epochs-<profile>`, the default at longer stage-1 runs (issue 15, item 0),
 `efficacy-cost-<profile>`, what the default and its variants cost in clean accuracy (item 1),
 `efficacy-ratios-<profile>`, other poison ratios and targets (item 2), `efficacy-study-<profile>`,
-the ten attacks under today's default, and `efficacy-adaptive-<profile>`, LBA-n (item 6).
+the ten attacks under today's default, `efficacy-adaptive-<profile>`, LBA-n (item 6), and
+`efficacy-baselines-<profile>`, every attack against the six baselines on their published recipes (item 3).
 
     python3 bench/efficacy/run.py --profile cpu --attacks dev --configs default --grid "stage1Epochs=30" --no-render
     cp bench/out/efficacy/cpu/cells/*.json bench/efficacy/cells/cpu/
@@ -259,6 +260,73 @@ def render_adaptive(records: list[dict], profile: str, epochs: int) -> str:
     return "\n".join(lines + rows + mean_rows(measured, ["all"]))
 
 
+BASELINES = [("fp", "FP"), ("nad", "NAD"), ("ibau", "I-BAU"), ("anp", "ANP"), ("abl", "ABL"), ("dp-sgd", "DP-SGD")]
+
+
+def baseline_cells(records: list[dict], attack: str, config: str, epochs: int) -> list[dict]:
+    """A method's cells for `attack` at the study's budget, one per seed: those that ran the
+    configuration's hyper-parameters as run.py names them today, however the cell asked for them
+    (NAD's rates were first a grid override)."""
+    return [r for r in records if r["cell"]["attack"] == attack and r["cell"]["config"] == config
+            and r["cell"]["hyperparameters"] == run.cell_spec(r["cell"]["profile"], attack, config, {"stage1Epochs": epochs}, r["cell"]["seed"])["hyperparameters"]]
+
+
+def method_summary(cells: list[dict], baseline: dict, epochs: int) -> tuple[str, list[tuple[float, float, float]]]:
+    """"ASR / CA (DER)" over the seeds a method ran, and (ASR, CA cost, DER) per seed against the
+    same seed's committed no-defense cell."""
+    scored = []
+    for r in cells:
+        none = baseline.get((r["cell"]["attack"], epochs, r["cell"]["seed"]))
+        if none is not None and r["result"].get("asr") is not None:
+            scored.append((r["result"]["asr"], none["ca"] - r["result"]["ca"], der(none, r["result"])))
+    if not cells:
+        return "–", scored
+    asr = [r["result"]["asr"] for r in cells]
+    ca = [r["result"]["ca"] for r in cells]
+    rating = f" ({100 * sum(s[2] for s in scored) / len(scored):.1f})" if scored else ""
+    seeds = f" n={len(cells)}" if len(cells) > 1 else ""
+    epsilon = cells[0]["result"].get("epsilon")
+    privacy = f", ε {epsilon:.1f}" if epsilon is not None else ""
+    return f"{pct(sum(asr) / len(asr))} / {pct(sum(ca) / len(ca))}{rating}{seeds}{privacy}", scored
+
+
+def render_baselines(records: list[dict], profile: str, epochs: int) -> str:
+    """Item 3: every attack x {none, the default, the six baselines on their published recipes}."""
+    baseline = no_defense(records)
+    methods = [("default", "T&R default")] + BASELINES
+    lines = table_head(
+        f"ASR / CA % (DER), {epochs}-epoch no-defense budget, 10 % poison, target 0; seed 0 unless `n=` says how many seeds (0, 1) the figures average. "
+        "FP, NAD, I-BAU and ANP defend the no-defense model of the same attack and seed; DER against the committed no-defense cell.",
+        ["attack", "set", "no defense"] + [name for _, name in methods] + ["best baseline by DER"],
+    )
+    scores: dict[tuple[str, str], list] = {}
+    for attack, group in [(a, "dev") for a in run.DEV] + [(a, "held-out") for a in run.HELD_OUT]:
+        if not any(baseline_cells(records, attack, config, epochs) for config, _ in BASELINES):
+            continue
+        nones = [r for r in records if r["cell"]["config"] == "none" and r["cell"]["attack"] == attack and r["cell"]["hyperparameters"]["epochs"] == epochs]
+        none_text = f"{pct(nones[0]['result']['asr'])} / {pct(nones[0]['result']['ca'])}" if nones else "–"
+        row, ratings = [], {}
+        for config, name in methods:
+            cells = [default_cell(records, attack, epochs)] if config == "default" else baseline_cells(records, attack, config, epochs)
+            cells = [c for c in cells if c is not None]
+            text, scored = method_summary(cells, baseline, epochs)
+            row.append(text)
+            if scored:
+                scores.setdefault((group, config), []).append(tuple(sum(x[i] for x in scored) / len(scored) for i in range(3)))
+                ratings[name] = sum(x[2] for x in scored) / len(scored)
+        best = max(((v, k) for k, v in ratings.items() if k != "T&R default"), default=None)
+        beats = "" if best is None or "T&R default" not in ratings else (" (beats T&R)" if best[0] > ratings["T&R default"] else "")
+        lines.append(f"| {attack} | {group} | {none_text} | " + " | ".join(row) + f" | {best[1] if best else '–'}{beats} |")
+    for group in ("dev", "held-out", "all"):
+        cells = []
+        for config, _ in methods:
+            rows = [m for (g, c), ms in scores.items() if c == config and (group == "all" or g == group) for m in ms]
+            cells.append(f"ASR {pct(sum(m[0] for m in rows) / len(rows))}, cost {100 * sum(m[1] for m in rows) / len(rows):.1f}, DER {100 * sum(m[2] for m in rows) / len(rows):.1f} ({len(rows)})" if rows else "–")
+        if any(c != "–" for c in cells[1:]):
+            lines.append(f"| **mean, {group}** | | | " + " | ".join(cells) + " | |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--profile", default="cpu")
@@ -270,6 +338,7 @@ def main() -> None:
     replace_section(f"efficacy-ratios-{args.profile}", render_ratios(records, args.profile, args.epochs), EFFICACY_MD)
     replace_section(f"efficacy-study-{args.profile}", render_study(records, args.profile, args.epochs), EFFICACY_MD)
     replace_section(f"efficacy-adaptive-{args.profile}", render_adaptive(records, args.profile, args.epochs), EFFICACY_MD)
+    replace_section(f"efficacy-baselines-{args.profile}", render_baselines(records, args.profile, args.epochs), EFFICACY_MD)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,9 @@ CONFIGS = {
     # The baselines on their published recipes (each method's `recipe` default; the sources are in
     # its module's docstring and hyper-parameters). Epochs: baseline_budget below.
     "fp": {"method": "FINE_PRUNING"},
-    "nad": {"method": "NAD"},
+    # NAD's rates named: the first cells ran the official 0.1 (then the default), which wrecks
+    # these Adam-trained models; the default is now BackdoorBench's 0.01 (defenses/nad.py).
+    "nad": {"method": "NAD", "teacherLr": 0.01, "distillLr": 0.01},
     "ibau": {"method": "I_BAU"},
     "anp": {"method": "ANP"},
     "abl": {"method": "ABL"},

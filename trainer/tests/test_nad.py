@@ -144,7 +144,7 @@ def test_cli_run_from_an_init_model_teaches_distils_and_exports(job_datasets, in
     assert {e["kind"] for e in events if e["type"] == "artifact"} == {"model", "config", "metadata", "onnx", "bundle"}
     assert {e["stage"] for e in events if e["type"] == "progress"} == {"teacher", "distill"}
     assert result["timings"]["pretrainSeconds"] == 0.0
-    # the official recipe by default: Nesterov SGD at 0.1 (one epoch: no drop yet)
-    assert {e["lr"] for e in events if e["type"] == "progress"} == {0.1}
+    # the published recipe by default: Nesterov SGD at 0.01 (one epoch: no drop yet)
+    assert {e["lr"] for e in events if e["type"] == "progress"} == {0.01}
     recipe = json.loads((tmp_path / "work" / "metadata.json").read_text())["resolved"]["recipe"]
-    assert recipe["distill"] == recipe["teacher"] == {"optimizer": "sgd", "lr": 0.1, "weightDecay": 1e-4, "schedule": "step", "momentum": 0.9, "nesterov": True, "drops": [[0.1, 0.1]]}
+    assert recipe["distill"] == recipe["teacher"] == {"optimizer": "sgd", "lr": 0.01, "weightDecay": 1e-4, "schedule": "step", "momentum": 0.9, "nesterov": True, "drops": [[0.1, 0.1]]}

@@ -60,7 +60,7 @@ def test_the_loop_builds_the_recipes_optimiser_and_steps_its_schedule(job_datase
 def test_every_baseline_defaults_to_its_published_recipe_and_keeps_the_old_one_on_request():
     cases = [
         (fine_pruning.FINETUNE_RECIPE, ("finetuneLr", "finetuneWeightDecay"), fine_pruning.HYPERPARAMETERS, ("sgd", 0.01, 5e-4, "cosine")),
-        (nad.NAD_RECIPE, ("distillLr", "distillWeightDecay"), nad.HYPERPARAMETERS, ("sgd", 0.1, 1e-4, "step")),
+        (nad.NAD_RECIPE, ("distillLr", "distillWeightDecay"), nad.HYPERPARAMETERS, ("sgd", 0.01, 1e-4, "step")),
         (anp.MASK_RECIPE, ("maskLr", None), anp.HYPERPARAMETERS, ("sgd", 0.2, 0.0, "constant")),
         (abl.RECIPES[abl.ISOLATION], ("lr", "weightDecay"), abl.HYPERPARAMETERS, ("sgd", 0.1, 1e-4, "constant")),
         (abl.RECIPES[abl.FINETUNE], ("lr", "weightDecay"), abl.HYPERPARAMETERS, ("sgd", 0.1, 1e-4, "step")),
