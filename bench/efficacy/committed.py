@@ -317,7 +317,8 @@ def render_baselines(records: list[dict], profile: str, epochs: int) -> str:
         best = max(((v, k) for k, v in ratings.items() if k != "T&R default"), default=None)
         beats = "" if best is None or "T&R default" not in ratings else (" (beats T&R)" if best[0] > ratings["T&R default"] else "")
         lines.append(f"| {attack} | {group} | {none_text} | " + " | ".join(row) + f" | {best[1] if best else '–'}{beats} |")
-    for group in ("dev", "held-out", "all"):
+    groups = {g for g, _ in scores}
+    for group in ["dev", "held-out"] + (["all"] if len(groups) > 1 else []):
         cells = []
         for config, _ in methods:
             rows = [m for (g, c), ms in scores.items() if c == config and (group == "all" or g == group) for m in ms]
