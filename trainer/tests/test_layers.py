@@ -41,8 +41,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # spec.json -> RunSpec; validation asks the attack and method catalogues. Below the job
     # context, which holds a RunSpec.
     ("spec", ("spec",)),
-    # One job's context, the training loop and the phase runner.
-    ("training", ("context", "training", "phases")),
+    # One job's context, the training loop (with its optimiser recipes) and the phase runner.
+    ("training", ("context", "training", "recipes", "phases")),
     # The methods and the steps they share.
     ("defenses", ("defenses",)),
     # Commands: a whole job, poisoning and sanitizing a dataset, the export fixture script.
