@@ -433,8 +433,10 @@ def run(ctx: RunContext) -> dict:
     stage2_set, stage2_added = stage2_data(ctx, isolation)
     stage2 = run_stage2(ctx, runner, model, settings, data=stage2_set)
     # The report judges the stage-2 network (what its calibration was measured on), polished or not.
-    replaced = runner.run(Step("stage2-view", lambda: {"view": training_set_view(ctx, model), "scores": evaluate(ctx, model)})) if polishes(hp, isolation) else None
-    polish = run_polish(ctx, runner, model, stage2_set) if replaced is not None else None
+    replaced, polish = None, None
+    if polishes(hp, isolation):
+        replaced = runner.run(Step("stage2-view", lambda: {"view": training_set_view(ctx, model), "scores": evaluate(ctx, model)}))
+        polish = run_polish(ctx, runner, model, stage2_set)
     write_health(ctx, trapped_view, training_set_view(ctx, model) if replaced is None else replaced["view"], isolation, calibrated=True)
     final = evaluate(ctx, model)
     metrics = {**final, "mse": stage1["mse"], "mseTriggered": stage1["mseTriggered"], "stage1Asr": stage1["stage1Asr"], "stage1Ca": stage1["stage1Ca"]}
