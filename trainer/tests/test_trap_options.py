@@ -239,6 +239,24 @@ def test_a_heavily_poisoned_set_is_called_poisoned_and_isolation_grows_with_the_
     assert "polish" not in {e.get("stage") for e in events} and "stage2Ca" not in result  # nor is it polished
 
 
+def test_off_target_stage2_learns_from_every_kept_sample_outside_the_likely_target(tmp_path):
+    data = write_job_datasets(tmp_path / "data", seed=6, ratio=0.25)
+    given = {**ISOLATE, "stage2WhenPoisoned": "off-target"}
+    code, events, err = run(write_spec(tmp_path, data, "TRAP_AND_REPLACE", given), tmp_path / "work")
+    assert code == 0, err
+    result = result_of(events)
+    assert result["isolationVerdict"] == "poisoned"
+    # Every poisoned sample carries the target's label, so none of the added ones is poisoned;
+    # every kept sample of the other classes is added, the target's holdout images repeated.
+    train, holdout = (np.load(f"{data[k]}/labels.npy") for k in ("train", "holdout"))
+    off_target, classes = int((train != 0).sum()), int(train.max()) + 1
+    assert off_target - result["isolatedCount"] <= result["stage2TrainCount"] < off_target and result["stage2TrainPoisoned"] == 0
+    others = (int((holdout != 0).sum()) + result["stage2TrainCount"]) / (classes - 1)
+    assert result["stage2TargetRepeats"] == round(others / (holdout == 0).sum()) - 1 > 0
+    assert any("not labelled the likely target 0" in e.get("message", "") for e in events if e["type"] == "log")
+    assert result["asr"] <= 0.1
+
+
 def test_clean_data_is_not_called_poisoned(tmp_path):
     clean = write_job_datasets(tmp_path / "data", seed=5, ratio=0.0)
     code, events, err = run(write_spec(tmp_path, clean, "TRAP_AND_REPLACE", {**ISOLATE, **POLISH_UNLESS_POISONED}), tmp_path / "work")

@@ -5,7 +5,8 @@ CE + lambda1 * MSE(recon, input) + lambda2 * TV(recon): the easy backdoor shortc
 land in the small head while reconstruction keeps the stem on real image features.
 Stage 2 discards head and decoder, freezes the stem *and its BN statistics*, and trains a fresh
 head of the same shape on the clean holdout (plus, with `stage2TrainShare`, the training samples
-isolation found least suspicious). Final model = stem + new head.
+isolation found least suspicious, or with `stage2WhenPoisoned: off-target` on a set called
+poisoned the kept samples outside the likely target). Final model = stem + new head.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ STAGE2_RECIPES = {
 ISOLATE_EPOCHS_BOUND = 6
 ISOLATE_SIZINGS = ("grow", "fixed", "evidence")
 POLISH_WHEN = ("always", "unless-poisoned")
+STAGE2_WHEN_POISONED = ("holdout", "off-target")
 RELABELLED_MARGIN = 1.25  # the estimate's noise (an 800-image holdout's class shares) and the ranking's misses
 ISOLATE_MAX_FRACTION = 0.5  # isolation never drops more than half of the training set
 
@@ -59,6 +61,13 @@ HYPERPARAMETERS = {
     "isolateSizing": Param("grow", "str", "how many samples isolation drops. grow: the top isolateFraction, or more when the isolation's own evidence calls the set poisoned (health.py's verdict) and the likely target's label excess says more were relabelled (1.25 x that estimate, at most half the set); fixed: the top isolateFraction always; evidence: as grow, but a set not called poisoned loses only its flagged samples (trapped p(label) >= 4 x probe p(label)): 1.4 points more CA on clean data, but 0.5 % Blend poison got through (bench/EFFICACY.md, item 1)", choices=ISOLATE_SIZINGS),
     "isolateEpochs": Param(None, "int", f"epochs of the isolation trap; null = stage1Epochs, at most {ISOLATE_EPOCHS_BOUND} (trained longer, the trap's stem learns the trigger and ranks the poison worse: bench/EFFICACY.md, 'Longer stage-1 runs')", minimum=1, maximum=10000, nullable=True),
     "stage2TrainShare": Param(0.0, "float", "stage 2 trains the new head on the holdout plus this share of each class of the training set, the samples isolation kept and scored least suspicious (0 = the holdout alone, as the paper; needs isolateFraction > 0 and at most 1 - isolateFraction; unless isolateSizing is fixed, only when the set is not called poisoned)", minimum=0, maximum=1),
+    "stage2WhenPoisoned": Param(
+        "holdout", "str",
+        "what stage 2's new head trains on when isolation calls the set poisoned: holdout (the paper), or off-target: the holdout plus every kept training "
+        "sample labelled other than the likely target, with the holdout's likely-target images repeated to weigh as much as another class "
+        "(one-target poisoning puts every poisoned sample under the target's label: dirty-label attacks relabel to it, clean-label ones poison inside it)",
+        choices=STAGE2_WHEN_POISONED,
+    ),
     "isolateProbeEpochs": Param(10, "int", "epochs of the probe head trained on the holdout over the isolation stem", minimum=1, maximum=10000),
     "polishEpochs": Param(
         0, "int",
@@ -317,8 +326,9 @@ def relabelled_estimate(labels: np.ndarray, holdout_labels: np.ndarray, num_clas
     return max(0.0, float(train_share - holdout_share) * len(labels))
 
 
-def isolation_size(ctx: RunContext, trapped_pred: torch.Tensor, scores: torch.Tensor) -> tuple[int, str]:
-    """(how many of the top-ranked samples to drop, the isolation evidence's verdict).
+def isolation_size(ctx: RunContext, trapped_pred: torch.Tensor, scores: torch.Tensor) -> tuple[int, str, Optional[int]]:
+    """(how many of the top-ranked samples to drop, the isolation evidence's verdict, its likely
+    target when the verdict is poisoned).
     A set called poisoned loses at least isolateFraction, and RELABELLED_MARGIN x the likely
     target's relabelled_estimate when that is more ("grow", "evidence"): 15 % left a quarter of a
     20 % Blend poison in the set (ASR 79 %); the estimate there is 3 246 for 3 040 poisoned samples.
@@ -330,12 +340,12 @@ def isolation_size(ctx: RunContext, trapped_pred: torch.Tensor, scores: torch.Te
     least = int(round(hp["isolateFraction"] * n))
     flagged, share, excess, over = class_evidence(train.labels, ctx.data.holdout.labels, ctx.data.num_classes, trapped_pred, scores)
     target, verdict, _ = judge(share, excess, over)
-    if hp["isolateSizing"] == "fixed":
-        return least, verdict
     if verdict != "poisoned":
-        return (min(least, int(flagged.sum())) if hp["isolateSizing"] == "evidence" else least), verdict
+        return (min(least, int(flagged.sum())) if hp["isolateSizing"] == "evidence" else least), verdict, None
+    if hp["isolateSizing"] == "fixed":
+        return least, verdict, target
     estimate = RELABELLED_MARGIN * relabelled_estimate(train.labels, ctx.data.holdout.labels, ctx.data.num_classes, target)
-    return min(max(least, int(round(estimate))), int(ISOLATE_MAX_FRACTION * n)), verdict
+    return min(max(least, int(round(estimate))), int(ISOLATE_MAX_FRACTION * n)), verdict, target
 
 
 def drop_suspicious(ctx: RunContext, trapped_view: dict, probe_model) -> dict:
@@ -343,7 +353,7 @@ def drop_suspicious(ctx: RunContext, trapped_view: dict, probe_model) -> dict:
     does, and drop the top of the ranking (isolation_size says how many)."""
     scores = suspicion_scores(trapped_view, training_set_view(ctx, probe_model))
     n = len(scores)
-    count, verdict = isolation_size(ctx, trapped_view["pred"], scores)
+    count, verdict, target = isolation_size(ctx, trapped_view["pred"], scores)
     dropped = most_suspicious(scores, count)
     kept = np.setdiff1d(np.arange(n), dropped)
     quality = isolation_quality(dropped, ctx.data.train.poison_mask)
@@ -351,7 +361,7 @@ def drop_suspicious(ctx: RunContext, trapped_view: dict, probe_model) -> dict:
     ctx.emitter.log(f"isolation: evidence says {verdict}; dropped {len(dropped)} of {n} training samples" + (f" {known}" if known else ""))
     return {
         "kept": kept.tolist(), "scores": scores, "trapPred": trapped_view["pred"], "isolatedCount": int(len(dropped)), **quality,
-        "isolationVerdict": verdict, "probeCa": evaluate(ctx, probe_model)["ca"],
+        "isolationVerdict": verdict, "isolationTarget": target, "probeCa": evaluate(ctx, probe_model)["ca"],
     }
 
 
@@ -372,21 +382,34 @@ def stage2_share(hp: dict, isolation: Optional[dict]) -> float:
     return hp["stage2TrainShare"]
 
 
+def off_target(hp: dict, isolation: Optional[dict]) -> Optional[int]:
+    """The likely target whose training samples stage 2 leaves out (stage2WhenPoisoned off-target,
+    on a set isolation called poisoned); None when stage 2 does not add training samples this way."""
+    if isolation is None or hp["stage2WhenPoisoned"] != "off-target" or isolation.get("isolationVerdict") != "poisoned":
+        return None
+    return isolation.get("isolationTarget")
+
+
 def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
-    """The holdout, plus per class the `stage2TrainShare` of the training set that isolation kept
-    and scored least suspicious: the new head then learns from far more than the holdout, and only
-    from samples least likely to carry the trigger. Also what was added (count, and poisoned among
-    them where the training set carries a poison mask)."""
-    share = stage2_share(ctx.hp, isolation)
-    holdout = ctx.device_data("holdout")
+    """The holdout, plus training samples isolation kept: per class the `stage2TrainShare` it
+    scored least suspicious (the new head then learns from far more than the holdout, and only
+    from samples least likely to carry the trigger), or on a set called poisoned with
+    stage2WhenPoisoned off-target every kept sample not labelled the likely target. Also what was
+    added (count, and poisoned among them where the training set carries a poison mask)."""
+    share, target = stage2_share(ctx.hp, isolation), off_target(ctx.hp, isolation)
+    if share == 0 and target is None:
+        return ctx.device_data("holdout"), {}
+    train = ctx.data.train
+    kept = np.zeros(len(train.labels), dtype=bool)
+    kept[isolation["kept"]] = True  # an isolated sample never returns, whatever its class's ranking
     if share == 0:
-        return holdout, {}
-    scores, train, mask = isolation["scores"], ctx.data.train, ctx.data.train.poison_mask
+        chosen = np.flatnonzero(kept & (train.labels != target))
+        ctx.emitter.log(f"stage 2: holdout + the {len(chosen)} kept training samples not labelled the likely target {target}")
+        return with_training_samples(ctx, chosen, balance=target)
+    scores = isolation["scores"]
     # Per class, so the head sees the training set's class mix: one ranking over all samples took
     # a class the trap flags often (T-shirts on clean Fashion-MNIST) out of the head's view and
     # cost 3 points of CA on clean data (bench/EFFICACY.md, item 1).
-    kept = np.zeros(len(train.labels), dtype=bool)
-    kept[isolation["kept"]] = True  # an isolated sample never returns, whatever its class's ranking
     chosen = []
     for c in np.unique(train.labels):
         in_class = train.labels == c
@@ -394,12 +417,28 @@ def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
         count = min(len(members), int(round(share * int(in_class.sum()))))
         chosen.append(members[least_suspicious(scores[torch.as_tensor(members, device=scores.device)], count)])
     chosen = np.sort(np.concatenate(chosen))
+    ctx.emitter.log(f"stage 2: holdout + the {len(chosen)} least suspicious training samples")
+    return with_training_samples(ctx, chosen)
+
+
+def with_training_samples(ctx: RunContext, chosen: np.ndarray, balance: Optional[int] = None) -> tuple:
+    """Stage 2's data: the holdout plus the `chosen` training samples, and with `balance` (a class
+    none of them carries) the holdout's images of that class repeated until the class weighs about
+    as much as the mean of the others, so the new head keeps predicting it."""
+    holdout, train = ctx.data.holdout, ctx.data.train
+    images, labels = [holdout.images, train.images[chosen]], [holdout.labels, train.labels[chosen]]
     added = {"stage2TrainCount": int(len(chosen))}
-    if mask is not None:
-        added["stage2TrainPoisoned"] = int(mask[chosen].sum())
-    ctx.emitter.log(f"stage 2: holdout ({len(holdout)}) + the {len(chosen)} least suspicious training samples")
-    data = DeviceData(np.concatenate([ctx.data.holdout.images, train.images[chosen]]), np.concatenate([ctx.data.holdout.labels, train.labels[chosen]]), ctx.device)
-    return data, added
+    if balance is not None:
+        own = np.flatnonzero(holdout.labels == balance)
+        counts = np.bincount(np.concatenate(labels), minlength=ctx.data.num_classes)
+        others = np.delete(counts, balance)
+        repeats = max(0, int(round(others[others > 0].mean() / len(own))) - 1) if len(own) and (others > 0).any() else 0
+        images += [holdout.images[own]] * repeats
+        labels += [holdout.labels[own]] * repeats
+        added["stage2TargetRepeats"] = repeats
+    if train.poison_mask is not None:
+        added["stage2TrainPoisoned"] = int(train.poison_mask[chosen].sum())
+    return DeviceData(np.concatenate(images), np.concatenate(labels), ctx.device), added
 
 
 def trapped_view_with_previews(ctx: RunContext, model) -> dict:
