@@ -68,6 +68,12 @@ HYPERPARAMETERS = {
         "(one-target poisoning puts every poisoned sample under the target's label: dirty-label attacks relabel to it, clean-label ones poison inside it)",
         choices=STAGE2_WHEN_POISONED,
     ),
+    "stage2TargetWeight": Param(
+        1.0, "float",
+        "with stage2WhenPoisoned off-target: how much the likely target's holdout images weigh in stage 2, repeated, against the mean of another class "
+        "(1 = as much; below 1 the new head predicts the target less, which lowers ASR and the target class's accuracy)",
+        minimum=0.05, maximum=1,
+    ),
     "isolateProbeEpochs": Param(10, "int", "epochs of the probe head trained on the holdout over the isolation stem", minimum=1, maximum=10000),
     "polishEpochs": Param(
         0, "int",
@@ -405,7 +411,7 @@ def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
     if share == 0:
         chosen = np.flatnonzero(kept & (train.labels != target))
         ctx.emitter.log(f"stage 2: holdout + the {len(chosen)} kept training samples not labelled the likely target {target}")
-        return with_training_samples(ctx, chosen, balance=target)
+        return with_training_samples(ctx, chosen, balance=target, weight=ctx.hp["stage2TargetWeight"])
     scores = isolation["scores"]
     # Per class, so the head sees the training set's class mix: one ranking over all samples took
     # a class the trap flags often (T-shirts on clean Fashion-MNIST) out of the head's view and
@@ -421,10 +427,10 @@ def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
     return with_training_samples(ctx, chosen)
 
 
-def with_training_samples(ctx: RunContext, chosen: np.ndarray, balance: Optional[int] = None) -> tuple:
+def with_training_samples(ctx: RunContext, chosen: np.ndarray, balance: Optional[int] = None, weight: float = 1.0) -> tuple:
     """Stage 2's data: the holdout plus the `chosen` training samples, and with `balance` (a class
     none of them carries) the holdout's images of that class repeated until the class weighs about
-    as much as the mean of the others, so the new head keeps predicting it."""
+    `weight` x the mean of the others, so the new head keeps predicting it."""
     holdout, train = ctx.data.holdout, ctx.data.train
     images, labels = [holdout.images, train.images[chosen]], [holdout.labels, train.labels[chosen]]
     added = {"stage2TrainCount": int(len(chosen))}
@@ -432,7 +438,7 @@ def with_training_samples(ctx: RunContext, chosen: np.ndarray, balance: Optional
         own = np.flatnonzero(holdout.labels == balance)
         counts = np.bincount(np.concatenate(labels), minlength=ctx.data.num_classes)
         others = np.delete(counts, balance)
-        repeats = max(0, int(round(others[others > 0].mean() / len(own))) - 1) if len(own) and (others > 0).any() else 0
+        repeats = max(0, int(round(weight * others[others > 0].mean() / len(own))) - 1) if len(own) and (others > 0).any() else 0
         images += [holdout.images[own]] * repeats
         labels += [holdout.labels[own]] * repeats
         added["stage2TargetRepeats"] = repeats
