@@ -90,10 +90,25 @@ def no_defense(records: list[dict]) -> dict:
     return {(r["cell"]["attack"], r["cell"]["hyperparameters"]["epochs"], r["cell"]["seed"]): r["result"] for r in records if r["cell"]["config"] == "none"}
 
 
+STAGE2_KEYS = ("stage2WhenPoisoned", "stage2TargetWeight")  # shown in their own column, not as overrides
+
+
+def stage2_label(r: dict) -> str:
+    """The stage-2 rule column: `holdout`, or `off-target ×w` with the likely target's weight."""
+    return hp_stage2_label(r["cell"]["hyperparameters"])
+
+
+def hp_stage2_label(hp: dict) -> str:
+    """Cells that do not name stage2WhenPoisoned ran before it existed, on the holdout alone."""
+    if hp.get("stage2WhenPoisoned", "holdout") == "holdout":
+        return "holdout"
+    return f"off-target ×{hp.get('stage2TargetWeight', 1.0):g}"
+
+
 def render_epochs(records: list[dict], profile: str, epochs: int) -> str:
     """Item 0: the default on the development attacks at more stage-1 epochs than the study's."""
     baseline = no_defense(records)
-    rows = [r for r in records if r["cell"]["config"] == "default" and set(r["cell"]["overrides"]) <= {"stage1Epochs", "isolateEpochs"}
+    rows = [r for r in records if r["cell"]["config"] == "default" and set(r["cell"]["overrides"]) <= {"stage1Epochs", "isolateEpochs", *STAGE2_KEYS}
             and r["cell"]["hyperparameters"]["stage1Epochs"] > epochs]
     rows.sort(key=lambda r: (r["cell"]["attack"], r["cell"]["hyperparameters"]["stage1Epochs"], r["cell"]["seed"], -isolation_epochs(r["cell"]["hyperparameters"])))
     lines = [
@@ -101,8 +116,8 @@ def render_epochs(records: list[dict], profile: str, epochs: int) -> str:
         f"No defense (same attack, epochs and seed) gives CA cost and DER where its cell exists; isolation at {ISOLATE_EPOCHS_BOUND} epochs is the new default,",
         "isolation as long as stage 1 the old one.",
         "",
-        "| attack | seed | stage-1 epochs | isolation epochs | isolation: dropped | isolation recall % | trapped head ASR % | ASR % | CA % | no defense ASR / CA % | CA cost | DER | ASR ≤ 5 % | wall s (threads) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| attack | seed | stage-1 epochs | isolation epochs | stage 2 on a poisoned set | isolation: dropped | isolation recall % | trapped head ASR % | ASR % | CA % | no defense ASR / CA % | CA cost | DER | ASR ≤ 5 % | wall s (threads) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cell, hp, res = r["cell"], r["cell"]["hyperparameters"], r["result"]
@@ -111,7 +126,7 @@ def render_epochs(records: list[dict], profile: str, epochs: int) -> str:
         threads = (res.get("device") or {}).get("threads", "?")
         plain, cost, rating = against_no_defense(none, res)
         lines.append(
-            f"| {cell['attack']} | {cell['seed']} | {hp['stage1Epochs']} | {isolation_epochs(hp)} | {isolation(r)} | {pct(res.get('isolationRecall'))} | {pct(res.get('stage1Asr'))} "
+            f"| {cell['attack']} | {cell['seed']} | {hp['stage1Epochs']} | {isolation_epochs(hp)} | {stage2_label(r)} | {isolation(r)} | {pct(res.get('isolationRecall'))} | {pct(res.get('stage1Asr'))} "
             f"| {pct(res.get('asr'))} | {pct(res.get('ca'))} | {plain} | {cost} | {rating} | {ok} | {r['wallSeconds']:.0f} ({threads}) |"
         )
     return "\n".join(lines)
@@ -126,13 +141,13 @@ def render_cost(records: list[dict], profile: str, epochs: int) -> str:
              and (r["cell"]["attack"], epochs, r["cell"]["seed"]) in baseline]
 
     def variant(r: dict) -> str:
-        return json.dumps({k: v for k, v in r["cell"]["overrides"].items() if k not in ("stage1Epochs", "isolateEpochs")}, sort_keys=True)
+        return json.dumps({k: v for k, v in r["cell"]["overrides"].items() if k not in ("stage1Epochs", "isolateEpochs", *STAGE2_KEYS)}, sort_keys=True)
 
-    cells.sort(key=lambda r: (isolation_sizing(r["cell"]["hyperparameters"]) != "fixed", variant(r) != "{}", variant(r), r["cell"]["attack"] == "clean", r["cell"]["attack"], r["cell"]["seed"]))
+    cells.sort(key=lambda r: (isolation_sizing(r["cell"]["hyperparameters"]) != "fixed", variant(r) != "{}", variant(r), stage2_label(r), r["cell"]["attack"] == "clean", r["cell"]["attack"], r["cell"]["seed"]))
     lines = table_head(
         f"{epochs} stage-1 epochs; no defense from the committed cell with the same attack and seed. Cost: CA points below no defense. "
         "Stage-2 data: what the new head trained on besides the 800 holdout images (poisoned among them).",
-        ["variant of the default", "isolation: dropped", "attack", "seed", "no defense ASR / CA %", "ASR / CA %", "stage-1 CA %", "cost", "DER", "stage-2 data"],
+        ["variant of the default", "stage 2 on a poisoned set", "isolation: dropped", "attack", "seed", "no defense ASR / CA %", "ASR / CA %", "stage-1 CA %", "cost", "DER", "stage-2 data"],
     )
     for r in cells:
         cell, res = r["cell"], r["result"]
@@ -140,7 +155,7 @@ def render_cost(records: list[dict], profile: str, epochs: int) -> str:
         added = f"{res['stage2TrainCount']} ({res.get('stage2TrainPoisoned', '–')})" if "stage2TrainCount" in res else "–"
         plain, cost, rating = against_no_defense(none, res)
         lines.append(
-            f"| `{variant(r)}` | {isolation(r)} | {cell['attack']} | {cell['seed']} | {plain} | {pct(res.get('asr'))} / {pct(res['ca'])} | {pct(res.get('stage1Ca'))} | {cost} | {rating} | {added} |"
+            f"| `{variant(r)}` | {stage2_label(r)} | {isolation(r)} | {cell['attack']} | {cell['seed']} | {plain} | {pct(res.get('asr'))} / {pct(res['ca'])} | {pct(res.get('stage1Ca'))} | {cost} | {rating} | {added} |"
         )
     return "\n".join(lines)
 
@@ -154,6 +169,11 @@ def poison_share(attack: str) -> tuple[str, float]:
     return f"{100 * ratio:g} % {whole}", ratio
 
 
+# Item 2's rows: no defense, the T&R sizings tried, then the best baselines of item 3.
+RATIO_BASELINES = ("nad", "fp")
+RATIO_CONFIGS = ("none", "default", "default-fixed", "evidence") + RATIO_BASELINES
+
+
 def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
     """Item 2: the default (and the sizings tried) against no defense at other poison ratios and
     another target class, at the study's epochs, seed 0."""
@@ -165,17 +185,23 @@ def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
         hp = r["cell"]["hyperparameters"]
         return hp.get("stage1Epochs", hp.get("epochs"))
 
-    cells = [
-        r for r in records
-        if r["cell"]["config"] in ("none", "default", "default-fixed", "evidence") and epochs_of(r) == epochs and r["cell"]["seed"] == 0
-        and (r["cell"]["attack"] in varied or (r["cell"]["attack"] in studied and r["cell"]["config"] != "none" and not r["cell"]["overrides"]))
-    ]
-    order = ("none", "default", "default-fixed", "evidence")
+    def shown(r: dict) -> bool:
+        cell = r["cell"]
+        if cell["seed"] != 0 or cell["config"] not in RATIO_CONFIGS:
+            return False
+        if cell["config"] in RATIO_BASELINES:  # at today's recipe, at every ratio including the study's
+            return (cell["attack"] in varied or cell["attack"] in studied) and r in baseline_cells(records, cell["attack"], cell["config"], epochs)
+        # The study's own attacks: the default's cells, the one asking for today's stage-2 rule too
+        todays = not cell["overrides"] or (set(cell["overrides"]) <= set(STAGE2_KEYS) and stage2_label(r) == TODAY)
+        return epochs_of(r) == epochs and (cell["attack"] in varied or (cell["attack"] in studied and cell["config"] != "none" and todays))
+
+    cells = [r for r in records if shown(r)]
     cells.sort(key=lambda r: (parse_attack(r["cell"]["attack"])["name"], parse_attack(r["cell"]["attack"])["target"], poison_share(r["cell"]["attack"])[1],
-                              order.index(r["cell"]["config"]), json.dumps(r["cell"]["overrides"], sort_keys=True)))
+                              RATIO_CONFIGS.index(r["cell"]["config"]), json.dumps(r["cell"]["overrides"], sort_keys=True)))
     lines = table_head(
         f"{epochs} stage-1 epochs, seed 0, target 0 unless said; no defense from the committed cell with the same attack name. "
-        "`default` sizes isolation by `grow`, `default-fixed` by `fixed`, `evidence` by `evidence`; on a set called poisoned `grow` and `evidence` do the same.",
+        "`default` sizes isolation by `grow`, `default-fixed` by `fixed`, `evidence` by `evidence`; on a set called poisoned `grow` and `evidence` do the same. "
+        "NAD and FP (the baselines with the best mean DER on the ten attacks, and the cheapest) on their published recipes defend the no-defense cell's model.",
         ["attack", "poisoned", "target", "config (overrides)", "isolation: dropped", "recall %", "ASR / CA %", "no defense ASR / CA %", "CA cost", "DER"],
     )
     for r in cells:
@@ -183,8 +209,11 @@ def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
         parsed = parse_attack(cell["attack"])
         none = None if cell["config"] == "none" else baseline.get((cell["attack"], epochs, 0))
         plain, cost, rating = against_no_defense(none, res)
-        config = cell["config"] + (f" `{json.dumps(cell['overrides'], sort_keys=True)}`" if cell["overrides"] else "")
-        dropped = "–" if cell["config"] == "none" else isolation(r)
+        asked = {k: v for k, v in cell["overrides"].items() if k not in STAGE2_KEYS}
+        shows_overrides = asked and cell["config"] not in RATIO_BASELINES  # a baseline's are today's recipe
+        config = cell["config"] + (f" `{json.dumps(asked, sort_keys=True)}`" if shows_overrides else "")
+        config += f", stage 2 {stage2_label(r)}" if cell["method"] == "TRAP_AND_REPLACE" else ""
+        dropped = isolation(r) if cell["method"] == "TRAP_AND_REPLACE" else "–"
         lines.append(
             f"| {parsed['name']} | {poison_share(cell['attack'])[0]} | {parsed['target']} | {config} | {dropped} | {pct(res.get('isolationRecall'))} "
             f"| {pct(res.get('asr'))} / {pct(res['ca'])} | {plain} | {cost} | {rating} |"
@@ -192,24 +221,33 @@ def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
     return "\n".join(lines)
 
 
-def default_cell(records: list[dict], attack: str, epochs: int) -> dict | None:
-    """The default's seed-0 cell for `attack` at the study's epochs; an `evidence` cell stands in
-    where its set was called poisoned (the two sizings then drop the same samples)."""
+# Today's default stage-2 rule (run.py's `default` configuration names it), and the default's
+# before round five, shown beside it in the ten-attack table.
+TODAY = hp_stage2_label(run.CONFIGS["default"])
+PREVIOUS = "holdout"
+
+
+def default_cell(records: list[dict], attack: str, epochs: int, seed: int = 0, rule: str = TODAY) -> dict | None:
+    """The default's cell for `attack` and `seed` at the study's epochs, its new head trained by
+    `rule` (a stage2_label) on sets called poisoned, however the cell asked for it; an
+    `evidence` cell stands in where its set was called poisoned (the two sizings then drop the same samples)."""
     def plain(r: dict, config: str) -> bool:
         cell = r["cell"]
-        return cell["attack"] == attack and cell["config"] == config and cell["seed"] == 0 and not cell["overrides"] and cell["hyperparameters"]["stage1Epochs"] == epochs
+        asked = {k: v for k, v in cell["overrides"].items() if k not in STAGE2_KEYS}
+        return (cell["attack"] == attack and cell["config"] == config and cell["seed"] == seed and not asked
+                and cell["hyperparameters"]["stage1Epochs"] == epochs and stage2_label(r) == rule)
 
     found = [r for r in records if plain(r, "default")] or [r for r in records if plain(r, "evidence") and r["result"].get("isolationVerdict") == "poisoned"]
     return found[0] if found else None
 
 
-def defended_rows(records: list[dict], attacks: list[tuple[str, str]], epochs: int) -> tuple[list[str], list[tuple]]:
-    """Table rows (attack, what it is, no defense, default, isolation, verdict, cost, DER) and, per
-    row with both cells, (group, ASR, CA cost, DER) for the means."""
+def defended_rows(records: list[dict], attacks: list[tuple[str, str]], epochs: int, rule: str = TODAY, previous: str | None = None) -> tuple[list[str], list[tuple]]:
+    """Table rows (attack, what it is, no defense, [the previous default,] default, isolation,
+    verdict, cost, DER) and, per row with both cells, (group, ASR, CA cost, DER) for the means."""
     baseline = no_defense(records)
     lines, measured = [], []
     for attack, group in attacks:
-        r = default_cell(records, attack, epochs)
+        r = default_cell(records, attack, epochs, rule=rule)
         if r is None:
             continue
         res, health = r["result"], r.get("health") or {}
@@ -217,19 +255,33 @@ def defended_rows(records: list[dict], attacks: list[tuple[str, str]], epochs: i
         plain, cost, rating = against_no_defense(none, res)
         target = f" → {health['likelyTarget']}" if health.get("likelyTarget") is not None else ""
         stand_in = " (evidence)" if r["cell"]["config"] == "evidence" else ""
-        lines.append(f"| {attack} | {group} | {plain} | {pct(res.get('asr'))} / {pct(res['ca'])}{stand_in} | {isolation(r)} | {pct(res.get('isolationRecall'))} "
+        before, old = "", None
+        if previous is not None:
+            old = default_cell(records, attack, epochs, rule=previous)
+            before = f"{pct(old['result'].get('asr'))} / {pct(old['result']['ca'])}" if old else "–"
+            before += " (evidence)" if old and old["cell"]["config"] == "evidence" else ""
+            before = f" {before} |"
+        lines.append(f"| {attack} | {group} | {plain} |{before} {pct(res.get('asr'))} / {pct(res['ca'])}{stand_in} | {isolation(r)} | {pct(res.get('isolationRecall'))} "
                      f"| {pct(res.get('stage1Asr'))} | {health.get('verdict', '–')}{target} | {cost} | {rating} |")
         if none is not None:
-            measured.append((group, res["asr"], none["ca"] - res["ca"], der(none, res)))
+            then = (old["result"]["asr"], none["ca"] - old["result"]["ca"], der(none, old["result"])) if old else None
+            measured.append((group, res["asr"], none["ca"] - res["ca"], der(none, res), then))
     return lines, measured
 
 
-def mean_rows(measured: list[tuple], groups: list[str]) -> list[str]:
+def mean_rows(measured: list[tuple], groups: list[str], previous: bool = False) -> list[str]:
+    """Mean rows under a defended table; with `previous`, the previous default's means in the
+    column before the default's (over the attacks both ran)."""
     lines = []
     for name in groups:
         rows = [m for m in measured if name == "all" or m[0] == name]
+        before = ""
+        if previous:
+            then = [m[4] for m in rows if m[4] is not None]
+            before = (f" {pct(sum(t[0] for t in then) / len(then))} (max {pct(max(t[0] for t in then))}), cost {100 * sum(t[1] for t in then) / len(then):.1f}, "
+                      f"DER {100 * sum(t[2] for t in then) / len(then):.1f} |") if then else " |"
         if rows:
-            lines.append(f"| **mean, {name}** ({len(rows)}) | | | {pct(sum(m[1] for m in rows) / len(rows))} (max {pct(max(m[1] for m in rows))}) | | | | "
+            lines.append(f"| **mean, {name}** ({len(rows)}) | | |{before} {pct(sum(m[1] for m in rows) / len(rows))} (max {pct(max(m[1] for m in rows))}) | | | | "
                          f"| {100 * sum(m[2] for m in rows) / len(rows):.1f} | {100 * sum(m[3] for m in rows) / len(rows):.1f} |")
     return lines
 
@@ -238,16 +290,19 @@ DEFENDED_COLUMNS = ["attack", "set", "no defense ASR / CA %", "default ASR / CA 
 
 
 def render_study(records: list[dict], profile: str, epochs: int) -> str:
-    """The ten attacks of the study under today's default, seed 0, from committed cells."""
+    """The ten attacks of the study under today's default, seed 0, from committed cells, beside
+    the default with the other stage2WhenPoisoned rule."""
     attacks = [(a, "dev") for a in run.DEV] + [(a, "held-out") for a in run.HELD_OUT]
+    columns = DEFENDED_COLUMNS[:3] + [f"previous default ({PREVIOUS}) ASR / CA %", f"default ({TODAY}) ASR / CA %"] + DEFENDED_COLUMNS[4:]
     lines = table_head(f"{epochs} stage-1 epochs, seed 0, 10 % poison (clean-label: the whole target class), target 0; no defense from the committed cell "
-                       "with the same attack. `(evidence)`: the evidence-sized cell, the same rule on a set called poisoned.", DEFENDED_COLUMNS)
-    rows, measured = defended_rows(records, attacks, epochs)
-    return "\n".join(lines + rows + mean_rows(measured, ["dev", "held-out", "all"]))
+                       "with the same attack; cost and DER are the default's. `(evidence)`: the evidence-sized cell, the same rule on a set called poisoned.", columns)
+    rows, measured = defended_rows(records, attacks, epochs, previous=PREVIOUS)
+    return "\n".join(lines + rows + mean_rows(measured, ["dev", "held-out", "all"], previous=True))
 
 
 def render_adaptive(records: list[dict], profile: str, epochs: int) -> str:
-    """Item 6: LBA-n (the trigger optimised against a surrogate's layer-n features) against the default."""
+    """Item 6: LBA-n (the trigger optimised against a surrogate's layer-n features) against the
+    default before round five (measured before it; the new head on the holdout alone)."""
     def setting(attack: str) -> tuple[str, int]:
         params = parse_attack(attack)["params"]
         return params.get("surrogateArchitecture", "small-cnn"), params.get("layer", 14)
@@ -255,8 +310,9 @@ def render_adaptive(records: list[dict], profile: str, epochs: int) -> str:
     names = sorted({r["cell"]["attack"] for r in records if parse_attack(r["cell"]["attack"])["name"] == "lba"}, key=setting)
     attacks = [(a, "LBA-{1}, {0} surrogate".format(*setting(a))) for a in names]
     lines = table_head(f"{epochs} stage-1 epochs, seed 0, 10 % poison, target 0, the attack's other parameters at their defaults "
-                       "(a 5 px patch, 200 Adam steps, the surrogate trained 5 epochs on the clean split).", DEFENDED_COLUMNS)
-    rows, measured = defended_rows(records, attacks, epochs)
+                       "(a 5 px patch, 200 Adam steps, the surrogate trained 5 epochs on the clean split); the default before round five "
+                       "(`stage2WhenPoisoned: holdout`).", DEFENDED_COLUMNS)
+    rows, measured = defended_rows(records, attacks, epochs, rule="holdout")
     return "\n".join(lines + rows + mean_rows(measured, ["all"]))
 
 
@@ -304,10 +360,13 @@ def render_baselines(records: list[dict], profile: str, epochs: int) -> str:
         if not any(baseline_cells(records, attack, config, epochs) for config, _ in BASELINES):
             continue
         nones = [r for r in records if r["cell"]["config"] == "none" and r["cell"]["attack"] == attack and r["cell"]["hyperparameters"]["epochs"] == epochs]
-        none_text = f"{pct(nones[0]['result']['asr'])} / {pct(nones[0]['result']['ca'])}" if nones else "–"
+        none_text = method_summary(nones, {}, epochs)[0] if nones else "–"
         row, ratings = [], {}
         for config, name in methods:
-            cells = [default_cell(records, attack, epochs)] if config == "default" else baseline_cells(records, attack, config, epochs)
+            if config == "default":
+                cells = [default_cell(records, attack, epochs, seed) for seed in sorted({r["cell"]["seed"] for r in nones})]
+            else:
+                cells = baseline_cells(records, attack, config, epochs)
             cells = [c for c in cells if c is not None]
             text, scored = method_summary(cells, baseline, epochs)
             row.append(text)

@@ -60,8 +60,9 @@ CONFIGS = {
     "isolate": ISOLATE,
     "isolate-trap-first": {**ISOLATE, "stemCeScale": 0.0},
     # The service's default (trainer defaults), chosen on the development attacks. Cells cached
-    # before isolateSizing existed ran "fixed" (their hyper-parameters do not name it).
-    "default": {**DEFAULT, "isolateSizing": "grow"},
+    # before isolateSizing existed ran "fixed", cells cached before stage2WhenPoisoned existed ran
+    # "holdout" (their hyper-parameters do not name them).
+    "default": {**DEFAULT, "isolateSizing": "grow", "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.5},
     "default-fixed": {**DEFAULT, "isolateSizing": "fixed"},
     "evidence": {**DEFAULT, "isolateSizing": "evidence"},
     # scanDataset's budgets: the verdict alone, from the trap and the probe (defenses/scan.py).

@@ -222,7 +222,8 @@ def test_a_heavily_poisoned_set_is_called_poisoned_and_isolation_grows_with_the_
     # 4 classes: 10 % poison lifts the target's label share only 1.4x, below the 10-class
     # thresholds; at 25 % both the flags and the label excess are unmistakable.
     data = write_job_datasets(tmp_path / "data", seed=6, ratio=0.25)
-    given = {**ISOLATE, "stage2TrainShare": 0.5, **POLISH_UNLESS_POISONED}  # isolateFraction 0.1: 200 of the 500 poisoned samples
+    # isolateFraction 0.1: 200 of the 500 poisoned samples; stage 2 as the paper's (the default's off-target rule: next test)
+    given = {**ISOLATE, "stage2TrainShare": 0.5, "stage2WhenPoisoned": "holdout", **POLISH_UNLESS_POISONED}
     code, events, err = run(write_spec(tmp_path, data, "TRAP_AND_REPLACE", given), tmp_path / "work")
     assert code == 0, err
     report = json.loads((tmp_path / "work" / "health.json").read_text())
@@ -239,9 +240,9 @@ def test_a_heavily_poisoned_set_is_called_poisoned_and_isolation_grows_with_the_
     assert "polish" not in {e.get("stage") for e in events} and "stage2Ca" not in result  # nor is it polished
 
 
-def test_off_target_stage2_learns_from_every_kept_sample_outside_the_likely_target(tmp_path):
+def test_on_a_set_called_poisoned_stage2_learns_from_every_kept_sample_outside_the_likely_target(tmp_path):
     data = write_job_datasets(tmp_path / "data", seed=6, ratio=0.25)
-    given = {**ISOLATE, "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.5}
+    given = dict(ISOLATE)  # the default: stage2WhenPoisoned off-target, stage2TargetWeight 0.5
     code, events, err = run(write_spec(tmp_path, data, "TRAP_AND_REPLACE", given), tmp_path / "work")
     assert code == 0, err
     result = result_of(events)

@@ -62,14 +62,14 @@ HYPERPARAMETERS = {
     "isolateEpochs": Param(None, "int", f"epochs of the isolation trap; null = stage1Epochs, at most {ISOLATE_EPOCHS_BOUND} (trained longer, the trap's stem learns the trigger and ranks the poison worse: bench/EFFICACY.md, 'Longer stage-1 runs')", minimum=1, maximum=10000, nullable=True),
     "stage2TrainShare": Param(0.0, "float", "stage 2 trains the new head on the holdout plus this share of each class of the training set, the samples isolation kept and scored least suspicious (0 = the holdout alone, as the paper; needs isolateFraction > 0 and at most 1 - isolateFraction; unless isolateSizing is fixed, only when the set is not called poisoned)", minimum=0, maximum=1),
     "stage2WhenPoisoned": Param(
-        "holdout", "str",
+        "off-target", "str",
         "what stage 2's new head trains on when isolation calls the set poisoned: holdout (the paper), or off-target: the holdout plus every kept training "
         "sample labelled other than the likely target, with the holdout's likely-target images repeated to weigh as much as another class "
         "(one-target poisoning puts every poisoned sample under the target's label: dirty-label attacks relabel to it, clean-label ones poison inside it)",
         choices=STAGE2_WHEN_POISONED,
     ),
     "stage2TargetWeight": Param(
-        1.0, "float",
+        0.5, "float",
         "with stage2WhenPoisoned off-target: how much the likely target's holdout images weigh in stage 2, repeated, against the mean of another class "
         "(1 = as much; below 1 the new head predicts the target less, which lowers ASR and the target class's accuracy)",
         minimum=0.05, maximum=1,
