@@ -221,10 +221,10 @@ def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
     return "\n".join(lines)
 
 
-# Today's default stage-2 rule (run.py's `default` configuration names it), and the default's
-# before round five, shown beside it in the ten-attack table.
+# Today's default stage-2 rule (run.py's `default` configuration names it), and the rules shown
+# beside it in the ten-attack table: the default's before round five, and the weight first chosen.
 TODAY = hp_stage2_label(run.CONFIGS["default"])
-PREVIOUS = "holdout"
+REPLACED = {"previous default (holdout)": "holdout", "off-target ×0.5": "off-target ×0.5"}
 
 
 def default_cell(records: list[dict], attack: str, epochs: int, seed: int = 0, rule: str = TODAY) -> dict | None:
@@ -241,48 +241,56 @@ def default_cell(records: list[dict], attack: str, epochs: int, seed: int = 0, r
     return found[0] if found else None
 
 
-def defended_rows(records: list[dict], attacks: list[tuple[str, str]], epochs: int, rule: str = TODAY, previous: str | None = None) -> tuple[list[str], list[tuple]]:
-    """Table rows (attack, what it is, no defense, [the previous default,] default, isolation,
-    verdict, cost, DER) and, per row with both cells, (group, ASR, CA cost, DER) for the means."""
+def defended_rows(records: list[dict], attacks: list[tuple[str, str]], epochs: int, rule: str = TODAY, others: tuple[str, ...] = ()) -> tuple[list[str], list[tuple]]:
+    """Table rows (attack, what it is, no defense, [the default with each of the `others` stage-2
+    rules,] default, isolation, verdict, cost, DER) and, per row with a no-defense cell, (group,
+    ASR, CA cost, DER, the same or None for each of the others) for the means."""
     baseline = no_defense(records)
     lines, measured = [], []
     for attack, group in attacks:
         r = default_cell(records, attack, epochs, rule=rule)
-        if r is None:
+        olds = [default_cell(records, attack, epochs, rule=other) for other in others]
+        if r is None and not any(olds):
             continue
-        res, health = r["result"], r.get("health") or {}
         none = baseline.get((attack, epochs, 0))
-        plain, cost, rating = against_no_defense(none, res)
-        target = f" → {health['likelyTarget']}" if health.get("likelyTarget") is not None else ""
-        stand_in = " (evidence)" if r["cell"]["config"] == "evidence" else ""
-        before, old = "", None
-        if previous is not None:
-            old = default_cell(records, attack, epochs, rule=previous)
-            before = f"{pct(old['result'].get('asr'))} / {pct(old['result']['ca'])}" if old else "–"
-            before += " (evidence)" if old and old["cell"]["config"] == "evidence" else ""
-            before = f" {before} |"
-        lines.append(f"| {attack} | {group} | {plain} |{before} {pct(res.get('asr'))} / {pct(res['ca'])}{stand_in} | {isolation(r)} | {pct(res.get('isolationRecall'))} "
-                     f"| {pct(res.get('stage1Asr'))} | {health.get('verdict', '–')}{target} | {cost} | {rating} |")
+        before = ""
+        for old in olds:
+            text = f"{pct(old['result'].get('asr'))} / {pct(old['result']['ca'])}" if old else "–"
+            before += f" {text}{' (evidence)' if old and old['cell']['config'] == 'evidence' else ''} |"
+        if r is None:  # not run with today's default (yet): the other rules' figures alone
+            plain = f"{pct(none.get('asr'))} / {pct(none['ca'])}" if none else "–"
+            lines.append(f"| {attack} | {group} | {plain} |{before} – | – | – | – | – | – | – |")
+        else:
+            res, health = r["result"], r.get("health") or {}
+            plain, cost, rating = against_no_defense(none, res)
+            target = f" → {health['likelyTarget']}" if health.get("likelyTarget") is not None else ""
+            stand_in = " (evidence)" if r["cell"]["config"] == "evidence" else ""
+            lines.append(f"| {attack} | {group} | {plain} |{before} {pct(res.get('asr'))} / {pct(res['ca'])}{stand_in} | {isolation(r)} | {pct(res.get('isolationRecall'))} "
+                         f"| {pct(res.get('stage1Asr'))} | {health.get('verdict', '–')}{target} | {cost} | {rating} |")
         if none is not None:
-            then = (old["result"]["asr"], none["ca"] - old["result"]["ca"], der(none, old["result"])) if old else None
-            measured.append((group, res["asr"], none["ca"] - res["ca"], der(none, res), then))
+            then = [(old["result"]["asr"], none["ca"] - old["result"]["ca"], der(none, old["result"])) if old else None for old in olds]
+            today = (r["result"]["asr"], none["ca"] - r["result"]["ca"], der(none, r["result"])) if r else (None, None, None)
+            measured.append((group, *today, then))
     return lines, measured
 
 
-def mean_rows(measured: list[tuple], groups: list[str], previous: bool = False) -> list[str]:
-    """Mean rows under a defended table; with `previous`, the previous default's means in the
-    column before the default's (over the attacks both ran)."""
+def mean_rows(measured: list[tuple], groups: list[str], others: int = 0) -> list[str]:
+    """Mean rows under a defended table; with `others` columns of other stage-2 rules before the
+    default's, their means too (each over the attacks it ran)."""
     lines = []
     for name in groups:
         rows = [m for m in measured if name == "all" or m[0] == name]
         before = ""
-        if previous:
-            then = [m[4] for m in rows if m[4] is not None]
-            before = (f" {pct(sum(t[0] for t in then) / len(then))} (max {pct(max(t[0] for t in then))}), cost {100 * sum(t[1] for t in then) / len(then):.1f}, "
-                      f"DER {100 * sum(t[2] for t in then) / len(then):.1f} |") if then else " |"
-        if rows:
-            lines.append(f"| **mean, {name}** ({len(rows)}) | | |{before} {pct(sum(m[1] for m in rows) / len(rows))} (max {pct(max(m[1] for m in rows))}) | | | | "
-                         f"| {100 * sum(m[2] for m in rows) / len(rows):.1f} | {100 * sum(m[3] for m in rows) / len(rows):.1f} |")
+        for i in range(others):
+            then = [m[4][i] for m in rows if m[4][i] is not None]
+            before += (f" {pct(sum(t[0] for t in then) / len(then))} (max {pct(max(t[0] for t in then))}), cost {100 * sum(t[1] for t in then) / len(then):.1f}, "
+                       f"DER {100 * sum(t[2] for t in then) / len(then):.1f} ({len(then)}) |") if then else " |"
+        ran = [m for m in rows if m[1] is not None]
+        if ran:
+            lines.append(f"| **mean, {name}** ({len(ran)}) | | |{before} {pct(sum(m[1] for m in ran) / len(ran))} (max {pct(max(m[1] for m in ran))}) | | | | "
+                         f"| {100 * sum(m[2] for m in ran) / len(ran):.1f} | {100 * sum(m[3] for m in ran) / len(ran):.1f} |")
+        elif rows:
+            lines.append(f"| **mean, {name}** (0) | | |{before} – | | | | | | |")
     return lines
 
 
@@ -291,13 +299,13 @@ DEFENDED_COLUMNS = ["attack", "set", "no defense ASR / CA %", "default ASR / CA 
 
 def render_study(records: list[dict], profile: str, epochs: int) -> str:
     """The ten attacks of the study under today's default, seed 0, from committed cells, beside
-    the default with the other stage2WhenPoisoned rule."""
+    the default with the stage-2 rules it replaced."""
     attacks = [(a, "dev") for a in run.DEV] + [(a, "held-out") for a in run.HELD_OUT]
-    columns = DEFENDED_COLUMNS[:3] + [f"previous default ({PREVIOUS}) ASR / CA %", f"default ({TODAY}) ASR / CA %"] + DEFENDED_COLUMNS[4:]
+    columns = DEFENDED_COLUMNS[:3] + [f"{label} ASR / CA %" for label in REPLACED] + [f"default ({TODAY}) ASR / CA %"] + DEFENDED_COLUMNS[4:]
     lines = table_head(f"{epochs} stage-1 epochs, seed 0, 10 % poison (clean-label: the whole target class), target 0; no defense from the committed cell "
                        "with the same attack; cost and DER are the default's. `(evidence)`: the evidence-sized cell, the same rule on a set called poisoned.", columns)
-    rows, measured = defended_rows(records, attacks, epochs, previous=PREVIOUS)
-    return "\n".join(lines + rows + mean_rows(measured, ["dev", "held-out", "all"], previous=True))
+    rows, measured = defended_rows(records, attacks, epochs, others=tuple(REPLACED.values()))
+    return "\n".join(lines + rows + mean_rows(measured, ["dev", "held-out", "all"], others=len(REPLACED)))
 
 
 def render_adaptive(records: list[dict], profile: str, epochs: int) -> str:

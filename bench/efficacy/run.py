@@ -62,7 +62,7 @@ CONFIGS = {
     # The service's default (trainer defaults), chosen on the development attacks. Cells cached
     # before isolateSizing existed ran "fixed", cells cached before stage2WhenPoisoned existed ran
     # "holdout" (their hyper-parameters do not name them).
-    "default": {**DEFAULT, "isolateSizing": "grow", "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.5},
+    "default": {**DEFAULT, "isolateSizing": "grow", "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.25},
     "default-fixed": {**DEFAULT, "isolateSizing": "fixed"},
     "evidence": {**DEFAULT, "isolateSizing": "evidence"},
     # scanDataset's budgets: the verdict alone, from the trap and the probe (defenses/scan.py).

@@ -242,7 +242,7 @@ def test_a_heavily_poisoned_set_is_called_poisoned_and_isolation_grows_with_the_
 
 def test_on_a_set_called_poisoned_stage2_learns_from_every_kept_sample_outside_the_likely_target(tmp_path):
     data = write_job_datasets(tmp_path / "data", seed=6, ratio=0.25)
-    given = dict(ISOLATE)  # the default: stage2WhenPoisoned off-target, stage2TargetWeight 0.5
+    given = dict(ISOLATE)  # the default: stage2WhenPoisoned off-target, stage2TargetWeight below 1
     code, events, err = run(write_spec(tmp_path, data, "TRAP_AND_REPLACE", given), tmp_path / "work")
     assert code == 0, err
     result = result_of(events)
@@ -253,7 +253,8 @@ def test_on_a_set_called_poisoned_stage2_learns_from_every_kept_sample_outside_t
     off_target, classes = int((train != 0).sum()), int(train.max()) + 1
     assert off_target - result["isolatedCount"] <= result["stage2TrainCount"] < off_target and result["stage2TrainPoisoned"] == 0
     others = (int((holdout != 0).sum()) + result["stage2TrainCount"]) / (classes - 1)
-    assert result["stage2TargetRepeats"] == round(0.5 * others / (holdout == 0).sum()) - 1 > 0
+    weight = tnr.HYPERPARAMETERS["stage2TargetWeight"].default
+    assert weight < 1 and result["stage2TargetRepeats"] == round(weight * others / (holdout == 0).sum()) - 1 > 0
     assert any("not labelled the likely target 0" in e.get("message", "") for e in events if e["type"] == "log")
     assert result["asr"] <= 0.1
 

@@ -69,9 +69,11 @@ HYPERPARAMETERS = {
         choices=STAGE2_WHEN_POISONED,
     ),
     "stage2TargetWeight": Param(
-        0.5, "float",
+        0.25, "float",
         "with stage2WhenPoisoned off-target: how much the likely target's holdout images weigh in stage 2, repeated, against the mean of another class "
-        "(1 = as much; below 1 the new head predicts the target less, which lowers ASR and the target class's accuracy)",
+        "(1 = as much; below 1 the new head predicts the target less, which lowers ASR and the target class's accuracy). "
+        "0.25 chosen on the development attacks: at 1 and 0.5 the new head sends blended images to the target about as often as a model trained "
+        "on no poison (Blend at 20 % poison: 8.8 % ASR at 0.5, 0.7 % at 0.25; bench/EFFICACY.md, item 1)",
         minimum=0.05, maximum=1,
     ),
     "isolateProbeEpochs": Param(10, "int", "epochs of the probe head trained on the holdout over the isolation stem", minimum=1, maximum=10000),
