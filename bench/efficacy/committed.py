@@ -335,23 +335,24 @@ def baseline_cells(records: list[dict], attack: str, config: str, epochs: int) -
             and r["cell"]["hyperparameters"] == run.cell_spec(r["cell"]["profile"], attack, config, {"stage1Epochs": epochs}, r["cell"]["seed"])["hyperparameters"]]
 
 
-def method_summary(cells: list[dict], baseline: dict, epochs: int) -> tuple[str, list[tuple[float, float, float]]]:
-    """"ASR / CA (DER)" over the seeds a method ran, and (ASR, CA cost, DER) per seed against the
+def method_summary(cells: list[dict], baseline: dict, epochs: int) -> tuple[str, dict[int, tuple[float, float, float]]]:
+    """"ASR / CA (DER)" over the seeds a method ran, and per seed (ASR, CA cost, DER) against the
     same seed's committed no-defense cell."""
-    scored = []
+    per_seed = {}
     for r in cells:
         none = baseline.get((r["cell"]["attack"], epochs, r["cell"]["seed"]))
         if none is not None and r["result"].get("asr") is not None:
-            scored.append((r["result"]["asr"], none["ca"] - r["result"]["ca"], der(none, r["result"])))
+            per_seed[r["cell"]["seed"]] = (r["result"]["asr"], none["ca"] - r["result"]["ca"], der(none, r["result"]))
+    scored = list(per_seed.values())
     if not cells:
-        return "–", scored
+        return "–", per_seed
     asr = [r["result"]["asr"] for r in cells]
     ca = [r["result"]["ca"] for r in cells]
     rating = f" ({100 * sum(s[2] for s in scored) / len(scored):.1f})" if scored else ""
     seeds = f" n={len(cells)}" if len(cells) > 1 else ""
     epsilon = cells[0]["result"].get("epsilon")
     privacy = f", ε {epsilon:.1f}" if epsilon is not None else ""
-    return f"{pct(sum(asr) / len(asr))} / {pct(sum(ca) / len(ca))}{rating}{seeds}{privacy}", scored
+    return f"{pct(sum(asr) / len(asr))} / {pct(sum(ca) / len(ca))}{rating}{seeds}{privacy}", per_seed
 
 
 def render_baselines(records: list[dict], profile: str, epochs: int) -> str:
@@ -360,7 +361,8 @@ def render_baselines(records: list[dict], profile: str, epochs: int) -> str:
     methods = [("default", "T&R default")] + BASELINES
     lines = table_head(
         f"ASR / CA % (DER), {epochs}-epoch no-defense budget, 10 % poison, target 0; seed 0 unless `n=` says how many seeds (0, 1) the figures average. "
-        "FP, NAD, I-BAU and ANP defend the no-defense model of the same attack and seed; DER against the committed no-defense cell.",
+        "FP, NAD, I-BAU and ANP defend the no-defense model of the same attack and seed; DER against the committed no-defense cell. "
+        "The best baseline and the means compare methods on the seeds the T&R default ran (a seed's DER grows with the backdoor its no-defense run planted).",
         ["attack", "set", "no defense"] + [name for _, name in methods] + ["best baseline by DER"],
     )
     scores: dict[tuple[str, str], list] = {}
@@ -369,15 +371,18 @@ def render_baselines(records: list[dict], profile: str, epochs: int) -> str:
             continue
         nones = [r for r in records if r["cell"]["config"] == "none" and r["cell"]["attack"] == attack and r["cell"]["hyperparameters"]["epochs"] == epochs]
         none_text = method_summary(nones, {}, epochs)[0] if nones else "–"
-        row, ratings = [], {}
+        row, ratings, compared = [], {}, None
         for config, name in methods:
             if config == "default":
                 cells = [default_cell(records, attack, epochs, seed) for seed in sorted({r["cell"]["seed"] for r in nones})]
             else:
                 cells = baseline_cells(records, attack, config, epochs)
             cells = [c for c in cells if c is not None]
-            text, scored = method_summary(cells, baseline, epochs)
+            text, per_seed = method_summary(cells, baseline, epochs)
             row.append(text)
+            if config == "default" and per_seed:
+                compared = set(per_seed)
+            scored = [v for seed, v in per_seed.items() if compared is None or seed in compared]
             if scored:
                 scores.setdefault((group, config), []).append(tuple(sum(x[i] for x in scored) / len(scored) for i in range(3)))
                 ratings[name] = sum(x[2] for x in scored) / len(scored)
