@@ -51,6 +51,11 @@ def against_no_defense(none: dict | None, res: dict) -> tuple[str, str, str]:
     return f"{pct(none.get('asr'))} / {pct(none['ca'])}", f"{100 * (none['ca'] - res['ca']):.1f}", "–" if rating is None else f"{100 * rating:.1f}"
 
 
+def score(none: dict, res: dict) -> tuple:
+    """(ASR, CA cost, DER) of a defended result against its no-defense cell, for the means."""
+    return res["asr"], none["ca"] - res["ca"], der(none, res)
+
+
 def isolation_epochs(hp: dict) -> int:
     """What the trainer ran (defenses/tnr.py isolation_epochs): cells that ran before the bound
     carry their isolateEpochs explicitly."""
@@ -268,8 +273,8 @@ def defended_rows(records: list[dict], attacks: list[tuple[str, str]], epochs: i
             lines.append(f"| {attack} | {group} | {plain} |{before} {pct(res.get('asr'))} / {pct(res['ca'])}{stand_in} | {isolation(r)} | {pct(res.get('isolationRecall'))} "
                          f"| {pct(res.get('stage1Asr'))} | {health.get('verdict', '–')}{target} | {cost} | {rating} |")
         if none is not None:
-            then = [(old["result"]["asr"], none["ca"] - old["result"]["ca"], der(none, old["result"])) if old else None for old in olds]
-            today = (r["result"]["asr"], none["ca"] - r["result"]["ca"], der(none, r["result"])) if r else (None, None, None)
+            then = [score(none, old["result"]) if old else None for old in olds]
+            today = score(none, r["result"]) if r else (None, None, None)
             measured.append((group, *today, then))
     return lines, measured
 
@@ -342,7 +347,7 @@ def method_summary(cells: list[dict], baseline: dict, epochs: int) -> tuple[str,
     for r in cells:
         none = baseline.get((r["cell"]["attack"], epochs, r["cell"]["seed"]))
         if none is not None and r["result"].get("asr") is not None:
-            per_seed[r["cell"]["seed"]] = (r["result"]["asr"], none["ca"] - r["result"]["ca"], der(none, r["result"]))
+            per_seed[r["cell"]["seed"]] = score(none, r["result"])
     scored = list(per_seed.values())
     if not cells:
         return "–", per_seed
