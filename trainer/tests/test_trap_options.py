@@ -272,6 +272,44 @@ def test_clean_data_is_not_called_poisoned(tmp_path):
     assert result["isolationVerdict"] != "poisoned" and result["isolatedCount"] == 200 > flagged_count(tmp_path / "work")
 
 
+def test_on_a_set_not_called_poisoned_off_candidate_leaves_out_only_the_candidate_class(tmp_path):
+    clean = write_job_datasets(tmp_path / "data", seed=5, ratio=0.0)
+    given = {**ISOLATE, "stage2WhenNotPoisoned": "off-candidate", "stage2CandidateWeight": 0.5}
+    code, events, err = run(write_spec(tmp_path, clean, "TRAP_AND_REPLACE", given), tmp_path / "work")
+    assert code == 0, err
+    result = result_of(events)
+    assert result["isolationVerdict"] != "poisoned"
+    candidate = result["stage2LeftOut"]
+    assert any(f"not labelled the candidate class {candidate}" in e.get("message", "") for e in events if e["type"] == "log")
+    # Every kept sample of the other classes joins the holdout; the candidate's holdout images
+    # are repeated to weigh stage2CandidateWeight x another class (not stage2TargetWeight).
+    train, holdout = (np.load(f"{clean[k]}/labels.npy") for k in ("train", "holdout"))
+    others_count, classes = int((train != candidate).sum()), int(train.max()) + 1
+    assert others_count - result["isolatedCount"] <= result["stage2TrainCount"] <= others_count
+    others = (int((holdout != candidate).sum()) + result["stage2TrainCount"]) / (classes - 1)
+    assert result["stage2TargetRepeats"] == round(0.5 * others / (holdout == candidate).sum()) - 1 > 0
+
+
+def test_stage2_data_repeats_the_left_out_class_to_its_weight_and_tops_up_a_class_isolation_thinned():
+    def split(counts):
+        labels = np.repeat(np.arange(len(counts)), counts)
+        return type("Split", (), {"images": np.arange(len(labels), dtype=np.float32).reshape(-1, 1, 1, 1), "labels": labels, "poison_mask": None})
+
+    train, holdout = split([100, 100, 20, 100]), split([10, 10, 10, 10])
+    data = type("Data", (), {"train": train, "holdout": holdout, "num_classes": 4})
+    ctx = type("Ctx", (), {"data": data, "device": torch.device("cpu"), "emitter": Emitter(io.StringIO())})
+    chosen = np.flatnonzero(train.labels != 3)
+    stage2, added = tnr.with_training_samples(ctx, chosen, balance=3, weight=0.5)
+    counts = np.bincount(stage2.labels.cpu().numpy(), minlength=4)
+    # Others: 110, 110 and 30 (class 2, under half their mean of 83.3, so x3); class 3's ten
+    # holdout images x4 weigh about 0.5 x that mean. Classes 0 and 1 are left as they are.
+    assert counts.tolist() == [110, 110, 90, 40]
+    assert added == {"stage2TrainCount": 220, "stage2TargetRepeats": 3, "stage2LeftOut": 3, "stage2ClassesToppedUp": 1}
+    # The repeated class brings its own samples (holdout and training), nothing of another class.
+    images = stage2.images.cpu().numpy().ravel()
+    assert set(images[stage2.labels.cpu().numpy() == 2]) == set(train.images.ravel()[train.labels == 2]) | set(holdout.images.ravel()[holdout.labels == 2])
+
+
 def test_stage2_may_learn_from_the_least_suspicious_training_samples(job_datasets, tmp_path):
     code, events, err = run(write_spec(tmp_path, job_datasets, "TRAP_AND_REPLACE", {**ISOLATE, "stage2TrainShare": 0.5}), tmp_path / "work")
     assert code == 0, err

@@ -6,7 +6,8 @@ land in the small head while reconstruction keeps the stem on real image feature
 Stage 2 discards head and decoder, freezes the stem *and its BN statistics*, and trains a fresh
 head of the same shape on the clean holdout (plus, with `stage2TrainShare`, the training samples
 isolation found least suspicious, or with `stage2WhenPoisoned: off-target` on a set called
-poisoned the kept samples outside the likely target). Final model = stem + new head.
+poisoned the kept samples outside the likely target, and with `stage2WhenNotPoisoned:
+off-candidate` on any other set those outside the candidate class). Final model = stem + new head.
 """
 
 from __future__ import annotations
@@ -44,8 +45,16 @@ ISOLATE_EPOCHS_BOUND = 6
 ISOLATE_SIZINGS = ("grow", "fixed", "evidence")
 POLISH_WHEN = ("always", "unless-poisoned")
 STAGE2_WHEN_POISONED = ("holdout", "off-target")
+STAGE2_WHEN_NOT_POISONED = ("holdout", "off-candidate")
 RELABELLED_MARGIN = 1.25  # the estimate's noise (an 800-image holdout's class shares) and the ranking's misses
 ISOLATE_MAX_FRACTION = 0.5  # isolation never drops more than half of the training set
+# In stage 2's data, a class (other than the one left out) with fewer samples than this share of
+# the mean of the others is repeated up to about the mean: a fixed 15 % isolation takes up to 79 %
+# of the class the probe finds hardest (T-shirts on clean Fashion-MNIST); with another class left
+# out, T-shirts sat at 0.3 of the others' share and the head cost 5.4 points of CA (Blend 1 %
+# towards class 3), 3.9 once topped up. Every other committed cell's classes sit at 0.79 or more,
+# so the rule leaves them as they ran (bench/EFFICACY.md, item 1).
+UNDERWEIGHT_SHARE = 0.5
 
 HYPERPARAMETERS = {
     "stage1Epochs": Param(200, "int", "stage-1 (trap) epochs", minimum=1, maximum=10000),
@@ -69,6 +78,22 @@ HYPERPARAMETERS = {
         "poisoning aimed at several targets would put poison in the added samples). Off-target turned the development attacks' CA cost from 2.1 points "
         "into a 1.4-point gain at lower ASR (bench/EFFICACY.md, item 1)",
         choices=STAGE2_WHEN_POISONED,
+    ),
+    "stage2WhenNotPoisoned": Param(
+        "holdout", "str",
+        "what stage 2's new head trains on when isolation does not call the set poisoned (clean, inconclusive): holdout (the paper), or off-candidate: "
+        "as stage2WhenPoisoned off-target, leaving out the candidate class (the class with the most flags: a light poison's target when the flags see it, "
+        "on clean Fashion-MNIST T-shirt/top, which the holdout probe confuses with shirts), its holdout images weighed by stage2CandidateWeight. "
+        "Measured and not the default: clean data's CA cost falls from 4.3 to 2.4 points (seeds 0-2, weight 0.25), but light Blend poison, "
+        "not called poisoned, gets through more: 1 % of the set 1.6 -> 7.9 % ASR (bench/EFFICACY.md, item 1). stage2TrainShare > 0 takes its place",
+        choices=STAGE2_WHEN_NOT_POISONED,
+    ),
+    "stage2CandidateWeight": Param(
+        0.25, "float",
+        "with stage2WhenNotPoisoned off-candidate: how much the candidate class's holdout images weigh in stage 2, repeated, against the mean of another class. "
+        "At 1 clean data costs 0.7 points, but the new head sends 19.5 % of Blend-at-0.5 % images to the candidate (0.5: 13.2 %, 0.25: 2.8 %; "
+        "a model trained on no poison: 10.6 %; bench/EFFICACY.md, item 1)",
+        minimum=0.05, maximum=1,
     ),
     "stage2TargetWeight": Param(
         0.25, "float",
@@ -336,9 +361,9 @@ def relabelled_estimate(labels: np.ndarray, holdout_labels: np.ndarray, num_clas
     return max(0.0, float(train_share - holdout_share) * len(labels))
 
 
-def isolation_size(ctx: RunContext, trapped_pred: torch.Tensor, scores: torch.Tensor) -> tuple[int, str, Optional[int]]:
-    """(how many of the top-ranked samples to drop, the isolation evidence's verdict, its likely
-    target when the verdict is poisoned).
+def isolation_size(ctx: RunContext, trapped_pred: torch.Tensor, scores: torch.Tensor) -> tuple[int, str, int]:
+    """(how many of the top-ranked samples to drop, the isolation evidence's verdict, its candidate
+    class: the likely target when the verdict is poisoned).
     A set called poisoned loses at least isolateFraction, and RELABELLED_MARGIN x the likely
     target's relabelled_estimate when that is more ("grow", "evidence"): 15 % left a quarter of a
     20 % Blend poison in the set (ASR 79 %); the estimate there is 3 246 for 3 040 poisoned samples.
@@ -351,7 +376,7 @@ def isolation_size(ctx: RunContext, trapped_pred: torch.Tensor, scores: torch.Te
     flagged, share, excess, over = class_evidence(train.labels, ctx.data.holdout.labels, ctx.data.num_classes, trapped_pred, scores)
     target, verdict, _ = judge(share, excess, over)
     if verdict != "poisoned":
-        return (min(least, int(flagged.sum())) if hp["isolateSizing"] == "evidence" else least), verdict, None
+        return (min(least, int(flagged.sum())) if hp["isolateSizing"] == "evidence" else least), verdict, target
     if hp["isolateSizing"] == "fixed":
         return least, verdict, target
     estimate = RELABELLED_MARGIN * relabelled_estimate(train.labels, ctx.data.holdout.labels, ctx.data.num_classes, target)
@@ -363,7 +388,7 @@ def drop_suspicious(ctx: RunContext, trapped_view: dict, probe_model) -> dict:
     does, and drop the top of the ranking (isolation_size says how many)."""
     scores = suspicion_scores(trapped_view, training_set_view(ctx, probe_model))
     n = len(scores)
-    count, verdict, target = isolation_size(ctx, trapped_view["pred"], scores)
+    count, verdict, candidate = isolation_size(ctx, trapped_view["pred"], scores)
     dropped = most_suspicious(scores, count)
     kept = np.setdiff1d(np.arange(n), dropped)
     quality = isolation_quality(dropped, ctx.data.train.poison_mask)
@@ -371,7 +396,8 @@ def drop_suspicious(ctx: RunContext, trapped_view: dict, probe_model) -> dict:
     ctx.emitter.log(f"isolation: evidence says {verdict}; dropped {len(dropped)} of {n} training samples" + (f" {known}" if known else ""))
     return {
         "kept": kept.tolist(), "scores": scores, "trapPred": trapped_view["pred"], "isolatedCount": int(len(dropped)), **quality,
-        "isolationVerdict": verdict, "isolationTarget": target, "probeCa": evaluate(ctx, probe_model)["ca"],
+        "isolationVerdict": verdict, "isolationCandidate": candidate,
+        "isolationTarget": candidate if verdict == "poisoned" else None, "probeCa": evaluate(ctx, probe_model)["ca"],
     }
 
 
@@ -393,11 +419,14 @@ def stage2_share(hp: dict, isolation: Optional[dict]) -> float:
 
 
 def off_target(hp: dict, isolation: Optional[dict]) -> Optional[int]:
-    """The likely target whose training samples stage 2 leaves out (stage2WhenPoisoned off-target,
-    on a set isolation called poisoned); None when stage 2 does not add training samples this way."""
-    if isolation is None or hp["stage2WhenPoisoned"] != "off-target" or isolation.get("isolationVerdict") != "poisoned":
+    """The class whose training samples stage 2 leaves out: the likely target on a set isolation
+    called poisoned (stage2WhenPoisoned off-target), the candidate class on any other set
+    (stage2WhenNotPoisoned off-candidate); None when stage 2 does not add training samples this way."""
+    if isolation is None:
         return None
-    return isolation.get("isolationTarget")
+    if isolation.get("isolationVerdict") == "poisoned":
+        return isolation.get("isolationTarget") if hp["stage2WhenPoisoned"] == "off-target" else None
+    return isolation.get("isolationCandidate") if hp["stage2WhenNotPoisoned"] == "off-candidate" else None
 
 
 def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
@@ -414,8 +443,10 @@ def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
     kept[isolation["kept"]] = True  # an isolated sample never returns, whatever its class's ranking
     if share == 0:
         chosen = np.flatnonzero(kept & (train.labels != target))
-        ctx.emitter.log(f"stage 2: holdout + the {len(chosen)} kept training samples not labelled the likely target {target}")
-        return with_training_samples(ctx, chosen, balance=target, weight=ctx.hp["stage2TargetWeight"])
+        which = "the likely target" if isolation["isolationVerdict"] == "poisoned" else "the candidate class"
+        ctx.emitter.log(f"stage 2: holdout + the {len(chosen)} kept training samples not labelled {which} {target}")
+        weight = ctx.hp["stage2TargetWeight" if isolation["isolationVerdict"] == "poisoned" else "stage2CandidateWeight"]
+        return with_training_samples(ctx, chosen, balance=target, weight=weight)
     scores = isolation["scores"]
     # Per class, so the head sees the training set's class mix: one ranking over all samples took
     # a class the trap flags often (T-shirts on clean Fashion-MNIST) out of the head's view and
@@ -434,18 +465,32 @@ def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
 def with_training_samples(ctx: RunContext, chosen: np.ndarray, balance: Optional[int] = None, weight: float = 1.0) -> tuple:
     """Stage 2's data: the holdout plus the `chosen` training samples, and with `balance` (a class
     none of them carries) the holdout's images of that class repeated until the class weighs about
-    `weight` x the mean of the others, so the new head keeps predicting it."""
+    `weight` x the mean of the others, so the new head keeps predicting it; any other class below
+    UNDERWEIGHT_SHARE of that mean has all its samples repeated up to about the mean."""
     holdout, train = ctx.data.holdout, ctx.data.train
     images, labels = [holdout.images, train.images[chosen]], [holdout.labels, train.labels[chosen]]
     added = {"stage2TrainCount": int(len(chosen))}
     if balance is not None:
-        own = np.flatnonzero(holdout.labels == balance)
         counts = np.bincount(np.concatenate(labels), minlength=ctx.data.num_classes)
         others = np.delete(counts, balance)
-        repeats = max(0, int(round(weight * others[others > 0].mean() / len(own))) - 1) if len(own) and (others > 0).any() else 0
+        mean = others[others > 0].mean() if (others > 0).any() else 0.0
+        own = np.flatnonzero(holdout.labels == balance)
+        repeats = max(0, int(round(weight * mean / len(own))) - 1) if len(own) else 0
+        topped = {}
+        for c in np.flatnonzero((counts > 0) & (counts < UNDERWEIGHT_SHARE * mean)):
+            if c != balance:
+                topped[int(c)] = int(round(mean / counts[c])) - 1
+        pooled_images, pooled_labels = np.concatenate(images), np.concatenate(labels)
+        for c, times in topped.items():
+            members = pooled_labels == c
+            images += [pooled_images[members]] * times
+            labels += [pooled_labels[members]] * times
         images += [holdout.images[own]] * repeats
         labels += [holdout.labels[own]] * repeats
-        added["stage2TargetRepeats"] = repeats
+        added.update(stage2TargetRepeats=repeats, stage2LeftOut=int(balance))
+        if topped:
+            added["stage2ClassesToppedUp"] = len(topped)
+            ctx.emitter.log(f"stage 2: classes below {UNDERWEIGHT_SHARE:g} x the mean, repeated (class: extra copies): {topped}")
     if train.poison_mask is not None:
         added["stage2TrainPoisoned"] = int(train.poison_mask[chosen].sum())
     return DeviceData(np.concatenate(images), np.concatenate(labels), ctx.device), added
