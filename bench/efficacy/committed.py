@@ -95,19 +95,33 @@ def no_defense(records: list[dict]) -> dict:
     return {(r["cell"]["attack"], r["cell"]["hyperparameters"]["epochs"], r["cell"]["seed"]): r["result"] for r in records if r["cell"]["config"] == "none"}
 
 
-STAGE2_KEYS = ("stage2WhenPoisoned", "stage2TargetWeight")  # shown in their own column, not as overrides
+STAGE2_KEYS = ("stage2WhenPoisoned", "stage2TargetWeight", "stage2WhenNotPoisoned", "stage2CandidateWeight")  # shown in their own column, not as overrides
+
+
+def hp_stage2_rules(hp: dict) -> tuple[str, str]:
+    """(stage 2's rule on a set called poisoned, its rule on any other set): `holdout`, `off-target ×w`
+    (the likely target's weight), `off-candidate ×w`. Cells that do not name an option ran before
+    it existed, on the holdout alone."""
+    poisoned = "holdout" if hp.get("stage2WhenPoisoned", "holdout") == "holdout" else f"off-target ×{hp.get('stage2TargetWeight', 1.0):g}"
+    other = "holdout" if hp.get("stage2WhenNotPoisoned", "holdout") == "holdout" else f"off-candidate ×{hp.get('stage2CandidateWeight', 1.0):g}"
+    return poisoned, other
+
+
+def rules_label(rules: tuple[str, str]) -> str:
+    return rules[0] if rules[0] == rules[1] else f"{rules[0]}; else {rules[1]}"
 
 
 def stage2_label(r: dict) -> str:
-    """The stage-2 rule column: `holdout`, or `off-target ×w` with the likely target's weight."""
-    return hp_stage2_label(r["cell"]["hyperparameters"])
+    """The stage-2 rule that applied to a cell: the poisoned-set rule where isolation called its set
+    poisoned, the other one elsewhere (isolation runs before stage 2, so the verdict does not
+    depend on either)."""
+    poisoned, other = hp_stage2_rules(r["cell"]["hyperparameters"])
+    return poisoned if r["result"].get("isolationVerdict") == "poisoned" else other
 
 
-def hp_stage2_label(hp: dict) -> str:
-    """Cells that do not name stage2WhenPoisoned ran before it existed, on the holdout alone."""
-    if hp.get("stage2WhenPoisoned", "holdout") == "holdout":
-        return "holdout"
-    return f"off-target ×{hp.get('stage2TargetWeight', 1.0):g}"
+def ran_rules(r: dict, rules: tuple[str, str]) -> bool:
+    """Whether a cell's new head trained as a default with `rules` would have trained it on that set."""
+    return stage2_label(r) == (rules[0] if r["result"].get("isolationVerdict") == "poisoned" else rules[1])
 
 
 def render_epochs(records: list[dict], profile: str, epochs: int) -> str:
@@ -121,7 +135,7 @@ def render_epochs(records: list[dict], profile: str, epochs: int) -> str:
         f"No defense (same attack, epochs and seed) gives CA cost and DER where its cell exists; isolation at {ISOLATE_EPOCHS_BOUND} epochs is the new default,",
         "isolation as long as stage 1 the old one.",
         "",
-        "| attack | seed | stage-1 epochs | isolation epochs | stage 2 on a poisoned set | isolation: dropped | isolation recall % | trapped head ASR % | ASR % | CA % | no defense ASR / CA % | CA cost | DER | ASR ≤ 5 % | wall s (threads) |",
+        "| attack | seed | stage-1 epochs | isolation epochs | stage 2 (the rule that applied) | isolation: dropped | isolation recall % | trapped head ASR % | ASR % | CA % | no defense ASR / CA % | CA cost | DER | ASR ≤ 5 % | wall s (threads) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -152,7 +166,7 @@ def render_cost(records: list[dict], profile: str, epochs: int) -> str:
     lines = table_head(
         f"{epochs} stage-1 epochs; no defense from the committed cell with the same attack and seed. Cost: CA points below no defense. "
         "Stage-2 data: what the new head trained on besides the 800 holdout images (poisoned among them).",
-        ["variant of the default", "stage 2 on a poisoned set", "isolation: dropped", "attack", "seed", "no defense ASR / CA %", "ASR / CA %", "stage-1 CA %", "cost", "DER", "stage-2 data"],
+        ["variant of the default", "stage 2 (the rule that applied)", "isolation: dropped", "attack", "seed", "no defense ASR / CA %", "ASR / CA %", "stage-1 CA %", "cost", "DER", "stage-2 data"],
     )
     for r in cells:
         cell, res = r["cell"], r["result"]
@@ -196,8 +210,9 @@ def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
             return False
         if cell["config"] in RATIO_BASELINES:  # at today's recipe, at every ratio including the study's
             return (cell["attack"] in varied or cell["attack"] in studied) and r in baseline_cells(records, cell["attack"], cell["config"], epochs)
-        # The study's own attacks: the default's cells, the one asking for today's stage-2 rule too
-        todays = not cell["overrides"] or (set(cell["overrides"]) <= set(STAGE2_KEYS) and stage2_label(r) == TODAY)
+        # The study's own attacks: the default's cells, the one asking for today's stage-2 rule too;
+        # other ratios and targets: every stage-2 rule tried (the config column names it)
+        todays = not cell["overrides"] or (set(cell["overrides"]) <= set(STAGE2_KEYS) and (ran_rules(r, TODAY) or cell["attack"] in varied))
         return epochs_of(r) == epochs and (cell["attack"] in varied or (cell["attack"] in studied and cell["config"] != "none" and todays))
 
     cells = [r for r in records if shown(r)]
@@ -228,25 +243,25 @@ def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
 
 # Today's default stage-2 rule (run.py's `default` configuration names it), and the rules shown
 # beside it in the ten-attack table: the default's before round five, and the weight first chosen.
-TODAY = hp_stage2_label(run.CONFIGS["default"])
-REPLACED = {"previous default (holdout)": "holdout", "off-target ×0.5": "off-target ×0.5"}
+TODAY = hp_stage2_rules(run.CONFIGS["default"])
+REPLACED = {"previous default (holdout)": ("holdout", "holdout"), "off-target ×0.5": ("off-target ×0.5", "holdout")}
 
 
-def default_cell(records: list[dict], attack: str, epochs: int, seed: int = 0, rule: str = TODAY) -> dict | None:
+def default_cell(records: list[dict], attack: str, epochs: int, seed: int = 0, rule: tuple[str, str] = TODAY) -> dict | None:
     """The default's cell for `attack` and `seed` at the study's epochs, its new head trained by
-    `rule` (a stage2_label) on sets called poisoned, however the cell asked for it; an
+    `rule` (hp_stage2_rules) on the set it ran on, however the cell asked for it; an
     `evidence` cell stands in where its set was called poisoned (the two sizings then drop the same samples)."""
     def plain(r: dict, config: str) -> bool:
         cell = r["cell"]
         asked = {k: v for k, v in cell["overrides"].items() if k not in STAGE2_KEYS}
         return (cell["attack"] == attack and cell["config"] == config and cell["seed"] == seed and not asked
-                and cell["hyperparameters"]["stage1Epochs"] == epochs and stage2_label(r) == rule)
+                and cell["hyperparameters"]["stage1Epochs"] == epochs and ran_rules(r, rule))
 
     found = [r for r in records if plain(r, "default")] or [r for r in records if plain(r, "evidence") and r["result"].get("isolationVerdict") == "poisoned"]
     return found[0] if found else None
 
 
-def defended_rows(records: list[dict], attacks: list[tuple[str, str]], epochs: int, rule: str = TODAY, others: tuple[str, ...] = ()) -> tuple[list[str], list[tuple]]:
+def defended_rows(records: list[dict], attacks: list[tuple[str, str]], epochs: int, rule: tuple[str, str] = TODAY, others: tuple[tuple[str, str], ...] = ()) -> tuple[list[str], list[tuple]]:
     """Table rows (attack, what it is, no defense, [the default with each of the `others` stage-2
     rules,] default, isolation, verdict, cost, DER) and, per row with a no-defense cell, (group,
     ASR, CA cost, DER, the same or None for each of the others) for the means."""
@@ -306,11 +321,35 @@ def render_study(records: list[dict], profile: str, epochs: int) -> str:
     """The ten attacks of the study under today's default, seed 0, from committed cells, beside
     the default with the stage-2 rules it replaced."""
     attacks = [(a, "dev") for a in run.DEV] + [(a, "held-out") for a in run.HELD_OUT]
-    columns = DEFENDED_COLUMNS[:3] + [f"{label} ASR / CA %" for label in REPLACED] + [f"default ({TODAY}) ASR / CA %"] + DEFENDED_COLUMNS[4:]
+    columns = DEFENDED_COLUMNS[:3] + [f"{label} ASR / CA %" for label in REPLACED] + [f"default ({rules_label(TODAY)}) ASR / CA %"] + DEFENDED_COLUMNS[4:]
     lines = table_head(f"{epochs} stage-1 epochs, seed 0, 10 % poison (clean-label: the whole target class), target 0; no defense from the committed cell "
                        "with the same attack; cost and DER are the default's. `(evidence)`: the evidence-sized cell, the same rule on a set called poisoned.", columns)
     rows, measured = defended_rows(records, attacks, epochs, others=tuple(REPLACED.values()))
     return "\n".join(lines + rows + mean_rows(measured, ["dev", "held-out", "all"], others=len(REPLACED)))
+
+
+def render_seeds(records: list[dict], profile: str, epochs: int) -> str:
+    """Item 1's measure: CA cost (mean over seeds 0-2) and ASR of today's default on the development
+    attacks and on clean data, per seed, against the same seed's no-defense cell."""
+    baseline = no_defense(records)
+    lines = table_head(f"{epochs} stage-1 epochs, 10 % poison, target 0; default = today's rules ({rules_label(TODAY)}); "
+                       "no defense from the committed cell with the same attack and seed.",
+                       ["attack", "seed", "no defense ASR / CA %", "default ASR / CA %", "verdict", "stage 2 (the rule that applied)", "CA cost", "DER"])
+    groups: dict[str, list[tuple]] = {}
+    for attack in (*run.DEV, run.CLEAN):
+        for seed in (0, 1, 2):
+            r, none = default_cell(records, attack, epochs, seed), baseline.get((attack, epochs, seed))
+            if r is None or none is None:
+                continue
+            res = r["result"]
+            plain, cost, rating = against_no_defense(none, res)
+            lines.append(f"| {attack} | {seed} | {plain} | {pct(res.get('asr'))} / {pct(res['ca'])} | {res.get('isolationVerdict', '–')} | {stage2_label(r)} | {cost} | {rating} |")
+            groups.setdefault("clean data" if attack == run.CLEAN else "development attacks", []).append(score(none, res))
+    for name, scored in groups.items():
+        asr = [m[0] for m in scored if m[0] is not None]
+        asr_text = f"{pct(sum(asr) / len(asr))} (max {pct(max(asr))})" if asr else "–"
+        lines.append(f"| **mean, {name}** ({len(scored)}) | | | ASR {asr_text} | | | {100 * sum(m[1] for m in scored) / len(scored):.1f} | |")
+    return "\n".join(lines)
 
 
 def render_adaptive(records: list[dict], profile: str, epochs: int) -> str:
@@ -325,7 +364,7 @@ def render_adaptive(records: list[dict], profile: str, epochs: int) -> str:
     lines = table_head(f"{epochs} stage-1 epochs, seed 0, 10 % poison, target 0, the attack's other parameters at their defaults "
                        "(a 5 px patch, 200 Adam steps, the surrogate trained 5 epochs on the clean split); the default before round five "
                        "(`stage2WhenPoisoned: holdout`).", DEFENDED_COLUMNS)
-    rows, measured = defended_rows(records, attacks, epochs, rule="holdout")
+    rows, measured = defended_rows(records, attacks, epochs, rule=("holdout", "holdout"))
     return "\n".join(lines + rows + mean_rows(measured, ["all"]))
 
 
@@ -414,6 +453,7 @@ def main() -> None:
     replace_section(f"efficacy-epochs-{args.profile}", render_epochs(records, args.profile, args.epochs), EFFICACY_MD)
     replace_section(f"efficacy-cost-{args.profile}", render_cost(records, args.profile, args.epochs), EFFICACY_MD)
     replace_section(f"efficacy-ratios-{args.profile}", render_ratios(records, args.profile, args.epochs), EFFICACY_MD)
+    replace_section(f"efficacy-seeds-{args.profile}", render_seeds(records, args.profile, args.epochs), EFFICACY_MD)
     replace_section(f"efficacy-study-{args.profile}", render_study(records, args.profile, args.epochs), EFFICACY_MD)
     replace_section(f"efficacy-adaptive-{args.profile}", render_adaptive(records, args.profile, args.epochs), EFFICACY_MD)
     replace_section(f"efficacy-baselines-{args.profile}", render_baselines(records, args.profile, args.epochs), EFFICACY_MD)
