@@ -107,6 +107,11 @@ def hp_stage2_rules(hp: dict) -> tuple[str, str]:
     return poisoned, other
 
 
+def asked(cell: dict, ignored: tuple[str, ...] = ()) -> dict:
+    """A cell's overrides beyond the stage-2 rule (shown in its own column) and `ignored`."""
+    return {k: v for k, v in cell["overrides"].items() if k not in (*STAGE2_KEYS, *ignored)}
+
+
 def rules_label(rules: tuple[str, str]) -> str:
     return rules[0] if rules[0] == rules[1] else f"{rules[0]}; else {rules[1]}"
 
@@ -127,7 +132,7 @@ def ran_rules(r: dict, rules: tuple[str, str]) -> bool:
 def render_epochs(records: list[dict], profile: str, epochs: int) -> str:
     """Item 0: the default on the development attacks at more stage-1 epochs than the study's."""
     baseline = no_defense(records)
-    rows = [r for r in records if r["cell"]["config"] == "default" and set(r["cell"]["overrides"]) <= {"stage1Epochs", "isolateEpochs", *STAGE2_KEYS}
+    rows = [r for r in records if r["cell"]["config"] == "default" and not asked(r["cell"], ("stage1Epochs", "isolateEpochs"))
             and r["cell"]["hyperparameters"]["stage1Epochs"] > epochs]
     rows.sort(key=lambda r: (r["cell"]["attack"], r["cell"]["hyperparameters"]["stage1Epochs"], r["cell"]["seed"], -isolation_epochs(r["cell"]["hyperparameters"])))
     lines = [
@@ -160,7 +165,7 @@ def render_cost(records: list[dict], profile: str, epochs: int) -> str:
              and (r["cell"]["attack"], epochs, r["cell"]["seed"]) in baseline]
 
     def variant(r: dict) -> str:
-        return json.dumps({k: v for k, v in r["cell"]["overrides"].items() if k not in ("stage1Epochs", "isolateEpochs", *STAGE2_KEYS)}, sort_keys=True)
+        return json.dumps(asked(r["cell"], ("stage1Epochs", "isolateEpochs")), sort_keys=True)
 
     cells.sort(key=lambda r: (isolation_sizing(r["cell"]["hyperparameters"]) != "fixed", variant(r) != "{}", variant(r), stage2_label(r), r["cell"]["attack"] == "clean", r["cell"]["attack"], r["cell"]["seed"]))
     lines = table_head(
@@ -212,7 +217,7 @@ def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
             return (cell["attack"] in varied or cell["attack"] in studied) and r in baseline_cells(records, cell["attack"], cell["config"], epochs)
         # The study's own attacks: the default's cells, the one asking for today's stage-2 rule too;
         # other ratios and targets: every stage-2 rule tried (the config column names it)
-        todays = not cell["overrides"] or (set(cell["overrides"]) <= set(STAGE2_KEYS) and (ran_rules(r, TODAY) or cell["attack"] in varied))
+        todays = not cell["overrides"] or (not asked(cell) and (ran_rules(r, TODAY) or cell["attack"] in varied))
         return epochs_of(r) == epochs and (cell["attack"] in varied or (cell["attack"] in studied and cell["config"] != "none" and todays))
 
     cells = [r for r in records if shown(r)]
@@ -229,9 +234,9 @@ def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
         parsed = parse_attack(cell["attack"])
         none = None if cell["config"] == "none" else baseline.get((cell["attack"], epochs, 0))
         plain, cost, rating = against_no_defense(none, res)
-        asked = {k: v for k, v in cell["overrides"].items() if k not in STAGE2_KEYS}
-        shows_overrides = asked and cell["config"] not in RATIO_BASELINES  # a baseline's are today's recipe
-        config = cell["config"] + (f" `{json.dumps(asked, sort_keys=True)}`" if shows_overrides else "")
+        overrides = asked(cell)
+        shows_overrides = overrides and cell["config"] not in RATIO_BASELINES  # a baseline's are today's recipe
+        config = cell["config"] + (f" `{json.dumps(overrides, sort_keys=True)}`" if shows_overrides else "")
         config += f", stage 2 {stage2_label(r)}" if cell["method"] == "TRAP_AND_REPLACE" else ""
         dropped = isolation(r) if cell["method"] == "TRAP_AND_REPLACE" else "–"
         lines.append(
@@ -253,8 +258,7 @@ def default_cell(records: list[dict], attack: str, epochs: int, seed: int = 0, r
     `evidence` cell stands in where its set was called poisoned (the two sizings then drop the same samples)."""
     def plain(r: dict, config: str) -> bool:
         cell = r["cell"]
-        asked = {k: v for k, v in cell["overrides"].items() if k not in STAGE2_KEYS}
-        return (cell["attack"] == attack and cell["config"] == config and cell["seed"] == seed and not asked
+        return (cell["attack"] == attack and cell["config"] == config and cell["seed"] == seed and not asked(cell)
                 and cell["hyperparameters"]["stage1Epochs"] == epochs and ran_rules(r, rule))
 
     found = [r for r in records if plain(r, "default")] or [r for r in records if plain(r, "evidence") and r["result"].get("isolationVerdict") == "poisoned"]

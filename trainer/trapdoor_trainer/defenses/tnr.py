@@ -443,10 +443,9 @@ def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
     kept[isolation["kept"]] = True  # an isolated sample never returns, whatever its class's ranking
     if share == 0:
         chosen = np.flatnonzero(kept & (train.labels != target))
-        which = "the likely target" if isolation["isolationVerdict"] == "poisoned" else "the candidate class"
-        ctx.emitter.log(f"stage 2: holdout + the {len(chosen)} kept training samples not labelled {which} {target}")
-        weight = ctx.hp["stage2TargetWeight" if isolation["isolationVerdict"] == "poisoned" else "stage2CandidateWeight"]
-        return with_training_samples(ctx, chosen, balance=target, weight=weight)
+        poisoned = isolation["isolationVerdict"] == "poisoned"
+        ctx.emitter.log(f"stage 2: holdout + the {len(chosen)} kept training samples not labelled {'the likely target' if poisoned else 'the candidate class'} {target}")
+        return with_training_samples(ctx, chosen, balance=target, weight=ctx.hp["stage2TargetWeight" if poisoned else "stage2CandidateWeight"])
     scores = isolation["scores"]
     # Per class, so the head sees the training set's class mix: one ranking over all samples took
     # a class the trap flags often (T-shirts on clean Fashion-MNIST) out of the head's view and
@@ -471,20 +470,20 @@ def with_training_samples(ctx: RunContext, chosen: np.ndarray, balance: Optional
     images, labels = [holdout.images, train.images[chosen]], [holdout.labels, train.labels[chosen]]
     added = {"stage2TrainCount": int(len(chosen))}
     if balance is not None:
-        counts = np.bincount(np.concatenate(labels), minlength=ctx.data.num_classes)
+        pooled_labels = np.concatenate(labels)
+        counts = np.bincount(pooled_labels, minlength=ctx.data.num_classes)
         others = np.delete(counts, balance)
         mean = others[others > 0].mean() if (others > 0).any() else 0.0
         own = np.flatnonzero(holdout.labels == balance)
         repeats = max(0, int(round(weight * mean / len(own))) - 1) if len(own) else 0
-        topped = {}
-        for c in np.flatnonzero((counts > 0) & (counts < UNDERWEIGHT_SHARE * mean)):
-            if c != balance:
-                topped[int(c)] = int(round(mean / counts[c])) - 1
-        pooled_images, pooled_labels = np.concatenate(images), np.concatenate(labels)
-        for c, times in topped.items():
-            members = pooled_labels == c
-            images += [pooled_images[members]] * times
-            labels += [pooled_labels[members]] * times
+        thin = (counts > 0) & (counts < UNDERWEIGHT_SHARE * mean) & (np.arange(len(counts)) != balance)
+        topped = {int(c): int(round(mean / counts[c])) - 1 for c in np.flatnonzero(thin)}
+        if topped:  # the images are pooled only when a class is repeated
+            pooled_images = np.concatenate(images)
+            for c, times in topped.items():
+                members = pooled_labels == c
+                images += [pooled_images[members]] * times
+                labels += [pooled_labels[members]] * times
         images += [holdout.images[own]] * repeats
         labels += [holdout.labels[own]] * repeats
         added.update(stage2TargetRepeats=repeats, stage2LeftOut=int(balance))
