@@ -67,9 +67,20 @@ def table_head(intro: str, columns: list[str]) -> list[str]:
     return [intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
 
 
+# What a cell ran for an option its hyper-parameters do not name: the trainer's behaviour before the
+# option existed (run.py's configurations name every default the study has changed since).
+BEFORE_OPTION = {"isolateSizing": "fixed", "stage2WhenPoisoned": "holdout", "stage2TargetWeight": 1.0,
+                 "stage2WhenNotPoisoned": "holdout", "stage2CandidateWeight": 1.0}
+
+
+def ran_hyperparameters(hp: dict) -> dict:
+    """A cell's hyper-parameters with the options it does not name as they ran (BEFORE_OPTION)."""
+    return {**BEFORE_OPTION, **hp}
+
+
 def isolation_sizing(hp: dict) -> str:
     """Cells that ran before isolateSizing existed ran "fixed" (the top isolateFraction, always)."""
-    return hp.get("isolateSizing", "fixed")
+    return ran_hyperparameters(hp)["isolateSizing"]
 
 
 def isolation(r: dict) -> str:
@@ -102,8 +113,9 @@ def hp_stage2_rules(hp: dict) -> tuple[str, str]:
     """(stage 2's rule on a set called poisoned, its rule on any other set): `holdout`, `off-target ×w`
     (the likely target's weight), `off-candidate ×w`. Cells that do not name an option ran before
     it existed, on the holdout alone."""
-    poisoned = "holdout" if hp.get("stage2WhenPoisoned", "holdout") == "holdout" else f"off-target ×{hp.get('stage2TargetWeight', 1.0):g}"
-    other = "holdout" if hp.get("stage2WhenNotPoisoned", "holdout") == "holdout" else f"off-candidate ×{hp.get('stage2CandidateWeight', 1.0):g}"
+    hp = ran_hyperparameters(hp)
+    poisoned = "holdout" if hp["stage2WhenPoisoned"] == "holdout" else f"off-target ×{hp['stage2TargetWeight']:g}"
+    other = "holdout" if hp["stage2WhenNotPoisoned"] == "holdout" else f"off-candidate ×{hp['stage2CandidateWeight']:g}"
     return poisoned, other
 
 
@@ -252,14 +264,18 @@ TODAY = hp_stage2_rules(run.CONFIGS["default"])
 REPLACED = {"previous default (holdout)": ("holdout", "holdout"), "off-target ×0.5": ("off-target ×0.5", "holdout")}
 
 
+EPOCH_KEYS = ("stage1Epochs", "isolateEpochs")  # a longer run's overrides: the default as long as it says
+
+
 def default_cell(records: list[dict], attack: str, epochs: int, seed: int = 0, rule: tuple[str, str] = TODAY) -> dict | None:
-    """The default's cell for `attack` and `seed` at the study's epochs, its new head trained by
+    """The default's cell for `attack` and `seed` at `epochs` stage-1 epochs (its isolation trap at
+    the default's bound), its new head trained by
     `rule` (hp_stage2_rules) on the set it ran on, however the cell asked for it; an
     `evidence` cell stands in where its set was called poisoned (the two sizings then drop the same samples)."""
     def plain(r: dict, config: str) -> bool:
-        cell = r["cell"]
-        return (cell["attack"] == attack and cell["config"] == config and cell["seed"] == seed and not asked(cell)
-                and cell["hyperparameters"]["stage1Epochs"] == epochs and ran_rules(r, rule))
+        cell, hp = r["cell"], r["cell"]["hyperparameters"]
+        return (cell["attack"] == attack and cell["config"] == config and cell["seed"] == seed and not asked(cell, EPOCH_KEYS)
+                and hp["stage1Epochs"] == epochs and isolation_epochs(hp) == min(epochs, ISOLATE_EPOCHS_BOUND) and ran_rules(r, rule))
 
     found = [r for r in records if plain(r, "default")] or [r for r in records if plain(r, "evidence") and r["result"].get("isolationVerdict") == "poisoned"]
     return found[0] if found else None
@@ -357,19 +373,25 @@ def render_seeds(records: list[dict], profile: str, epochs: int) -> str:
 
 
 def render_adaptive(records: list[dict], profile: str, epochs: int) -> str:
-    """Item 6: LBA-n (the trigger optimised against a surrogate's layer-n features) against the
-    default before round five (measured before it; the new head on the holdout alone)."""
+    """Item 6: LBA-n (the trigger optimised against a surrogate's layer-n features) against today's
+    default and the default before round five (the new head on the holdout alone), at every
+    stage-1 length an LBA cell ran."""
     def setting(attack: str) -> tuple[str, int]:
         params = parse_attack(attack)["params"]
         return params.get("surrogateArchitecture", "small-cnn"), params.get("layer", 14)
 
-    names = sorted({r["cell"]["attack"] for r in records if parse_attack(r["cell"]["attack"])["name"] == "lba"}, key=setting)
-    attacks = [(a, "LBA-{1}, {0} surrogate".format(*setting(a))) for a in names]
-    lines = table_head(f"{epochs} stage-1 epochs, seed 0, 10 % poison, target 0, the attack's other parameters at their defaults "
-                       "(a 5 px patch, 200 Adam steps, the surrogate trained 5 epochs on the clean split); the default before round five "
-                       "(`stage2WhenPoisoned: holdout`).", DEFENDED_COLUMNS)
-    rows, measured = defended_rows(records, attacks, epochs, rule=("holdout", "holdout"))
-    return "\n".join(lines + rows + mean_rows(measured, ["all"]))
+    lba = [r for r in records if parse_attack(r["cell"]["attack"])["name"] == "lba"]
+    names = sorted({r["cell"]["attack"] for r in lba}, key=setting)
+    lengths = sorted({r["cell"]["hyperparameters"].get("stage1Epochs", r["cell"]["hyperparameters"].get("epochs")) for r in lba})
+    before = {"previous default (holdout)": REPLACED["previous default (holdout)"]}
+    columns = DEFENDED_COLUMNS[:3] + [f"{label} ASR / CA %" for label in before] + [f"default ({rules_label(TODAY)}) ASR / CA %"] + DEFENDED_COLUMNS[4:]
+    lines = table_head("Seed 0, 10 % poison, target 0, the attack's other parameters at their defaults (a 5 px patch, 200 Adam steps, the surrogate "
+                       "trained 5 epochs on the clean split); the set column gives the stage-1 epochs; cost and DER are today's default's.", columns)
+    for length in lengths:
+        attacks = [(a, "LBA-{1}, {0} surrogate, {2} epochs".format(*setting(a), length)) for a in names]
+        rows, measured = defended_rows(records, attacks, length, others=tuple(before.values()))
+        lines += rows + mean_rows([(f"{length} epochs", *m[1:]) for m in measured], [f"{length} epochs"], others=len(before))
+    return "\n".join(lines)
 
 
 BASELINES = [("fp", "FP"), ("nad", "NAD"), ("ibau", "I-BAU"), ("anp", "ANP"), ("abl", "ABL"), ("dp-sgd", "DP-SGD")]

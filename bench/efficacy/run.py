@@ -118,8 +118,9 @@ def cell_spec(profile: str, attack: str, config: str, overrides: dict, seed: int
         hp = {"tnrStage1Epochs": overrides.get("stage1Epochs", p["stage1Epochs"]), **conf}
         return {"profile": profile, "attack": attack, "config": config, "overrides": overrides, "method": method, "hyperparameters": hp, "seed": seed}
     else:
+        # A null the configuration or grid asks for is passed as null (stage2Epochs null = the
+        # recipe's length), not dropped: the trainer's default is no longer null.
         hp = {"stage1Epochs": p["stage1Epochs"], "stage2Epochs": p["stage2Epochs"], **conf, **overrides}
-        hp = {k: v for k, v in hp.items() if v is not None}
     return {"profile": profile, "attack": attack, "config": config, "overrides": overrides, "method": method, "hyperparameters": {**hp, "evalEvery": 0}, "seed": seed}
 
 

@@ -245,7 +245,7 @@ describe("web console in chromium", { timeout: 240_000 }, () => {
     await page.getByLabel("ASR test set (optional)").selectOption(asr);
     await page.getByLabel("Attack target class (optional)").fill("0");
     // Every hyper-parameter of the method has its input, with its default shown.
-    assert.equal(await page.locator("#hp-stage1Epochs").getAttribute("placeholder"), "200");
+    assert.equal(await page.locator("#hp-stage1Epochs").getAttribute("placeholder"), "30");
     await page.locator("#hp-stage1Epochs").fill("0");
     await page.getByRole("button", { name: "Launch" }).click();
     const fieldError = page.locator('[id="hyperparameters.stage1Epochs-error"]');

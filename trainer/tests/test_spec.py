@@ -31,7 +31,7 @@ def test_defaults_resolve_to_the_paper_values_except_the_studied_ones(job_datase
     spec = parse_spec(base_spec(job_datasets))
     hp = spec.hyperparameters
     assert (hp["lambda1"], hp["lambda2"], hp["lr"], hp["weightDecay"], hp["batchSize"]) == (1.0, 0.1, 1e-3, 5e-4, 256)
-    assert (hp["stage1Epochs"], hp["stemEndBlock"], hp["stage2Recipe"], hp["faithfulWrn"]) == (200, 5, "paper", True)
+    assert (hp["stage1Epochs"], hp["stage2Epochs"], hp["stemEndBlock"], hp["stage2Recipe"], hp["faithfulWrn"]) == (30, 10, 5, "paper", True)
     assert spec.architecture == "small-cnn" and spec.target is None
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import math
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from trapdoor_trainer.defenses import tnr
 from trapdoor_trainer.defenses.common import build_model
 from trapdoor_trainer.defenses.health import CALIBRATION_FILE, FLAG_RATIO, health_report
 from trapdoor_trainer.defenses.trap_signals import most_suspicious, suspicion_scores
+from trapdoor_trainer.errors import SpecError
 from trapdoor_trainer.events import Emitter
 from trapdoor_trainer.models.base import scale_gradient
 from trapdoor_trainer.phases import PhaseRunner
@@ -145,9 +148,61 @@ def test_health_report_never_calls_a_skewed_label_distribution_clean():
     [({}, tnr.ISOLATE_EPOCHS_BOUND), ({"stage1Epochs": 30}, tnr.ISOLATE_EPOCHS_BOUND), ({"stage1Epochs": 4}, 4), ({"stage1Epochs": 30, "isolateEpochs": 30}, 30)],
 )
 def test_the_isolation_trap_stops_at_its_bound_unless_asked_for_more(given, epochs):
-    # The service's default (stage1Epochs 200) must not train the isolation trap for 200 epochs.
+    # A long stage 1 (the paper's 200 epochs) must not train the isolation trap as long.
     hp = tnr.HYPERPARAMETERS
     assert tnr.isolation_epochs(hyperparams.resolve(hp, given)) == epochs
+
+
+EFFICACY = Path(__file__).resolve().parents[2] / "bench" / "efficacy"
+DEVELOPMENT_ATTACKS = ("badnet_grid", "blend", "sig")
+REPORTING_ONLY = ("evalEvery", "previewCount")
+
+
+@pytest.fixture(scope="module")
+def committed():
+    """bench/efficacy/committed.py: the committed cells and what each of them ran."""
+    spec = importlib.util.spec_from_file_location("bench_committed", EFFICACY / "committed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def runs_the_defaults(committed, hp: dict) -> bool:
+    """Whether a committed efficacy cell trained what a launch with no hyper-parameters trains: the
+    same resolved values (options the cell does not name as they ran then), the isolation trap's
+    length and stage 2's rules as they take effect."""
+    try:
+        given = hyperparams.resolve(tnr.HYPERPARAMETERS, committed.ran_hyperparameters(hp))
+    except SpecError:  # an option the trainer no longer has
+        return False
+    default = hyperparams.resolve(tnr.HYPERPARAMETERS, {})
+    same = all(given[k] == default[k] for k in default if k not in (*REPORTING_ONLY, "isolateEpochs", *committed.STAGE2_KEYS))
+    return same and tnr.isolation_epochs(given) == tnr.isolation_epochs(default) and committed.hp_stage2_rules(given) == committed.hp_stage2_rules(default)
+
+
+def test_a_launch_with_no_hyperparameters_runs_what_the_study_validated(committed):
+    # The defaults the API offers are ones the efficacy study ran on every development attack
+    # and held under 5 % ASR (bench/EFFICACY.md, "Longer stage-1 runs"): changing a default
+    # without committing its cells fails here.
+    cells = committed.load("cpu")
+    for attack in DEVELOPMENT_ATTACKS:
+        ran = [c for c in cells if c["cell"]["attack"] == attack and c["cell"]["method"] == "TRAP_AND_REPLACE"
+               and c["cell"]["seed"] == 0 and runs_the_defaults(committed, c["cell"]["hyperparameters"])]
+        assert ran, f"no committed cell runs today's T&R defaults on {attack}"
+        assert all(c["result"]["asr"] <= 0.05 for c in ran), (attack, [c["result"]["asr"] for c in ran])
+
+
+def test_the_default_check_sees_what_a_cell_ran(committed):
+    today = {"stage1Epochs": tnr.VALIDATED_STAGE1_EPOCHS, "stage2Epochs": tnr.VALIDATED_STAGE2_EPOCHS, "isolateSizing": "grow",
+             "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.25}
+    assert runs_the_defaults(committed, {**today, "evalEvery": 0, "isolateEpochs": tnr.ISOLATE_EPOCHS_BOUND})
+    assert not runs_the_defaults(committed, {**today, "stage1Epochs": 6})
+    assert not runs_the_defaults(committed, {**today, "stage2Epochs": None})  # the paper recipe's: as long as stage 1
+    assert not runs_the_defaults(committed, {**today, "isolateEpochs": 30})
+    assert not runs_the_defaults(committed, {**today, "stage2TargetWeight": 0.5})
+    # A cell that does not name an option ran before it existed: the holdout head, fixed isolation.
+    assert not runs_the_defaults(committed, {k: v for k, v in today.items() if k != "stage2WhenPoisoned"})
+    assert not runs_the_defaults(committed, {k: v for k, v in today.items() if k != "isolateSizing"})
 
 
 ISOLATE = {"stage1Epochs": 4, "stage2Epochs": 20, "isolateFraction": 0.1, "isolateEpochs": 4, "isolateProbeEpochs": 20, **FAST}

@@ -6,11 +6,11 @@ head trained on the clean holdout over that stem. Every training sample is score
 likelier the trap finds its label than the probe does, and the report is health.py's, with the
 probe in the role of the final head. No stage 1 on the kept samples, no stage 2, no model.
 
-Budgets, as shares of the T&R run the scan stands in for (`tnrStage1Epochs`, the default run's
-200): FAST traps for a quarter of its stage-1 epochs, THOROUGH for half. A default T&R run trains
-its isolation trap on every sample and stage 1 on 85 % of them for those epochs each, plus a
-stage 2 on the holdout, so FAST costs about 13 % of it and THOROUGH about 26 % (measured:
-bench/EFFICACY.md, "The scan").
+Budgets, as shares of the T&R run the scan stands in for (`tnrStage1Epochs`, by default T&R's
+own default, 30): FAST traps for a quarter of its stage-1 epochs (7 at the default, about as long
+as T&R's isolation trap, whose verdict bench/EFFICACY.md calibrates), THOROUGH for half. A T&R run
+also trains stage 1 on 85 % of the samples and a new head in stage 2, so a scan costs a fraction
+of it (measured: bench/EFFICACY.md, "The scan").
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ BUDGET_SHARE = {"FAST": 0.25, "THOROUGH": 0.5}
 
 HYPERPARAMETERS = {
     "budget": Param("FAST", "str", "FAST: trap for a quarter of tnrStage1Epochs; THOROUGH: half", choices=tuple(BUDGET_SHARE)),
-    "tnrStage1Epochs": Param(200, "int", "stage-1 epochs of the T&R run the scan stands in for (the budget takes its share of them)", minimum=1, maximum=10000),
+    "tnrStage1Epochs": Param(tnr.VALIDATED_STAGE1_EPOCHS, "int", "stage-1 epochs of the T&R run the scan stands in for (the budget takes its share of them; default: T&R's)", minimum=1, maximum=10000),
     "trapEpochs": Param(None, "int", "epochs of the trap; null = the budget's share of tnrStage1Epochs", minimum=1, maximum=10000, nullable=True),
     "probeEpochs": Param(10, "int", "epochs of the probe head trained on the holdout over the trap's stem", minimum=1, maximum=10000),
     "lambda2": tnr.HYPERPARAMETERS["lambda2"],

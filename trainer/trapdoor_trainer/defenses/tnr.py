@@ -42,6 +42,11 @@ STAGE2_RECIPES = {
 # The isolation trap's default length: the study validated isolation at 6 epochs, and a trap as
 # long as a 30-epoch stage 1 let Blend's ASR back to 62 % (bench/EFFICACY.md, "Longer stage-1 runs").
 ISOLATE_EPOCHS_BOUND = 6
+# The defaults a launch gets are the lengths the study validated (bench/EFFICACY.md, "Longer stage-1
+# runs"): the paper's 200 + 200 epochs were never run there, and longer traps are where the
+# backdoor came back before the isolation bound.
+VALIDATED_STAGE1_EPOCHS = 30
+VALIDATED_STAGE2_EPOCHS = 10
 ISOLATE_SIZINGS = ("grow", "fixed", "evidence")
 POLISH_WHEN = ("always", "unless-poisoned")
 STAGE2_WHEN_POISONED = ("holdout", "off-target")
@@ -57,8 +62,17 @@ ISOLATE_MAX_FRACTION = 0.5  # isolation never drops more than half of the traini
 UNDERWEIGHT_SHARE = 0.5
 
 HYPERPARAMETERS = {
-    "stage1Epochs": Param(200, "int", "stage-1 (trap) epochs", minimum=1, maximum=10000),
-    "stage2Epochs": Param(None, "int", "stage-2 (replace) epochs; null = the recipe's (paper: stage1Epochs, official: 100)", minimum=1, maximum=10000, nullable=True),
+    "stage1Epochs": Param(
+        VALIDATED_STAGE1_EPOCHS, "int",
+        f"stage-1 (trap) epochs. {VALIDATED_STAGE1_EPOCHS}: the longest run validated on every development attack (6, 12 and 30 measured; Blend also at 100); "
+        "the paper trains 200, which these runs did not reach (bench/EFFICACY.md, 'Longer stage-1 runs')",
+        minimum=1, maximum=10000,
+    ),
+    "stage2Epochs": Param(
+        VALIDATED_STAGE2_EPOCHS, "int",
+        f"stage-2 (replace) epochs. {VALIDATED_STAGE2_EPOCHS}: what every run of bench/EFFICACY.md trained the new head for; null = the recipe's (paper: stage1Epochs, official: 100)",
+        minimum=1, maximum=10000, nullable=True,
+    ),
     "lambda1": Param(1.0, "float", "weight of the reconstruction MSE in stage 1 (paper 10; 1 chosen with isolation on in bench/EFFICACY.md)", minimum=0),
     "lambda2": Param(0.1, "float", "weight of the total-variation term on the reconstruction (paper 0.1; official code 1)", minimum=0),
     **COMMON,

@@ -905,8 +905,8 @@ export type SanitizePolicyInput = {
 
 /**
  * What a scan spends, as a share of the default T&R run it stands in for (its stage-1 epochs,
- * hyperparameters.tnrStage1Epochs, default 200): FAST traps for a quarter of them, THOROUGH for
- * half. Both then fit a probe head on the holdout. Measured cost and reliability: bench/EFFICACY.md.
+ * hyperparameters.tnrStage1Epochs, default 30, T&R's own default): FAST traps for a quarter of them
+ * (7), THOROUGH for half (15). Both then fit a probe head on the holdout. Measured cost and reliability: bench/EFFICACY.md.
  */
 export type ScanBudget =
   | 'FAST'
