@@ -37,8 +37,9 @@ def poisoned_scan(tmp_path_factory):
 
 def test_budgets_take_their_share_of_the_tnr_stage1_epochs():
     resolve = get_method("SCAN").resolve
-    assert trap_epochs(resolve({})) == 50  # a quarter of a default T&R run's 200
-    assert trap_epochs(resolve({"budget": "THOROUGH"})) == 100
+    assert trap_epochs(resolve({})) == 7  # a quarter of a default T&R run's 30, rounded down
+    assert trap_epochs(resolve({"budget": "THOROUGH"})) == 15
+    assert resolve({})["tnrStage1Epochs"] == get_method("TRAP_AND_REPLACE").resolve({})["stage1Epochs"]
     assert trap_epochs(resolve({"budget": "FAST", "tnrStage1Epochs": 6})) == 1  # rounded down
     assert trap_epochs(resolve({"budget": "THOROUGH", "tnrStage1Epochs": 7})) == 3
     assert trap_epochs(resolve({"budget": "THOROUGH", "tnrStage1Epochs": 1})) == 1

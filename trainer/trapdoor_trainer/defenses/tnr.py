@@ -43,8 +43,8 @@ STAGE2_RECIPES = {
 # long as a 30-epoch stage 1 let Blend's ASR back to 62 % (bench/EFFICACY.md, "Longer stage-1 runs").
 ISOLATE_EPOCHS_BOUND = 6
 # The defaults a launch gets are the lengths the study validated (bench/EFFICACY.md, "Longer stage-1
-# runs"): the paper's 200 + 200 epochs were never run there, and longer traps are where the
-# backdoor came back before the isolation bound.
+# runs"): the paper's 200 + 200 epochs were never run there, and at 100 stage-1 epochs Blend's
+# backdoor came back (9.1 % ASR) although isolation had dropped all but one poisoned image.
 VALIDATED_STAGE1_EPOCHS = 30
 VALIDATED_STAGE2_EPOCHS = 10
 ISOLATE_SIZINGS = ("grow", "fixed", "evidence")
@@ -64,8 +64,8 @@ UNDERWEIGHT_SHARE = 0.5
 HYPERPARAMETERS = {
     "stage1Epochs": Param(
         VALIDATED_STAGE1_EPOCHS, "int",
-        f"stage-1 (trap) epochs. {VALIDATED_STAGE1_EPOCHS}: the longest run validated on every development attack (6, 12 and 30 measured; Blend also at 100); "
-        "the paper trains 200, which these runs did not reach (bench/EFFICACY.md, 'Longer stage-1 runs')",
+        f"stage-1 (trap) epochs. {VALIDATED_STAGE1_EPOCHS}: the longest run validated on every development attack (6, 12 and 30 measured: ASR at most 1.8 %); "
+        "at 100 epochs Blend's backdoor came back (9.1 %), and the paper's 200 were not run (bench/EFFICACY.md, 'Longer stage-1 runs')",
         minimum=1, maximum=10000,
     ),
     "stage2Epochs": Param(
