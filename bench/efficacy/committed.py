@@ -56,6 +56,15 @@ def score(none: dict, res: dict) -> tuple:
     return res["asr"], none["ca"] - res["ca"], der(none, res)
 
 
+EPOCH_KEYS = ("stage1Epochs", "isolateEpochs")  # a longer run's overrides: the default as long as it says
+
+
+def epochs_of(r: dict) -> int:
+    """A cell's training length: T&R's stage-1 epochs, a baseline's or no defense's epochs."""
+    hp = r["cell"]["hyperparameters"]
+    return hp.get("stage1Epochs", hp.get("epochs"))
+
+
 def isolation_epochs(hp: dict) -> int:
     """What the trainer ran (defenses/tnr.py isolation_epochs): cells that ran before the bound
     carry their isolateEpochs explicitly."""
@@ -144,7 +153,7 @@ def ran_rules(r: dict, rules: tuple[str, str]) -> bool:
 def render_epochs(records: list[dict], profile: str, epochs: int) -> str:
     """Item 0: the default on the development attacks at more stage-1 epochs than the study's."""
     baseline = no_defense(records)
-    rows = [r for r in records if r["cell"]["config"] == "default" and not asked(r["cell"], ("stage1Epochs", "isolateEpochs"))
+    rows = [r for r in records if r["cell"]["config"] == "default" and not asked(r["cell"], EPOCH_KEYS)
             and r["cell"]["hyperparameters"]["stage1Epochs"] > epochs]
     rows.sort(key=lambda r: (r["cell"]["attack"], r["cell"]["hyperparameters"]["stage1Epochs"], r["cell"]["seed"], -isolation_epochs(r["cell"]["hyperparameters"])))
     lines = [
@@ -177,7 +186,7 @@ def render_cost(records: list[dict], profile: str, epochs: int) -> str:
              and (r["cell"]["attack"], epochs, r["cell"]["seed"]) in baseline]
 
     def variant(r: dict) -> str:
-        return json.dumps(asked(r["cell"], ("stage1Epochs", "isolateEpochs")), sort_keys=True)
+        return json.dumps(asked(r["cell"], EPOCH_KEYS), sort_keys=True)
 
     cells.sort(key=lambda r: (isolation_sizing(r["cell"]["hyperparameters"]) != "fixed", variant(r) != "{}", variant(r), stage2_label(r), r["cell"]["attack"] == "clean", r["cell"]["attack"], r["cell"]["seed"]))
     lines = table_head(
@@ -216,10 +225,6 @@ def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
     baseline = no_defense(records)
     varied = {r["cell"]["attack"] for r in records if is_variant(r["cell"]["attack"])}
     studied = {parse_attack(a)["name"] for a in varied}
-
-    def epochs_of(r: dict) -> int:
-        hp = r["cell"]["hyperparameters"]
-        return hp.get("stage1Epochs", hp.get("epochs"))
 
     def shown(r: dict) -> bool:
         cell = r["cell"]
@@ -262,9 +267,6 @@ def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
 # beside it in the ten-attack table: the default's before round five, and the weight first chosen.
 TODAY = hp_stage2_rules(run.CONFIGS["default"])
 REPLACED = {"previous default (holdout)": ("holdout", "holdout"), "off-target ×0.5": ("off-target ×0.5", "holdout")}
-
-
-EPOCH_KEYS = ("stage1Epochs", "isolateEpochs")  # a longer run's overrides: the default as long as it says
 
 
 def default_cell(records: list[dict], attack: str, epochs: int, seed: int = 0, rule: tuple[str, str] = TODAY) -> dict | None:
@@ -382,7 +384,7 @@ def render_adaptive(records: list[dict], profile: str, epochs: int) -> str:
 
     lba = [r for r in records if parse_attack(r["cell"]["attack"])["name"] == "lba"]
     names = sorted({r["cell"]["attack"] for r in lba}, key=setting)
-    lengths = sorted({r["cell"]["hyperparameters"].get("stage1Epochs", r["cell"]["hyperparameters"].get("epochs")) for r in lba})
+    lengths = sorted({epochs_of(r) for r in lba})
     before = {"previous default (holdout)": REPLACED["previous default (holdout)"]}
     columns = DEFENDED_COLUMNS[:3] + [f"{label} ASR / CA %" for label in before] + [f"default ({rules_label(TODAY)}) ASR / CA %"] + DEFENDED_COLUMNS[4:]
     lines = table_head("Seed 0, 10 % poison, target 0, the attack's other parameters at their defaults (a 5 px patch, 200 Adam steps, the surrogate "

@@ -66,10 +66,9 @@ def measure(root: Path) -> list[dict]:
             continue
         model = load_exported_model(workdir)
         rates = {seed: attack_success_rate(model, data, run.TARGET, 1000) for seed, data in sets.items()}
-        hp = record["cell"]["hyperparameters"]
         rows.append({
             "key": record["key"], "attack": record["cell"]["attack"], "config": record["cell"]["config"], "seed": record["cell"]["seed"],
-            "epochs": hp.get("stage1Epochs", hp.get("epochs")),
+            "epochs": committed.epochs_of(record),
             "stage2": committed.stage2_label(record) if record["cell"]["config"] == "default" else "–",
             "trigger": rates[DEFAULT_TRIGGER_SEED], "controls": [rates[seed] for seed in CONTROLS],
         })
