@@ -30,7 +30,7 @@ run = load_bench_module("efficacy/run.py")
 
 # Overrides that leave the isolation pass (trap, probe, ranking) as the default runs it: the report
 # reads that pass alone, so these cells measure the default's verdict.
-SAME_ISOLATION = {"stage1Epochs", "stage2Epochs", "stage2TrainShare", "stage2TrainPick", "isolateSizingRule", *committed.STAGE2_KEYS}
+SAME_ISOLATION = {"stage1Epochs", "stage2Epochs", "stage2TrainShare", "stage2TrainPick", "isolateSizingRule", *committed.RULE_KEYS}
 CONFIGS = ("default", "default-fixed", "evidence")  # differ only in what isolation drops after the verdict
 LOW_SHARE = 0.05  # poison under 5 % of the training split is reported apart: the verdict is not built for it
 UNDER_5 = "under 5 %"

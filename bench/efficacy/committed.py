@@ -78,7 +78,7 @@ def table_head(intro: str, columns: list[str]) -> list[str]:
 
 # What a cell ran for an option its hyper-parameters do not name: the trainer's behaviour before the
 # option existed (run.py's configurations name every default the study has changed since).
-BEFORE_OPTION = {"isolateSizing": "fixed", "stage2WhenPoisoned": "holdout", "stage2TargetWeight": 1.0,
+BEFORE_OPTION = {"isolateSizing": "fixed", "stage1WhenPoisoned": "all", "stage2WhenPoisoned": "holdout", "stage2TargetWeight": 1.0,
                  "stage2WhenNotPoisoned": "holdout", "stage2CandidateWeight": 1.0}
 
 
@@ -115,22 +115,25 @@ def no_defense(records: list[dict]) -> dict:
     return {(r["cell"]["attack"], r["cell"]["hyperparameters"]["epochs"], r["cell"]["seed"]): r["result"] for r in records if r["cell"]["config"] == "none"}
 
 
-STAGE2_KEYS = ("stage2WhenPoisoned", "stage2TargetWeight", "stage2WhenNotPoisoned", "stage2CandidateWeight")  # shown in their own column, not as overrides
+RULE_KEYS = ("stage1WhenPoisoned", "stage2WhenPoisoned", "stage2TargetWeight", "stage2WhenNotPoisoned", "stage2CandidateWeight")  # shown in their own column, not as overrides
 
 
-def hp_stage2_rules(hp: dict) -> tuple[str, str]:
-    """(stage 2's rule on a set called poisoned, its rule on any other set): `holdout`, `off-target ×w`
-    (the likely target's weight), `off-candidate ×w`. Cells that do not name an option ran before
-    it existed, on the holdout alone."""
+def hp_rules(hp: dict) -> tuple[str, str]:
+    """(the rule on a set called poisoned, the rule on any other set): stage 2's `holdout`,
+    `off-target ×w` (the likely target's weight) or `off-candidate ×w`, and on a set called poisoned
+    `+ stage-1 off-target` where stage 1's classification loss left the likely target out. Cells
+    that do not name an option ran before it existed (BEFORE_OPTION)."""
     hp = ran_hyperparameters(hp)
     poisoned = "holdout" if hp["stage2WhenPoisoned"] == "holdout" else f"off-target ×{hp['stage2TargetWeight']:g}"
+    if hp["stage1WhenPoisoned"] == "off-target":
+        poisoned += " + stage-1 off-target"
     other = "holdout" if hp["stage2WhenNotPoisoned"] == "holdout" else f"off-candidate ×{hp['stage2CandidateWeight']:g}"
     return poisoned, other
 
 
 def asked(cell: dict, ignored: tuple[str, ...] = ()) -> dict:
     """A cell's overrides beyond the stage-2 rule (shown in its own column) and `ignored`."""
-    return {k: v for k, v in cell["overrides"].items() if k not in (*STAGE2_KEYS, *ignored)}
+    return {k: v for k, v in cell["overrides"].items() if k not in (*RULE_KEYS, *ignored)}
 
 
 def rules_label(rules: tuple[str, str]) -> str:
@@ -141,7 +144,7 @@ def stage2_label(r: dict) -> str:
     """The stage-2 rule that applied to a cell: the poisoned-set rule where isolation called its set
     poisoned, the other one elsewhere (isolation runs before stage 2, so the verdict does not
     depend on either)."""
-    poisoned, other = hp_stage2_rules(r["cell"]["hyperparameters"])
+    poisoned, other = hp_rules(r["cell"]["hyperparameters"])
     return poisoned if r["result"].get("isolationVerdict") == "poisoned" else other
 
 
@@ -161,7 +164,7 @@ def render_epochs(records: list[dict], profile: str, epochs: int) -> str:
         f"No defense (same attack, epochs and seed) gives CA cost and DER where its cell exists; isolation at {ISOLATE_EPOCHS_BOUND} epochs is the new default,",
         "isolation as long as stage 1 the old one.",
         "",
-        "| attack | seed | stage-1 epochs | isolation epochs | stage 2 (the rule that applied) | isolation: dropped | isolation recall % | trapped head ASR % | ASR % | CA % | no defense ASR / CA % | CA cost | DER | ASR ≤ 5 % | wall s (threads) |",
+        "| attack | seed | stage-1 epochs | isolation epochs | the rule that applied | isolation: dropped | isolation recall % | trapped head ASR % | ASR % | CA % | no defense ASR / CA % | CA cost | DER | ASR ≤ 5 % | wall s (threads) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -192,7 +195,7 @@ def render_cost(records: list[dict], profile: str, epochs: int) -> str:
     lines = table_head(
         f"{epochs} stage-1 epochs; no defense from the committed cell with the same attack and seed. Cost: CA points below no defense. "
         "Stage-2 data: what the new head trained on besides the 800 holdout images (poisoned among them).",
-        ["variant of the default", "stage 2 (the rule that applied)", "isolation: dropped", "attack", "seed", "no defense ASR / CA %", "ASR / CA %", "stage-1 CA %", "cost", "DER", "stage-2 data"],
+        ["variant of the default", "the rule that applied", "isolation: dropped", "attack", "seed", "no defense ASR / CA %", "ASR / CA %", "stage-1 CA %", "cost", "DER", "stage-2 data"],
     )
     for r in cells:
         cell, res = r["cell"], r["result"]
@@ -263,16 +266,19 @@ def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
     return "\n".join(lines)
 
 
-# Today's default stage-2 rule (run.py's `default` configuration names it), and the rules shown
-# beside it in the ten-attack table: the default's before round five, and the weight first chosen.
-TODAY = hp_stage2_rules(run.CONFIGS["default"])
-REPLACED = {"previous default (holdout)": ("holdout", "holdout"), "off-target ×0.5": ("off-target ×0.5", "holdout")}
+# Today's default rules (run.py's `default` configuration names them), and the rules shown beside
+# them in the ten-attack table: the default's before round five, the weight first chosen, and the
+# default's before round eight (stage 1 learning every kept sample's label).
+TODAY = hp_rules(run.CONFIGS["default"])
+HOLDOUT_HEAD = "holdout head (before round five)"
+EVERY_LABEL = "stage 1 on every label (before round eight)"
+REPLACED = {HOLDOUT_HEAD: ("holdout", "holdout"), "off-target ×0.5": ("off-target ×0.5", "holdout"), EVERY_LABEL: ("off-target ×0.25", "holdout")}
 
 
 def default_cell(records: list[dict], attack: str, epochs: int, seed: int = 0, rule: tuple[str, str] = TODAY) -> dict | None:
     """The default's cell for `attack` and `seed` at `epochs` stage-1 epochs (its isolation trap at
     the default's bound), its new head trained by
-    `rule` (hp_stage2_rules) on the set it ran on, however the cell asked for it; an
+    `rule` (hp_rules) on the set it ran on, however the cell asked for it; an
     `evidence` cell stands in where its set was called poisoned (the two sizings then drop the same samples)."""
     def plain(r: dict, config: str) -> bool:
         cell, hp = r["cell"], r["cell"]["hyperparameters"]
@@ -281,6 +287,16 @@ def default_cell(records: list[dict], attack: str, epochs: int, seed: int = 0, r
 
     found = [r for r in records if plain(r, "default")] or [r for r in records if plain(r, "evidence") and r["result"].get("isolationVerdict") == "poisoned"]
     return found[0] if found else None
+
+
+def todays_cell(records: list[dict], attack: str, epochs: int, seed: int = 0) -> tuple[dict | None, bool]:
+    """(today's default's cell, or where `seed` has none the default's before round eight; whether
+    it is that stand-in). On a set not called poisoned the two run the same rules."""
+    r = default_cell(records, attack, epochs, seed)
+    if r is not None:
+        return r, False
+    r = default_cell(records, attack, epochs, seed, rule=REPLACED[EVERY_LABEL])
+    return r, r is not None
 
 
 def defended_rows(records: list[dict], attacks: list[tuple[str, str]], epochs: int, rule: tuple[str, str] = TODAY, others: tuple[tuple[str, str], ...] = ()) -> tuple[list[str], list[tuple]]:
@@ -354,13 +370,15 @@ def render_seeds(records: list[dict], profile: str, epochs: int) -> str:
     """Item 1's measure: CA cost (mean over seeds 0-2) and ASR of today's default on the development
     attacks and on clean data, per seed, against the same seed's no-defense cell."""
     baseline = no_defense(records)
-    lines = table_head(f"{epochs} stage-1 epochs, 10 % poison, target 0; default = today's rules ({rules_label(TODAY)}); "
-                       "no defense from the committed cell with the same attack and seed.",
-                       ["attack", "seed", "no defense ASR / CA %", "default ASR / CA %", "verdict", "stage 2 (the rule that applied)", "CA cost", "DER"])
+    lines = table_head(f"{epochs} stage-1 epochs, 10 % poison, target 0; default = today's rules ({rules_label(TODAY)}), or where a seed has no "
+                       "such cell the default's before round eight (the rule column says which); no defense from the committed cell with the same attack and seed.",
+                       ["attack", "seed", "no defense ASR / CA %", "default ASR / CA %", "verdict", "the rule that applied", "CA cost", "DER"])
     groups: dict[str, list[tuple]] = {}
     for attack in (*run.DEV, run.CLEAN):
         for seed in (0, 1, 2):
-            r, none = default_cell(records, attack, epochs, seed), baseline.get((attack, epochs, seed))
+            # Where today's rules have no cell on a seed, the default's before round eight stands in
+            # (its rule column says so; on a set not called poisoned the two are the same).
+            r, none = todays_cell(records, attack, epochs, seed)[0], baseline.get((attack, epochs, seed))
             if r is None or none is None:
                 continue
             res = r["result"]
@@ -385,7 +403,7 @@ def render_adaptive(records: list[dict], profile: str, epochs: int) -> str:
     lba = [r for r in records if parse_attack(r["cell"]["attack"])["name"] == "lba"]
     names = sorted({r["cell"]["attack"] for r in lba}, key=setting)
     lengths = sorted({epochs_of(r) for r in lba})
-    before = {"previous default (holdout)": REPLACED["previous default (holdout)"]}
+    before = {label: REPLACED[label] for label in (HOLDOUT_HEAD, EVERY_LABEL)}
     columns = DEFENDED_COLUMNS[:3] + [f"{label} ASR / CA %" for label in before] + [f"default ({rules_label(TODAY)}) ASR / CA %"] + DEFENDED_COLUMNS[4:]
     lines = table_head("Seed 0, 10 % poison, target 0, the attack's other parameters at their defaults (a 5 px patch, 200 Adam steps, the surrogate "
                        "trained 5 epochs on the clean split); the set column gives the stage-1 epochs; cost and DER are today's default's.", columns)
@@ -434,7 +452,8 @@ def render_baselines(records: list[dict], profile: str, epochs: int) -> str:
     lines = table_head(
         f"ASR / CA % (DER), {epochs}-epoch no-defense budget, 10 % poison, target 0; seed 0 unless `n=` says how many seeds (0, 1) the figures average. "
         "FP, NAD, I-BAU and ANP defend the no-defense model of the same attack and seed; DER against the committed no-defense cell. "
-        "The best baseline and the means compare methods on the seeds the T&R default ran (a seed's DER grows with the backdoor its no-defense run planted).",
+        "The best baseline and the means compare methods on the seeds the T&R default ran (a seed's DER grows with the backdoor its no-defense run planted). "
+        "†: on some seed the T&R default before round eight (stage 1 on every label), where today's has no cell.",
         ["attack", "set", "no defense"] + [name for _, name in methods] + ["best baseline by DER"],
     )
     scores: dict[tuple[str, str], list] = {}
@@ -445,12 +464,15 @@ def render_baselines(records: list[dict], profile: str, epochs: int) -> str:
         none_text = method_summary(nones, {}, epochs)[0] if nones else "–"
         row, ratings, compared = [], {}, None
         for config, name in methods:
+            stood_in = False
             if config == "default":
-                cells = [default_cell(records, attack, epochs, seed) for seed in sorted({r["cell"]["seed"] for r in nones})]
+                found = [todays_cell(records, attack, epochs, seed) for seed in sorted({r["cell"]["seed"] for r in nones})]
+                cells, stood_in = [c for c, _ in found], any(stand_in for _, stand_in in found)
             else:
                 cells = baseline_cells(records, attack, config, epochs)
             cells = [c for c in cells if c is not None]
             text, per_seed = method_summary(cells, baseline, epochs)
+            text += " †" if stood_in else ""
             row.append(text)
             if config == "default" and per_seed:
                 compared = set(per_seed)

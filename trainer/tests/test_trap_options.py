@@ -16,6 +16,7 @@ import torch
 from test_cli import FAST, result_of, run, start, write_spec
 from trapdoor_trainer import hyperparams
 from trapdoor_trainer.context import RunContext
+from trapdoor_trainer.data import to_float_nchw
 from trapdoor_trainer.defenses import tnr
 from trapdoor_trainer.defenses.common import build_model
 from trapdoor_trainer.defenses.health import CALIBRATION_FILE, FLAG_RATIO, health_report
@@ -62,6 +63,32 @@ def test_stem_ce_scale_zero_keeps_the_classification_loss_out_of_the_stem(job_da
     moved = [not torch.equal(v, weights[k]) for k, v in model.stem.named_parameters()]
     assert any(moved) == stem_moves and (all(moved) or not stem_moves)
     assert all(not torch.equal(v, head[k]) for k, v in model.head.named_parameters())  # the trap head always learns
+
+
+def test_samples_labelled_the_left_out_label_are_reconstructed_but_not_classified(job_datasets, tmp_path):
+    ctx = context(job_datasets, tmp_path)
+    model = build_model(ctx, with_decoder=True)
+    train, off = ctx.device_data("train"), 0
+    x, y = to_float_nchw(train.images[:64]), train.labels[:64]
+    assert 0 < int((y == off).sum()) < len(y)
+    # In eval mode no sample's loss depends on another's: the CE is the mean over the others alone.
+    model.eval()
+    _, parts = tnr.stage1_loss(model, 1.0, 0.1, ce_off_label=off)(x, y, torch.Generator())
+    counted = y != off
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model(x[counted]), y[counted])
+    assert torch.allclose(parts["ce"], expected, atol=1e-5) and not torch.allclose(parts["ce"], torch.nn.functional.cross_entropy(model(x), y))
+    # A batch of the left-out label alone sends no classification gradient anywhere; the
+    # reconstruction still trains the stem.
+    model.train()
+    only = y == off
+    for lambda1, stem_learns in ((0.0, False), (1.0, True)):
+        model.zero_grad()
+        loss, _ = tnr.stage1_loss(model, lambda1, 0.0, ce_off_label=off)(x[only], y[only], torch.Generator())
+        loss.backward()
+        stem_grad = sum(float(p.grad.abs().sum()) for p in model.stem.parameters() if p.grad is not None)
+        head_grad = sum(float(p.grad.abs().sum()) for p in model.head.parameters() if p.grad is not None)
+        assert (stem_grad > 0) == stem_learns and head_grad == 0
 
 
 def test_suspicion_ranks_what_the_trap_fits_and_the_clean_head_rejects():
@@ -176,8 +203,8 @@ def runs_the_defaults(committed, hp: dict) -> bool:
     except SpecError:  # an option the trainer no longer has
         return False
     default = hyperparams.resolve(tnr.HYPERPARAMETERS, {})
-    same = all(given[k] == default[k] for k in default if k not in (*REPORTING_ONLY, "isolateEpochs", *committed.STAGE2_KEYS))
-    return same and tnr.isolation_epochs(given) == tnr.isolation_epochs(default) and committed.hp_stage2_rules(given) == committed.hp_stage2_rules(default)
+    same = all(given[k] == default[k] for k in default if k not in (*REPORTING_ONLY, "isolateEpochs", *committed.RULE_KEYS))
+    return same and tnr.isolation_epochs(given) == tnr.isolation_epochs(default) and committed.hp_rules(given) == committed.hp_rules(default)
 
 
 def test_a_launch_with_no_hyperparameters_runs_what_the_study_validated(committed):
@@ -194,14 +221,16 @@ def test_a_launch_with_no_hyperparameters_runs_what_the_study_validated(committe
 
 def test_the_default_check_sees_what_a_cell_ran(committed):
     today = {"stage1Epochs": tnr.VALIDATED_STAGE1_EPOCHS, "stage2Epochs": tnr.VALIDATED_STAGE2_EPOCHS, "isolateSizing": "grow",
-             "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.25}
+             "stage1WhenPoisoned": "off-target", "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.25}
     assert runs_the_defaults(committed, {**today, "evalEvery": 0, "isolateEpochs": tnr.ISOLATE_EPOCHS_BOUND})
     assert not runs_the_defaults(committed, {**today, "stage1Epochs": 6})
     assert not runs_the_defaults(committed, {**today, "stage2Epochs": None})  # the paper recipe's: as long as stage 1
     assert not runs_the_defaults(committed, {**today, "isolateEpochs": 30})
     assert not runs_the_defaults(committed, {**today, "stage2TargetWeight": 0.5})
-    # A cell that does not name an option ran before it existed: the holdout head, fixed isolation.
+    # A cell that does not name an option ran before it existed: the holdout head, fixed isolation,
+    # stage 1 on every label.
     assert not runs_the_defaults(committed, {k: v for k, v in today.items() if k != "stage2WhenPoisoned"})
+    assert not runs_the_defaults(committed, {k: v for k, v in today.items() if k != "stage1WhenPoisoned"})  # stage 1 on every label
     assert not runs_the_defaults(committed, {k: v for k, v in today.items() if k != "isolateSizing"})
 
 
@@ -295,13 +324,17 @@ def test_a_heavily_poisoned_set_is_called_poisoned_and_isolation_grows_with_the_
     assert "polish" not in {e.get("stage") for e in events} and "stage2Ca" not in result  # nor is it polished
 
 
-def test_on_a_set_called_poisoned_stage2_learns_from_every_kept_sample_outside_the_likely_target(tmp_path):
+def test_on_a_set_called_poisoned_the_likely_target_is_left_out_of_stage1s_labels_and_stage2s_training_samples(tmp_path):
     data = write_job_datasets(tmp_path / "data", seed=6, ratio=0.25)
-    given = dict(ISOLATE)  # the default: stage2WhenPoisoned off-target, stage2TargetWeight below 1
+    given = dict(ISOLATE)  # the default: stage1WhenPoisoned and stage2WhenPoisoned off-target, stage2TargetWeight below 1
     code, events, err = run(write_spec(tmp_path, data, "TRAP_AND_REPLACE", given), tmp_path / "work")
     assert code == 0, err
     result = result_of(events)
-    assert result["isolationVerdict"] == "poisoned"
+    assert result["isolationVerdict"] == "poisoned" and result["stage1LeftOut"] == 0
+    logs = [e.get("message", "") for e in events if e["type"] == "log"]
+    assert any("likely target 0 are reconstructed, left out of the classification loss" in m for m in logs)
+    # Left out of the labels, the target is a class the trapped head never predicts.
+    assert result["stage1Ca"] <= 1 - (np.load(f"{data['test']}/labels.npy") == 0).mean() + 1e-6
     # Every poisoned sample carries the target's label, so none of the added ones is poisoned;
     # every kept sample of the other classes is added, the target's holdout images repeated.
     train, holdout = (np.load(f"{data[k]}/labels.npy") for k in ("train", "holdout"))
