@@ -132,7 +132,7 @@ def hp_rules(hp: dict) -> tuple[str, str]:
 
 
 def asked(cell: dict, ignored: tuple[str, ...] = ()) -> dict:
-    """A cell's overrides beyond the stage-2 rule (shown in its own column) and `ignored`."""
+    """A cell's overrides beyond the rules (RULE_KEYS, shown in their own column) and `ignored`."""
     return {k: v for k, v in cell["overrides"].items() if k not in (*RULE_KEYS, *ignored)}
 
 

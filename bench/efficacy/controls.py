@@ -57,31 +57,33 @@ def blended(images: np.ndarray, trigger_seed: int) -> np.ndarray:
 
 def measure(root: Path, known: dict) -> list[dict]:
     """The figures of every shown cell: `known` ones (by cell key) as measured before, a model's
-    figures do not change; the others from their exported model, where bench/out still has it."""
+    figures do not change (its labels are read again from the cell); the others from their exported
+    model, where bench/out still has it. Known rows whose cell is not in bench/out are kept."""
     test = load_canonical(root / "test", field="test")
     keep = test.labels != run.TARGET
     images, labels = test.images[keep], test.labels[keep]
     sets = {seed: DeviceData(blended(images, seed), labels, torch.device("cpu")) for seed in (DEFAULT_TRIGGER_SEED, *CONTROLS)}
-    rows = []
+    rows, seen = [], set()
     for path in sorted((root / "cells").glob("*.json")):
         record = json.loads(path.read_text())
         workdir = root / "work" / record.get("sameRunAs", record["key"])
         if not shown(record["cell"]):
             continue
+        seen.add(record["key"])
         if record["key"] in known:
-            rows.append(known[record["key"]])
+            rates = {DEFAULT_TRIGGER_SEED: known[record["key"]]["trigger"], **dict(zip(CONTROLS, known[record["key"]]["controls"]))}
+        elif (workdir / "model.safetensors").exists():
+            model = load_exported_model(workdir)
+            rates = {seed: attack_success_rate(model, data, run.TARGET, 1000) for seed, data in sets.items()}
+        else:
             continue
-        if not (workdir / "model.safetensors").exists():
-            continue
-        model = load_exported_model(workdir)
-        rates = {seed: attack_success_rate(model, data, run.TARGET, 1000) for seed, data in sets.items()}
         rows.append({
             "key": record["key"], "attack": record["cell"]["attack"], "config": record["cell"]["config"], "seed": record["cell"]["seed"],
             "epochs": committed.epochs_of(record),
             "stage2": committed.stage2_label(record) if record["cell"]["config"] == "default" else "–",
             "trigger": rates[DEFAULT_TRIGGER_SEED], "controls": [rates[seed] for seed in CONTROLS],
         })
-    return rows
+    return rows + [row for key, row in known.items() if key not in seen]
 
 
 def render(rows: list[dict], profile: str) -> str:

@@ -87,8 +87,8 @@ def test_samples_labelled_the_left_out_label_are_reconstructed_but_not_classifie
         loss, _ = tnr.stage1_loss(model, lambda1, 0.0, ce_off_label=off)(x[only], y[only], torch.Generator())
         loss.backward()
         stem_grad = sum(float(p.grad.abs().sum()) for p in model.stem.parameters() if p.grad is not None)
-        head_grad = sum(float(p.grad.abs().sum()) for p in model.head.parameters() if p.grad is not None)
-        assert (stem_grad > 0) == stem_learns and head_grad == 0
+        head_grads = [p.grad for p in model.head.parameters()]
+        assert (stem_grad > 0) == stem_learns and all(g is not None and not g.any() for g in head_grads)
 
 
 def test_suspicion_ranks_what_the_trap_fits_and_the_clean_head_rejects():
@@ -330,7 +330,7 @@ def test_on_a_set_called_poisoned_the_likely_target_is_left_out_of_stage1s_label
     code, events, err = run(write_spec(tmp_path, data, "TRAP_AND_REPLACE", given), tmp_path / "work")
     assert code == 0, err
     result = result_of(events)
-    assert result["isolationVerdict"] == "poisoned" and result["stage1LeftOut"] == 0
+    assert result["isolationVerdict"] == "poisoned" and result["stage1LeftOut"] == 0  # the label left out: the target
     logs = [e.get("message", "") for e in events if e["type"] == "log"]
     assert any("likely target 0 are reconstructed, left out of the classification loss" in m for m in logs)
     # Left out of the labels, the target is a class the trapped head never predicts.

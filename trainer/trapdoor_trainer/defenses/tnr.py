@@ -68,8 +68,8 @@ UNDERWEIGHT_SHARE = 0.5
 HYPERPARAMETERS = {
     "stage1Epochs": Param(
         VALIDATED_STAGE1_EPOCHS, "int",
-        f"stage-1 (trap) epochs. {VALIDATED_STAGE1_EPOCHS}: the longest run validated on every development attack (6 and 30 measured with today's "
-        "defaults: ASR at most 0.9 %); 100 hold too (BadNet-Grid 0.4 %, Blend 2.9 %, SIG 0.8 %; Blend 9.1 % before stage1WhenPoisoned), the paper's 200 were not run "
+        f"stage-1 (trap) epochs. {VALIDATED_STAGE1_EPOCHS}: validated on every development attack (6 and 30 measured with today's "
+        "defaults: ASR at most 0.9 %; Blend seed 2 at 30: its floor, 11.8 %); 100 hold too on seed 0, at three times the time (BadNet-Grid 0.4 %, Blend 2.9 %, SIG 0.8 %; Blend 9.1 % before stage1WhenPoisoned), the paper's 200 were not run "
         "(bench/EFFICACY.md, 'Longer stage-1 runs')",
         minimum=1, maximum=10000,
     ),
@@ -95,7 +95,7 @@ HYPERPARAMETERS = {
         "every kept sample but those labelled the likely target, which are still reconstructed. One-target poisoning puts every poisoned sample "
         "under the target's label, so poison isolation missed cannot teach the stem the trigger through the labels, however long stage 1 runs; "
         "stage 2's new head learns the target from the holdout. Chosen on the development attacks: Blend at 100 stage-1 epochs 9.1 -> 2.9 % ASR, "
-        "Blend seed 2 at 30 epochs 32.1 -> 11.8 %, as often as ten other blended pictures (11.4 %), for 0.5-1.7 points of CA on Blend "
+        "Blend seed 2 at 30 epochs 32.1 -> 11.8 %, as often as ten other blended pictures (11.4 %), for 0.9-1.7 points of CA on Blend (0.5 or less on BadNet-Grid and SIG) "
         "(bench/EFFICACY.md, 'Longer stage-1 runs')",
         choices=STAGE1_WHEN_POISONED,
     ),
@@ -218,8 +218,8 @@ def stage2_loss(model, settings: dict):
 def run_stage1(ctx: RunContext, runner: PhaseRunner, model, *, name: str = "stage1", data=None, epochs: Optional[int] = None,
                stem_ce_scale: Optional[float] = None, ce_off_label: Optional[int] = None) -> dict:
     """Stage 1 (the trap) on `data` (default: the whole training split); samples labelled
-    `ce_off_label` are only reconstructed. The isolation pass of
-    isolate-and-retrain runs this too, under its own name, with `stem_ce_scale` 0."""
+    `ce_off_label` are only reconstructed. The isolation pass of isolate-and-retrain runs this
+    too, under its own name, with `stem_ce_scale` 0."""
     hp = ctx.hp
     bs = hp["evalBatchSize"]
     epochs = epochs or hp["stage1Epochs"]
