@@ -360,15 +360,31 @@ def test_clean_data_is_not_called_poisoned(tmp_path):
     assert result["isolationVerdict"] != "poisoned" and result["isolatedCount"] == 200 > flagged_count(tmp_path / "work")
 
 
+def test_the_label_stage1_leaves_out_follows_the_verdict_and_the_options():
+    defaults = {k: tnr.HYPERPARAMETERS[k].default for k in ("stage1WhenPoisoned", "stage1WhenNotPoisoned")}
+    poisoned = {"isolationVerdict": "poisoned", "isolationTarget": 3, "isolationCandidate": 3}
+    inconclusive = {"isolationVerdict": "inconclusive", "isolationTarget": None, "isolationCandidate": 5}
+    assert tnr.stage1_off_label(defaults, poisoned) == 3
+    assert tnr.stage1_off_label(defaults, inconclusive) is None  # by default stage 1 learns every label of a set not called poisoned
+    assert tnr.stage1_off_label(defaults, None) is None  # no isolation, no verdict
+    both = {"stage1WhenPoisoned": "all", "stage1WhenNotPoisoned": "off-candidate"}
+    assert tnr.stage1_off_label(both, inconclusive) == 5 and tnr.stage1_off_label(both, poisoned) is None
+
+
 def test_on_a_set_not_called_poisoned_off_candidate_leaves_out_only_the_candidate_class(tmp_path):
     clean = write_job_datasets(tmp_path / "data", seed=5, ratio=0.0)
-    given = {**ISOLATE, "stage2WhenNotPoisoned": "off-candidate", "stage2CandidateWeight": 0.5}
+    given = {**ISOLATE, "stage1WhenNotPoisoned": "off-candidate", "stage2WhenNotPoisoned": "off-candidate", "stage2CandidateWeight": 0.5}
     code, events, err = run(write_spec(tmp_path, clean, "TRAP_AND_REPLACE", given), tmp_path / "work")
     assert code == 0, err
     result = result_of(events)
     assert result["isolationVerdict"] != "poisoned"
     candidate = result["stage2LeftOut"]
-    assert any(f"not labelled the candidate class {candidate}" in e.get("message", "") for e in events if e["type"] == "log")
+    logs = [e.get("message", "") for e in events if e["type"] == "log"]
+    assert any(f"not labelled the candidate class {candidate}" in m for m in logs)
+    # Stage 1 left the same class out of its labels: the trapped head never predicts it.
+    assert result["stage1LeftOut"] == candidate
+    assert any(f"candidate class {candidate} are reconstructed, left out of the classification loss" in m for m in logs)
+    assert result["stage1Ca"] <= 1 - (np.load(f"{clean['test']}/labels.npy") == candidate).mean() + 1e-6
     # Every kept sample of the other classes joins the holdout; the candidate's holdout images
     # are repeated to weigh stage2CandidateWeight x another class (not stage2TargetWeight).
     train, holdout = (np.load(f"{clean[k]}/labels.npy") for k in ("train", "holdout"))

@@ -53,6 +53,7 @@ VALIDATED_STAGE2_EPOCHS = 10
 ISOLATE_SIZINGS = ("grow", "fixed", "evidence")
 POLISH_WHEN = ("always", "unless-poisoned")
 STAGE1_WHEN_POISONED = ("all", "off-target")
+STAGE1_WHEN_NOT_POISONED = ("all", "off-candidate")
 STAGE2_WHEN_POISONED = ("holdout", "off-target")
 STAGE2_WHEN_NOT_POISONED = ("holdout", "off-candidate")
 RELABELLED_MARGIN = 1.25  # the estimate's noise (an 800-image holdout's class shares) and the ranking's misses
@@ -98,6 +99,13 @@ HYPERPARAMETERS = {
         "Blend seed 2 at 30 epochs 32.1 -> 11.8 %, as often as ten other blended pictures (11.4 %), for 0.9-1.7 points of CA on Blend (0.5 or less on BadNet-Grid and SIG) "
         "(bench/EFFICACY.md, 'Longer stage-1 runs')",
         choices=STAGE1_WHEN_POISONED,
+    ),
+    "stage1WhenNotPoisoned": Param(
+        "all", "str",
+        "what stage 1 learns the labels from when isolation does not call the set poisoned (clean, inconclusive): all (every kept sample, the paper), "
+        "or off-candidate: every kept sample but those labelled the candidate class (stage2WhenNotPoisoned), which are still reconstructed, "
+        "so light poison aimed at the candidate cannot teach the stem its trigger through the labels (bench/EFFICACY.md, item 1)",
+        choices=STAGE1_WHEN_NOT_POISONED,
     ),
     "stage2WhenPoisoned": Param(
         "off-target", "str",
@@ -459,10 +467,13 @@ def stage2_share(hp: dict, isolation: Optional[dict]) -> float:
 
 def stage1_off_label(hp: dict, isolation: Optional[dict]) -> Optional[int]:
     """The label stage 1's classification loss leaves out: the likely target on a set
-    isolation called poisoned, with stage1WhenPoisoned off-target; else None."""
-    if isolation is None or isolation.get("isolationVerdict") != "poisoned" or hp["stage1WhenPoisoned"] != "off-target":
+    isolation called poisoned (stage1WhenPoisoned off-target), the candidate class on any other
+    set (stage1WhenNotPoisoned off-candidate); else None."""
+    if isolation is None:
         return None
-    return isolation.get("isolationTarget")
+    if isolation.get("isolationVerdict") == "poisoned":
+        return isolation.get("isolationTarget") if hp["stage1WhenPoisoned"] == "off-target" else None
+    return isolation.get("isolationCandidate") if hp["stage1WhenNotPoisoned"] == "off-candidate" else None
 
 
 def off_target(hp: dict, isolation: Optional[dict]) -> Optional[int]:
@@ -569,7 +580,8 @@ def run(ctx: RunContext) -> dict:
     model = build_model(ctx, with_decoder=True)
     off_label = stage1_off_label(hp, isolation)
     if off_label is not None:
-        ctx.emitter.log(f"stage 1: the kept samples labelled the likely target {off_label} are reconstructed, left out of the classification loss")
+        which = "the likely target" if isolation["isolationVerdict"] == "poisoned" else "the candidate class"
+        ctx.emitter.log(f"stage 1: the kept samples labelled {which} {off_label} are reconstructed, left out of the classification loss")
     stage1 = run_stage1(ctx, runner, model, data=train_data, ce_off_label=off_label)
     trapped_view = runner.run(Step("stage1-view", lambda: trapped_view_with_previews(ctx, model)))
     prepare_stage2(ctx, model, settings)
