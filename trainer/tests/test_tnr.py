@@ -49,6 +49,39 @@ def test_cutmix_reports_the_exact_kept_pixel_fraction():
     assert torch.equal(ya, torch.arange(8))
 
 
+def test_overlay_lays_another_batch_image_over_about_half_the_batch_within_its_strength():
+    # Image i is all i, so a mixed image is (1 - w) i + w j: w and the partner j can be read back.
+    n = 400
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 4, 4).contiguous()
+    mixed = tnr.overlay(x, torch.Generator().manual_seed(2), 0.3)
+    assert mixed.shape == x.shape and torch.allclose(mixed, mixed[:, :, :1, :1].expand_as(mixed))  # one weight per image
+    shift = (mixed - x)[:, 0, 0, 0]
+    touched = shift.abs() > 1e-4
+    assert 0.4 * n < int(touched.sum()) < 0.6 * n  # about half the batch, the rest untouched
+    # (1 - w) i + w j = i + w (j - i): every shift is a weight up to 0.3 of the gap to some other image.
+    weights = []
+    for i in torch.nonzero(touched).flatten().tolist():
+        fits = [float(shift[i]) / (j - i) for j in range(n) if j != i and 0 < float(shift[i]) / (j - i) <= 0.3 + 1e-5]
+        assert fits, i
+        weights.append(min(fits))
+    assert max(weights) <= 0.3 + 1e-5
+
+
+def test_stage2_overlay_changes_the_inputs_not_the_labels():
+    model = create_model("small-cnn", 1, 3, (8, 8))
+    model.eval()
+    x, y = torch.rand(64, 1, 8, 8), torch.randint(0, 3, (64,))
+    plain = {"cutmix": False, "labelSmoothing": 0.0, "overlay": 0.0}
+    loss_plain, _ = tnr.stage2_loss(model, plain)(x, y, torch.Generator().manual_seed(1))
+    assert float(loss_plain) == pytest.approx(float(torch.nn.functional.cross_entropy(model(x), y)), rel=1e-5)
+    loss_overlaid, _ = tnr.stage2_loss(model, {**plain, "overlay": 0.5})(x, y, torch.Generator().manual_seed(1))
+    expected = tnr.overlay(x, torch.Generator().manual_seed(1), 0.5)
+    assert float(loss_overlaid) == pytest.approx(float(torch.nn.functional.cross_entropy(model(expected), y)), rel=1e-5)
+    assert float(loss_overlaid) != pytest.approx(float(loss_plain), rel=1e-4)
+    defaults = {name: param.default for name, param in tnr.HYPERPARAMETERS.items()}
+    assert tnr.stage2_settings(defaults)["overlay"] == 0.0  # off unless asked
+
+
 def make_context(job_datasets: dict, tmp_path: Path, **hp) -> RunContext:
     spec = parse_spec({
         "method": "TRAP_AND_REPLACE", "architecture": "small-cnn", "seed": 3, "device": "cpu", "target": 0,
@@ -79,7 +112,7 @@ def test_stage2_freezes_stem_weights_and_bn_statistics_and_replaces_the_head(job
 
 
 def test_stage2_recipes_resolve():
-    base = {"stage2Epochs": None, "stage2BatchSize": None, "stage2Lr": None, "stage1Epochs": 7, "lr": 0.002}
+    base = {"stage2Epochs": None, "stage2BatchSize": None, "stage2Lr": None, "stage1Epochs": 7, "lr": 0.002, "stage2Overlay": 0.0}
     paper = tnr.stage2_settings({**base, "stage2Recipe": "paper"})
     assert (paper["epochs"], paper["batchSize"], paper["lr"], paper["cutmix"]) == (7, 32, 0.002, False)
     official = tnr.stage2_settings({**base, "stage2Recipe": "official"})

@@ -85,6 +85,13 @@ HYPERPARAMETERS = {
     "stage2BatchSize": Param(None, "int", "stage-2 batch size; null = the recipe's (paper 32, official 64)", minimum=1, nullable=True),
     "stage2Lr": Param(None, "float", "stage-2 learning rate; null = the recipe's (paper: lr, official: 0.03)", minimum=0, nullable=True),
     "stage2Recipe": Param("paper", "str", "stage-2 training recipe", choices=tuple(STAGE2_RECIPES)),
+    "stage2Overlay": Param(
+        0.0, "float",
+        "stage 2: half of each batch, drawn at random, gets another of its images laid over it at a weight drawn from U(0, this), labels kept, "
+        "so the new head learns that a picture laid over a garment does not change its class (Blend-type triggers are such a picture, and a head "
+        "fitted on clean data alone sends many blended garments to the target: bench/EFFICACY.md, 'Blend's floor'); 0 = off",
+        minimum=0, maximum=0.5,
+    ),
     "stemCeScale": Param(1.0, "float", "scale of the classification loss's gradient into the stem in stage 1 (1 = the paper; 0 = the stem learns only to reconstruct, the trap head alone fits the labels)", minimum=0, maximum=1),
     "isolateFraction": Param(0.15, "float", "isolate-and-retrain: before the real stage 1, run a trap whose stem only reconstructs, fit a probe head on the holdout, and drop this fraction of training samples the trapped head fits but the probe rejects (0 = off, the paper's T&R; default chosen in bench/EFFICACY.md)", minimum=0, maximum=ISOLATE_MAX_FRACTION),
     "isolateSizing": Param("grow", "str", "how many samples isolation drops. grow: the top isolateFraction, or more when the isolation's own evidence calls the set poisoned (health.py's verdict) and the likely target's label excess says more were relabelled (1.25 x that estimate, at most half the set); fixed: the top isolateFraction always; evidence: as grow, but a set not called poisoned loses only its flagged samples (trapped p(label) >= 4 x probe p(label)): 1.4 points more CA on clean data, but 0.5 % Blend poison got through (bench/EFFICACY.md, item 1)", choices=ISOLATE_SIZINGS),
@@ -167,6 +174,7 @@ def stage2_settings(hp: dict) -> dict:
     recipe["epochs"] = hp["stage2Epochs"] or recipe["epochs"] or hp["stage1Epochs"]
     recipe["batchSize"] = hp["stage2BatchSize"] or recipe["batchSize"]
     recipe["lr"] = hp["stage2Lr"] if hp["stage2Lr"] is not None else (recipe["lr"] or hp["lr"])
+    recipe["overlay"] = hp["stage2Overlay"]
     return recipe
 
 
@@ -208,10 +216,22 @@ def cutmix(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
     return mixed, y, y[perm], kept
 
 
+def overlay(x: torch.Tensor, generator: torch.Generator, strength: float) -> torch.Tensor:
+    """Half the batch, drawn at random, gets another image of the batch laid over it at a weight
+    from U(0, strength); labels are kept (the image underneath stays the class)."""
+    n = x.shape[0]
+    perm = torch.randperm(n, generator=generator).to(x.device)
+    weight = torch.rand(n, generator=generator) * strength * (torch.rand(n, generator=generator) < 0.5)
+    weight = weight.to(x.device, x.dtype).view(n, *([1] * (x.dim() - 1)))
+    return (1 - weight) * x + weight * x[perm]
+
+
 def stage2_loss(model, settings: dict):
     smoothing = settings["labelSmoothing"]
 
     def loss_fn(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
+        if settings["overlay"] > 0:
+            x = overlay(x, generator, settings["overlay"])
         if settings["cutmix"]:
             x, ya, yb, kept = cutmix(x, y, generator)
             logits = model(x).float()
@@ -373,7 +393,7 @@ def trap_and_probe(ctx: RunContext, runner: PhaseRunner, settings: dict, trap_ep
     head trained on the holdout over that stem. Isolate-and-retrain and the dataset scan both
     rank the training samples from what the two heads say: {"trap", "trappedView", "probe",
     "model" (the stem with the probe head)}."""
-    probe_settings = {**settings, "epochs": probe_epochs}
+    probe_settings = {**settings, "epochs": probe_epochs, "overlay": 0.0}  # the probe ranks samples as isolation was validated; the overlay is for the final head
     model = build_model(ctx, with_decoder=True)
     trap = run_stage1(ctx, runner, model, name="isolate", epochs=trap_epochs, stem_ce_scale=0.0)
     trapped_view = runner.run(Step("isolate-view", lambda: training_set_view(ctx, model)))
