@@ -78,7 +78,7 @@ def table_head(intro: str, columns: list[str]) -> list[str]:
 
 # What a cell ran for an option its hyper-parameters do not name: the trainer's behaviour before the
 # option existed (run.py's configurations name every default the study has changed since).
-BEFORE_OPTION = {"isolateSizing": "fixed", "stage1WhenPoisoned": "all", "stage1WhenNotPoisoned": "all", "stage2WhenPoisoned": "holdout", "stage2TargetWeight": 1.0,
+BEFORE_OPTION = {"isolateSizing": "fixed", "stage1WhenPoisoned": "all", "stage1WhenNotPoisoned": "all", "stage2Overlay": 0.0, "stage2WhenPoisoned": "holdout", "stage2TargetWeight": 1.0,
                  "stage2WhenNotPoisoned": "holdout", "stage2CandidateWeight": 1.0}
 
 
@@ -115,14 +115,15 @@ def no_defense(records: list[dict]) -> dict:
     return {(r["cell"]["attack"], r["cell"]["hyperparameters"]["epochs"], r["cell"]["seed"]): r["result"] for r in records if r["cell"]["config"] == "none"}
 
 
-RULE_KEYS = ("stage1WhenPoisoned", "stage1WhenNotPoisoned", "stage2WhenPoisoned", "stage2TargetWeight", "stage2WhenNotPoisoned", "stage2CandidateWeight")  # shown in their own column, not as overrides
+RULE_KEYS = ("stage1WhenPoisoned", "stage1WhenNotPoisoned", "stage2Overlay", "stage2WhenPoisoned", "stage2TargetWeight", "stage2WhenNotPoisoned", "stage2CandidateWeight")  # shown in their own column, not as overrides
 
 
 def hp_rules(hp: dict) -> tuple[str, str]:
     """(the rule on a set called poisoned, the rule on any other set): stage 2's `holdout`,
     `off-target ×w` (the likely target's weight) or `off-candidate ×w`, and on a set called poisoned
     `+ stage-1 off-target` where stage 1's classification loss left the likely target out (on any
-    other set `+ stage-1 off-candidate`, the candidate class). Cells
+    other set `+ stage-1 off-candidate`, the candidate class), and `+ overlay s` on both where stage 2
+    overlaid images (stage2Overlay). Cells
     that do not name an option ran before it existed (BEFORE_OPTION)."""
     hp = ran_hyperparameters(hp)
     poisoned = "holdout" if hp["stage2WhenPoisoned"] == "holdout" else f"off-target ×{hp['stage2TargetWeight']:g}"
@@ -131,6 +132,8 @@ def hp_rules(hp: dict) -> tuple[str, str]:
     other = "holdout" if hp["stage2WhenNotPoisoned"] == "holdout" else f"off-candidate ×{hp['stage2CandidateWeight']:g}"
     if hp["stage1WhenNotPoisoned"] == "off-candidate":
         other += " + stage-1 off-candidate"
+    if hp["stage2Overlay"] > 0:  # stage 2 on any set
+        poisoned, other = (f"{rule} + overlay {hp['stage2Overlay']:g}" for rule in (poisoned, other))
     return poisoned, other
 
 

@@ -194,17 +194,24 @@ def committed():
     return module
 
 
-def runs_the_defaults(committed, hp: dict) -> bool:
+def runs_the_defaults(committed, record: dict) -> bool:
     """Whether a committed efficacy cell trained what a launch with no hyper-parameters trains: the
     same resolved values (options the cell does not name as they ran then), the isolation trap's
-    length and stage 2's rules as they take effect."""
+    length and stage 2's rule as it takes effect on the set the cell ran on (a set called poisoned
+    never runs the rules for other sets, and the other way round)."""
+    hp = record["cell"]["hyperparameters"]
     try:
         given = hyperparams.resolve(tnr.HYPERPARAMETERS, committed.ran_hyperparameters(hp))
     except SpecError:  # an option the trainer no longer has
         return False
     default = hyperparams.resolve(tnr.HYPERPARAMETERS, {})
     same = all(given[k] == default[k] for k in default if k not in (*REPORTING_ONLY, "isolateEpochs", *committed.RULE_KEYS))
-    return same and tnr.isolation_epochs(given) == tnr.isolation_epochs(default) and committed.hp_rules(given) == committed.hp_rules(default)
+    return same and tnr.isolation_epochs(given) == tnr.isolation_epochs(default) and committed.ran_rules(record, committed.hp_rules(default))
+
+
+def cell(hp: dict, verdict: str = "poisoned") -> dict:
+    """A committed cell's record as the default check reads it."""
+    return {"cell": {"hyperparameters": hp}, "result": {"isolationVerdict": verdict}}
 
 
 def test_a_launch_with_no_hyperparameters_runs_what_the_study_validated(committed):
@@ -214,7 +221,7 @@ def test_a_launch_with_no_hyperparameters_runs_what_the_study_validated(committe
     cells = committed.load("cpu")
     for attack in DEVELOPMENT_ATTACKS:
         ran = [c for c in cells if c["cell"]["attack"] == attack and c["cell"]["method"] == "TRAP_AND_REPLACE"
-               and c["cell"]["seed"] == 0 and runs_the_defaults(committed, c["cell"]["hyperparameters"])]
+               and c["cell"]["seed"] == 0 and runs_the_defaults(committed, c)]
         assert ran, f"no committed cell runs today's T&R defaults on {attack}"
         assert all(c["result"]["asr"] <= 0.05 for c in ran), (attack, [c["result"]["asr"] for c in ran])
 
@@ -222,16 +229,20 @@ def test_a_launch_with_no_hyperparameters_runs_what_the_study_validated(committe
 def test_the_default_check_sees_what_a_cell_ran(committed):
     today = {"stage1Epochs": tnr.VALIDATED_STAGE1_EPOCHS, "stage2Epochs": tnr.VALIDATED_STAGE2_EPOCHS, "isolateSizing": "grow",
              "stage1WhenPoisoned": "off-target", "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.25}
-    assert runs_the_defaults(committed, {**today, "evalEvery": 0, "isolateEpochs": tnr.ISOLATE_EPOCHS_BOUND})
-    assert not runs_the_defaults(committed, {**today, "stage1Epochs": 6})
-    assert not runs_the_defaults(committed, {**today, "stage2Epochs": None})  # the paper recipe's: as long as stage 1
-    assert not runs_the_defaults(committed, {**today, "isolateEpochs": 30})
-    assert not runs_the_defaults(committed, {**today, "stage2TargetWeight": 0.5})
+    assert runs_the_defaults(committed, cell({**today, "evalEvery": 0, "isolateEpochs": tnr.ISOLATE_EPOCHS_BOUND}))
+    assert not runs_the_defaults(committed, cell({**today, "stage1Epochs": 6}))
+    assert not runs_the_defaults(committed, cell({**today, "stage2Epochs": None}))  # the paper recipe's: as long as stage 1
+    assert not runs_the_defaults(committed, cell({**today, "isolateEpochs": 30}))
+    assert not runs_the_defaults(committed, cell({**today, "stage2TargetWeight": 0.5}))
     # A cell that does not name an option ran before it existed: the holdout head, fixed isolation,
     # stage 1 on every label.
-    assert not runs_the_defaults(committed, {k: v for k, v in today.items() if k != "stage2WhenPoisoned"})
-    assert not runs_the_defaults(committed, {k: v for k, v in today.items() if k != "stage1WhenPoisoned"})  # stage 1 on every label
-    assert not runs_the_defaults(committed, {k: v for k, v in today.items() if k != "isolateSizing"})
+    assert not runs_the_defaults(committed, cell({k: v for k, v in today.items() if k != "stage2WhenPoisoned"}))
+    assert not runs_the_defaults(committed, cell({k: v for k, v in today.items() if k != "stage1WhenPoisoned"}))  # stage 1 on every label
+    assert not runs_the_defaults(committed, cell({k: v for k, v in today.items() if k != "isolateSizing"}))
+    # A rule counts where it took effect: another rule for sets not called poisoned changes nothing on a poisoned one.
+    other = "holdout" if tnr.HYPERPARAMETERS["stage2WhenNotPoisoned"].default == "off-candidate" else "off-candidate"
+    assert runs_the_defaults(committed, cell({**today, "stage2WhenNotPoisoned": other}))
+    assert not runs_the_defaults(committed, cell({**today, "stage2WhenNotPoisoned": other}, verdict="inconclusive"))
 
 
 ISOLATE = {"stage1Epochs": 4, "stage2Epochs": 20, "isolateFraction": 0.1, "isolateEpochs": 4, "isolateProbeEpochs": 20, **FAST}
