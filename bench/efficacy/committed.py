@@ -78,7 +78,7 @@ def table_head(intro: str, columns: list[str]) -> list[str]:
 
 # What a cell ran for an option its hyper-parameters do not name: the trainer's behaviour before the
 # option existed (run.py's configurations name every default the study has changed since).
-BEFORE_OPTION = {"isolateSizing": "fixed", "stage1WhenPoisoned": "all", "stage1WhenNotPoisoned": "all", "stage2Overlay": 0.0, "stage2WhenPoisoned": "holdout", "stage2TargetWeight": 1.0,
+BEFORE_OPTION = {"isolateSizing": "fixed", "stage1WhenPoisoned": "all", "stage1WhenNotPoisoned": "all", "stage2Overlay": 0.0, "stage2OverlayWhen": "always", "stage2WhenPoisoned": "holdout", "stage2TargetWeight": 1.0,
                  "stage2WhenNotPoisoned": "holdout", "stage2CandidateWeight": 1.0}
 
 
@@ -115,15 +115,16 @@ def no_defense(records: list[dict]) -> dict:
     return {(r["cell"]["attack"], r["cell"]["hyperparameters"]["epochs"], r["cell"]["seed"]): r["result"] for r in records if r["cell"]["config"] == "none"}
 
 
-RULE_KEYS = ("stage1WhenPoisoned", "stage1WhenNotPoisoned", "stage2Overlay", "stage2WhenPoisoned", "stage2TargetWeight", "stage2WhenNotPoisoned", "stage2CandidateWeight")  # shown in their own column, not as overrides
+RULE_KEYS = ("stage1WhenPoisoned", "stage1WhenNotPoisoned", "stage2Overlay", "stage2OverlayWhen", "stage2WhenPoisoned", "stage2TargetWeight", "stage2WhenNotPoisoned", "stage2CandidateWeight")  # shown in their own column, not as overrides
 
 
 def hp_rules(hp: dict) -> tuple[str, str]:
     """(the rule on a set called poisoned, the rule on any other set): stage 2's `holdout`,
     `off-target ×w` (the likely target's weight) or `off-candidate ×w`, and on a set called poisoned
     `+ stage-1 off-target` where stage 1's classification loss left the likely target out (on any
-    other set `+ stage-1 off-candidate`, the candidate class), and `+ overlay s` on both where stage 2
-    overlaid images (stage2Overlay). Cells
+    other set `+ stage-1 off-candidate`, the candidate class), and `+ overlay s` where stage 2
+    overlaid images (stage2Overlay: on a set called poisoned, and with stage2OverlayWhen always on
+    any other; cells from before that option overlaid on every set). Cells
     that do not name an option ran before it existed (BEFORE_OPTION)."""
     hp = ran_hyperparameters(hp)
     poisoned = "holdout" if hp["stage2WhenPoisoned"] == "holdout" else f"off-target ×{hp['stage2TargetWeight']:g}"
@@ -132,8 +133,10 @@ def hp_rules(hp: dict) -> tuple[str, str]:
     other = "holdout" if hp["stage2WhenNotPoisoned"] == "holdout" else f"off-candidate ×{hp['stage2CandidateWeight']:g}"
     if hp["stage1WhenNotPoisoned"] == "off-candidate":
         other += " + stage-1 off-candidate"
-    if hp["stage2Overlay"] > 0:  # stage 2 on any set
-        poisoned, other = (f"{rule} + overlay {hp['stage2Overlay']:g}" for rule in (poisoned, other))
+    if hp["stage2Overlay"] > 0:
+        poisoned += f" + overlay {hp['stage2Overlay']:g}"
+        if hp["stage2OverlayWhen"] == "always":
+            other += f" + overlay {hp['stage2Overlay']:g}"
     return poisoned, other
 
 
@@ -273,12 +276,16 @@ def render_ratios(records: list[dict], profile: str, epochs: int) -> str:
 
 
 # Today's default rules (run.py's `default` configuration names them), and the rules shown beside
-# them in the ten-attack table: the default's before round five, the weight first chosen, and the
-# default's before round eight (stage 1 learning every kept sample's label).
+# them in the ten-attack table: the default's before round five, the weight first chosen, the
+# default's before round eight (stage 1 learning every kept sample's label) and before round nine
+# (stage 2 without the overlay, the holdout head on sets not called poisoned).
 TODAY = hp_rules(run.CONFIGS["default"])
 HOLDOUT_HEAD = "holdout head (before round five)"
 EVERY_LABEL = "stage 1 on every label (before round eight)"
-REPLACED = {HOLDOUT_HEAD: ("holdout", "holdout"), "off-target ×0.5": ("off-target ×0.5", "holdout"), EVERY_LABEL: ("off-target ×0.25", "holdout")}
+NO_OVERLAY = "no overlay (before round nine)"
+REPLACED = {HOLDOUT_HEAD: ("holdout", "holdout"), "off-target ×0.5": ("off-target ×0.5", "holdout"), EVERY_LABEL: ("off-target ×0.25", "holdout"),
+            NO_OVERLAY: ("off-target ×0.25 + stage-1 off-target", "holdout")}
+STAND_INS = (NO_OVERLAY, EVERY_LABEL)  # where a seed has no cell with today's rules, the latest earlier default that has one
 
 
 def default_cell(records: list[dict], attack: str, epochs: int, seed: int = 0, rule: tuple[str, str] = TODAY) -> dict | None:
@@ -296,13 +303,16 @@ def default_cell(records: list[dict], attack: str, epochs: int, seed: int = 0, r
 
 
 def todays_cell(records: list[dict], attack: str, epochs: int, seed: int = 0) -> tuple[dict | None, bool]:
-    """(today's default's cell, or where `seed` has none the default's before round eight; whether
-    it is that stand-in). On a set not called poisoned the two run the same rules."""
+    """(today's default's cell, or where `seed` has none the latest earlier default's (STAND_INS)
+    that has one; whether it is such a stand-in)."""
     r = default_cell(records, attack, epochs, seed)
     if r is not None:
         return r, False
-    r = default_cell(records, attack, epochs, seed, rule=REPLACED[EVERY_LABEL])
-    return r, r is not None
+    for label in STAND_INS:
+        r = default_cell(records, attack, epochs, seed, rule=REPLACED[label])
+        if r is not None:
+            return r, True
+    return None, False
 
 
 def defended_rows(records: list[dict], attacks: list[tuple[str, str]], epochs: int, rule: tuple[str, str] = TODAY, others: tuple[tuple[str, str], ...] = ()) -> tuple[list[str], list[tuple]]:
@@ -377,13 +387,12 @@ def render_seeds(records: list[dict], profile: str, epochs: int) -> str:
     attacks and on clean data, per seed, against the same seed's no-defense cell."""
     baseline = no_defense(records)
     lines = table_head(f"{epochs} stage-1 epochs, 10 % poison, target 0; default = today's rules ({rules_label(TODAY)}), or where a seed has no "
-                       "such cell the default's before round eight (the rule column says which); no defense from the committed cell with the same attack and seed.",
+                       "such cell the latest earlier default that has one (the rule column says which); no defense from the committed cell with the same attack and seed.",
                        ["attack", "seed", "no defense ASR / CA %", "default ASR / CA %", "verdict", "the rule that applied", "CA cost", "DER"])
     groups: dict[str, list[tuple]] = {}
     for attack in (*run.DEV, run.CLEAN):
         for seed in (0, 1, 2):
-            # Where today's rules have no cell on a seed, the default's before round eight stands in
-            # (its rule column says so; on a set not called poisoned the two are the same).
+            # Where today's rules have no cell on a seed, an earlier default's stands in (its rule column says so).
             r, none = todays_cell(records, attack, epochs, seed)[0], baseline.get((attack, epochs, seed))
             if r is None or none is None:
                 continue
@@ -459,7 +468,7 @@ def render_baselines(records: list[dict], profile: str, epochs: int) -> str:
         f"ASR / CA % (DER), {epochs}-epoch no-defense budget, 10 % poison, target 0; seed 0 unless `n=` says how many seeds (0, 1) the figures average. "
         "FP, NAD, I-BAU and ANP defend the no-defense model of the same attack and seed; DER against the committed no-defense cell. "
         "The best baseline and the means compare methods on the seeds the T&R default ran (a seed's DER grows with the backdoor its no-defense run planted). "
-        "†: on some seed the T&R default before round eight (stage 1 on every label), where today's has no cell.",
+        "†: on some seed an earlier T&R default (before round nine or eight: the seeds table's rule column), where today's has no cell.",
         ["attack", "set", "no defense"] + [name for _, name in methods] + ["best baseline by DER"],
     )
     scores: dict[tuple[str, str], list] = {}

@@ -61,11 +61,13 @@ CONFIGS = {
     "isolate-trap-first": {**ISOLATE, "stemCeScale": 0.0},
     # The service's default (trainer defaults), chosen on the development attacks. Cells cached
     # before isolateSizing existed ran "fixed", cells cached before stage2WhenPoisoned or
-    # stage2WhenNotPoisoned existed ran "holdout", those before stage1WhenPoisoned "all"
+    # stage2WhenNotPoisoned existed ran "holdout", those before stage1WhenPoisoned "all", those before
+    # stage2Overlay none, and those with an overlay before stage2OverlayWhen overlaid on every set
     # (their hyper-parameters do not name them; the
     # configurations below that do not name them ran before these options, and run today's
     # trainer defaults when their cells are made anew).
-    "default": {**DEFAULT, "isolateSizing": "grow", "stage1WhenPoisoned": "off-target", "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.25},
+    "default": {**DEFAULT, "isolateSizing": "grow", "stage1WhenPoisoned": "off-target", "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.25,
+                "stage2Overlay": 0.3, "stage2OverlayWhen": "poisoned"},
     "default-fixed": {**DEFAULT, "isolateSizing": "fixed"},
     "evidence": {**DEFAULT, "isolateSizing": "evidence"},
     # scanDataset's budgets: the verdict alone, from the trap and the probe (defenses/scan.py).

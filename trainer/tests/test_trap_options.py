@@ -228,7 +228,8 @@ def test_a_launch_with_no_hyperparameters_runs_what_the_study_validated(committe
 
 def test_the_default_check_sees_what_a_cell_ran(committed):
     today = {"stage1Epochs": tnr.VALIDATED_STAGE1_EPOCHS, "stage2Epochs": tnr.VALIDATED_STAGE2_EPOCHS, "isolateSizing": "grow",
-             "stage1WhenPoisoned": "off-target", "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.25}
+             "stage1WhenPoisoned": "off-target", "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.25, "stage2Overlay": 0.3,
+             "stage2OverlayWhen": "poisoned"}
     assert runs_the_defaults(committed, cell({**today, "evalEvery": 0, "isolateEpochs": tnr.ISOLATE_EPOCHS_BOUND}))
     assert not runs_the_defaults(committed, cell({**today, "stage1Epochs": 6}))
     assert not runs_the_defaults(committed, cell({**today, "stage2Epochs": None}))  # the paper recipe's: as long as stage 1
@@ -239,10 +240,15 @@ def test_the_default_check_sees_what_a_cell_ran(committed):
     assert not runs_the_defaults(committed, cell({k: v for k, v in today.items() if k != "stage2WhenPoisoned"}))
     assert not runs_the_defaults(committed, cell({k: v for k, v in today.items() if k != "stage1WhenPoisoned"}))  # stage 1 on every label
     assert not runs_the_defaults(committed, cell({k: v for k, v in today.items() if k != "isolateSizing"}))
+    assert not runs_the_defaults(committed, cell({k: v for k, v in today.items() if k != "stage2Overlay"}))  # stage 2 without the overlay
     # A rule counts where it took effect: another rule for sets not called poisoned changes nothing on a poisoned one.
     other = "holdout" if tnr.HYPERPARAMETERS["stage2WhenNotPoisoned"].default == "off-candidate" else "off-candidate"
     assert runs_the_defaults(committed, cell({**today, "stage2WhenNotPoisoned": other}))
     assert not runs_the_defaults(committed, cell({**today, "stage2WhenNotPoisoned": other}, verdict="inconclusive"))
+    # The overlay counts where it applied: on every set in cells from before stage2OverlayWhen.
+    before_the_switch = {k: v for k, v in today.items() if k != "stage2OverlayWhen"}
+    assert runs_the_defaults(committed, cell(before_the_switch))
+    assert not runs_the_defaults(committed, cell(before_the_switch, verdict="inconclusive"))
 
 
 ISOLATE = {"stage1Epochs": 4, "stage2Epochs": 20, "isolateFraction": 0.1, "isolateEpochs": 4, "isolateProbeEpochs": 20, **FAST}
@@ -344,6 +350,7 @@ def test_on_a_set_called_poisoned_the_likely_target_is_left_out_of_stage1s_label
     assert result["isolationVerdict"] == "poisoned" and result["stage1LeftOut"] == 0  # the label left out: the target
     logs = [e.get("message", "") for e in events if e["type"] == "log"]
     assert any("likely target 0 are reconstructed, left out of the classification loss" in m for m in logs)
+    assert any("gets another of its images laid over it, weight up to 0.3" in m for m in logs)  # the overlay, on a set called poisoned
     # Left out of the labels, the target is a class the trapped head never predicts.
     assert result["stage1Ca"] <= 1 - (np.load(f"{data['test']}/labels.npy") == 0).mean() + 1e-6
     # Every poisoned sample carries the target's label, so none of the added ones is poisoned;
@@ -375,16 +382,19 @@ def test_the_label_stage1_leaves_out_follows_the_verdict_and_the_options():
     defaults = {k: tnr.HYPERPARAMETERS[k].default for k in ("stage1WhenPoisoned", "stage1WhenNotPoisoned")}
     poisoned = {"isolationVerdict": "poisoned", "isolationTarget": 3, "isolationCandidate": 3}
     inconclusive = {"isolationVerdict": "inconclusive", "isolationTarget": None, "isolationCandidate": 5}
-    assert tnr.stage1_off_label(defaults, poisoned) == 3
+    assert tnr.stage1_off_label(defaults, poisoned) == 3  # the likely target
     assert tnr.stage1_off_label(defaults, inconclusive) is None  # by default stage 1 learns every label of a set not called poisoned
     assert tnr.stage1_off_label(defaults, None) is None  # no isolation, no verdict
-    both = {"stage1WhenPoisoned": "all", "stage1WhenNotPoisoned": "off-candidate"}
-    assert tnr.stage1_off_label(both, inconclusive) == 5 and tnr.stage1_off_label(both, poisoned) is None
+    every_label = {"stage1WhenPoisoned": "all", "stage1WhenNotPoisoned": "all"}
+    assert tnr.stage1_off_label(every_label, inconclusive) is None and tnr.stage1_off_label(every_label, poisoned) is None
+    mixed = {"stage1WhenPoisoned": "all", "stage1WhenNotPoisoned": "off-candidate"}
+    assert tnr.stage1_off_label(mixed, inconclusive) == 5 and tnr.stage1_off_label(mixed, poisoned) is None
 
 
-def test_on_a_set_not_called_poisoned_off_candidate_leaves_out_only_the_candidate_class(tmp_path):
+def test_on_a_set_not_called_poisoned_the_candidate_class_is_left_out_of_stage1s_labels_and_stage2s_training_samples(tmp_path):
     clean = write_job_datasets(tmp_path / "data", seed=5, ratio=0.0)
-    given = {**ISOLATE, "stage1WhenNotPoisoned": "off-candidate", "stage2WhenNotPoisoned": "off-candidate", "stage2CandidateWeight": 0.5}
+    weight = 0.5
+    given = {**ISOLATE, "stage1WhenNotPoisoned": "off-candidate", "stage2WhenNotPoisoned": "off-candidate", "stage2CandidateWeight": weight}
     code, events, err = run(write_spec(tmp_path, clean, "TRAP_AND_REPLACE", given), tmp_path / "work")
     assert code == 0, err
     result = result_of(events)
@@ -395,6 +405,7 @@ def test_on_a_set_not_called_poisoned_off_candidate_leaves_out_only_the_candidat
     # Stage 1 left the same class out of its labels: the trapped head never predicts it.
     assert result["stage1LeftOut"] == candidate
     assert any(f"candidate class {candidate} are reconstructed, left out of the classification loss" in m for m in logs)
+    assert not any("laid over it" in m for m in logs)  # by default no overlay on a set not called poisoned
     assert result["stage1Ca"] <= 1 - (np.load(f"{clean['test']}/labels.npy") == candidate).mean() + 1e-6
     # Every kept sample of the other classes joins the holdout; the candidate's holdout images
     # are repeated to weigh stage2CandidateWeight x another class (not stage2TargetWeight).
@@ -402,7 +413,7 @@ def test_on_a_set_not_called_poisoned_off_candidate_leaves_out_only_the_candidat
     others_count, classes = int((train != candidate).sum()), int(train.max()) + 1
     assert others_count - result["isolatedCount"] <= result["stage2TrainCount"] <= others_count
     others = (int((holdout != candidate).sum()) + result["stage2TrainCount"]) / (classes - 1)
-    assert result["stage2TargetRepeats"] == round(0.5 * others / (holdout == candidate).sum()) - 1 > 0
+    assert result["stage2TargetRepeats"] == round(weight * others / (holdout == candidate).sum()) - 1 > 0
 
 
 def test_stage2_data_repeats_the_left_out_class_to_its_weight_and_tops_up_a_class_isolation_thinned():

@@ -54,6 +54,7 @@ ISOLATE_SIZINGS = ("grow", "fixed", "evidence")
 POLISH_WHEN = ("always", "unless-poisoned")
 STAGE1_WHEN_POISONED = ("all", "off-target")
 STAGE1_WHEN_NOT_POISONED = ("all", "off-candidate")
+OVERLAY_WHEN = ("poisoned", "always")
 STAGE2_WHEN_POISONED = ("holdout", "off-target")
 STAGE2_WHEN_NOT_POISONED = ("holdout", "off-candidate")
 RELABELLED_MARGIN = 1.25  # the estimate's noise (an 800-image holdout's class shares) and the ranking's misses
@@ -86,11 +87,19 @@ HYPERPARAMETERS = {
     "stage2Lr": Param(None, "float", "stage-2 learning rate; null = the recipe's (paper: lr, official: 0.03)", minimum=0, nullable=True),
     "stage2Recipe": Param("paper", "str", "stage-2 training recipe", choices=tuple(STAGE2_RECIPES)),
     "stage2Overlay": Param(
-        0.0, "float",
+        0.3, "float",
         "stage 2: half of each batch, drawn at random, gets another of its images laid over it at a weight drawn from U(0, this), labels kept, "
         "so the new head learns that a picture laid over a garment does not change its class (Blend-type triggers are such a picture, and a head "
-        "fitted on clean data alone sends many blended garments to the target: bench/EFFICACY.md, 'Blend's floor'); 0 = off",
+        "fitted on clean data alone sends many blended garments to the target: bench/EFFICACY.md, 'Blend's floor'); 0 = off. "
+        "0.3 chosen on the development attacks at 6 stage-1 epochs: Blend seeds 0-2 0.2 / 10.3 / 16.8 -> 0.4 / 1.1 / 2.1 % ASR for 0.0-0.4 points of CA, "
+        "BadNet-Grid 0.8 -> 0.7 %, SIG 0.3 -> 0.8 % (0.5 points each; bench/EFFICACY.md, item 1, ninth round); which sets: stage2OverlayWhen",
         minimum=0, maximum=0.5,
+    ),
+    "stage2OverlayWhen": Param(
+        "poisoned", "str",
+        "which runs' stage 2 overlays (stage2Overlay): poisoned, only where isolation calls the set poisoned (where 0.3 was chosen), or always. "
+        "On clean data with the holdout-only head it cost 0.9 points of CA (seed 0: 79.5 -> 78.6 %; bench/EFFICACY.md, item 1, ninth round)",
+        choices=OVERLAY_WHEN,
     ),
     "stemCeScale": Param(1.0, "float", "scale of the classification loss's gradient into the stem in stage 1 (1 = the paper; 0 = the stem learns only to reconstruct, the trap head alone fits the labels)", minimum=0, maximum=1),
     "isolateFraction": Param(0.15, "float", "isolate-and-retrain: before the real stage 1, run a trap whose stem only reconstructs, fit a probe head on the holdout, and drop this fraction of training samples the trapped head fits but the probe rejects (0 = off, the paper's T&R; default chosen in bench/EFFICACY.md)", minimum=0, maximum=ISOLATE_MAX_FRACTION),
@@ -111,7 +120,9 @@ HYPERPARAMETERS = {
         "all", "str",
         "what stage 1 learns the labels from when isolation does not call the set poisoned (clean, inconclusive): all (every kept sample, the paper), "
         "or off-candidate: every kept sample but those labelled the candidate class (stage2WhenNotPoisoned), which are still reconstructed, "
-        "so light poison aimed at the candidate cannot teach the stem its trigger through the labels (bench/EFFICACY.md, item 1)",
+        "so light poison aimed at the candidate cannot teach the stem its trigger through the labels. With stage2WhenNotPoisoned off-candidate at weight 0.25 "
+        "it took Blend at 1 % of the set from 7.9 to 3.8 % ASR; measured with the other not-poisoned rules and not the default "
+        "(see stage2WhenNotPoisoned; bench/EFFICACY.md, item 1, ninth round)",
         choices=STAGE1_WHEN_NOT_POISONED,
     ),
     "stage2WhenPoisoned": Param(
@@ -128,15 +139,17 @@ HYPERPARAMETERS = {
         "what stage 2's new head trains on when isolation does not call the set poisoned (clean, inconclusive): holdout (the paper), or off-candidate: "
         "as stage2WhenPoisoned off-target, leaving out the candidate class (the class with the most flags: a light poison's target when the flags see it, "
         "on clean Fashion-MNIST T-shirt/top, which the holdout probe confuses with shirts), its holdout images weighed by stage2CandidateWeight. "
-        "Measured and not the default: clean data's CA cost falls from 4.3 to 2.4 points (seeds 0-2, weight 0.25), but light Blend poison, "
-        "not called poisoned, gets through more: 1 % of the set 1.6 -> 7.9 % ASR (bench/EFFICACY.md, item 1). stage2TrainShare > 0 takes its place",
+        "Measured and not the default: alone at weight 0.25 clean data's CA cost falls from 4.3 to 2.4 points (seeds 0-2), but Blend at 1 % of the set, "
+        "not called poisoned, goes from 1.6 to 7.9 % ASR; with stage1WhenNotPoisoned off-candidate, stage2OverlayWhen always and weight 0.5 clean data costs "
+        "1.3 points (seeds 0-2) and every light poison but one stays at 2.9 % or less: Blend at 0.5 % aimed at class 3 keeps 5.4 % (bench/EFFICACY.md, item 1). "
+        "stage2TrainShare > 0 takes its place",
         choices=STAGE2_WHEN_NOT_POISONED,
     ),
     "stage2CandidateWeight": Param(
         0.25, "float",
         "with stage2WhenNotPoisoned off-candidate: how much the candidate class's holdout images weigh in stage 2, repeated, against the mean of another class. "
-        "At 1 clean data costs 0.7 points, but the new head sends 19.5 % of Blend-at-0.5 % images to the candidate (0.5: 13.2 %, 0.25: 2.8 %; "
-        "a model trained on no poison: 10.6 %; bench/EFFICACY.md, item 1)",
+        "At 1 clean data costs 0.7 points, but the new head sends 19.5 % of Blend-at-0.5 % images to the candidate (0.5: 13.2 %, 0.25: 2.8 %); "
+        "with stage1WhenNotPoisoned off-candidate and the overlay on every set, 6.9 % at 1 and 2.2 % at 0.5 (bench/EFFICACY.md, item 1)",
         minimum=0.05, maximum=1,
     ),
     "stage2TargetWeight": Param(
@@ -174,7 +187,7 @@ def stage2_settings(hp: dict) -> dict:
     recipe["epochs"] = hp["stage2Epochs"] or recipe["epochs"] or hp["stage1Epochs"]
     recipe["batchSize"] = hp["stage2BatchSize"] or recipe["batchSize"]
     recipe["lr"] = hp["stage2Lr"] if hp["stage2Lr"] is not None else (recipe["lr"] or hp["lr"])
-    recipe["overlay"] = hp["stage2Overlay"]
+    recipe["overlay"] = hp["stage2Overlay"]  # where it applies: overlay_strength
     return recipe
 
 
@@ -485,6 +498,14 @@ def stage2_share(hp: dict, isolation: Optional[dict]) -> float:
     return hp["stage2TrainShare"]
 
 
+def overlay_strength(hp: dict, isolation: Optional[dict]) -> float:
+    """stage2Overlay where stage2OverlayWhen says it applies: on every set, or only on a set
+    isolation called poisoned (a run without isolation has no verdict and overlays only with always)."""
+    if hp["stage2OverlayWhen"] == "always" or (isolation is not None and isolation.get("isolationVerdict") == "poisoned"):
+        return hp["stage2Overlay"]
+    return 0.0
+
+
 def stage1_off_label(hp: dict, isolation: Optional[dict]) -> Optional[int]:
     """The label stage 1's classification loss leaves out: the likely target on a set
     isolation called poisoned (stage1WhenPoisoned off-target), the candidate class on any other
@@ -604,6 +625,9 @@ def run(ctx: RunContext) -> dict:
         ctx.emitter.log(f"stage 1: the kept samples labelled {which} {off_label} are reconstructed, left out of the classification loss")
     stage1 = run_stage1(ctx, runner, model, data=train_data, ce_off_label=off_label)
     trapped_view = runner.run(Step("stage1-view", lambda: trapped_view_with_previews(ctx, model)))
+    settings["overlay"] = overlay_strength(hp, isolation)
+    if settings["overlay"] > 0:
+        ctx.emitter.log(f"stage 2: half of each batch gets another of its images laid over it, weight up to {settings['overlay']:g}")
     prepare_stage2(ctx, model, settings)
     stage2_set, stage2_added = stage2_data(ctx, isolation)
     stage2 = run_stage2(ctx, runner, model, settings, data=stage2_set)
