@@ -9,7 +9,9 @@ Stage 2 discards head and decoder, freezes the stem *and its BN statistics*, and
 head of the same shape on the clean holdout (plus, with `stage2TrainShare`, the training samples
 isolation found least suspicious, or with `stage2WhenPoisoned: off-target` on a set called
 poisoned the kept samples outside the likely target, and with `stage2WhenNotPoisoned:
-off-candidate` on any other set those outside the candidate class). Final model = stem + new head.
+off-candidate` on any other set those outside the candidate class); with `stage2Overlay`, on a set
+called poisoned, half of each batch gets another of its images laid over it, labels kept, so the
+new head does not read blending itself as the target. Final model = stem + new head.
 """
 
 from __future__ import annotations
