@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from trapdoor_trainer import hyperparams
 from trapdoor_trainer.defenses import tnr
 from trapdoor_trainer.defenses.common import build_model
 from trapdoor_trainer.events import Emitter
@@ -78,14 +79,14 @@ def test_stage2_overlay_changes_the_inputs_not_the_labels():
     expected = tnr.overlay(x, torch.Generator().manual_seed(1), 0.5)
     assert float(loss_overlaid) == pytest.approx(float(torch.nn.functional.cross_entropy(model(expected), y)), rel=1e-5)
     assert float(loss_overlaid) != pytest.approx(float(loss_plain), rel=1e-4)
-    defaults = {name: param.default for name, param in tnr.HYPERPARAMETERS.items()}
+    defaults = hyperparams.resolve(tnr.HYPERPARAMETERS, {})
     assert tnr.stage2_settings(defaults)["overlay"] == tnr.HYPERPARAMETERS["stage2Overlay"].default > 0  # on by default
     assert tnr.stage2_settings({**defaults, "stage2Overlay": 0.0})["overlay"] == 0.0
 
 
 def test_the_overlay_applies_where_stage2_overlay_when_says():
     poisoned, inconclusive = {"isolationVerdict": "poisoned"}, {"isolationVerdict": "inconclusive"}
-    default = {"stage2Overlay": tnr.HYPERPARAMETERS["stage2Overlay"].default, "stage2OverlayWhen": tnr.HYPERPARAMETERS["stage2OverlayWhen"].default}
+    default = hyperparams.resolve(tnr.HYPERPARAMETERS, {})
     assert tnr.overlay_strength(default, poisoned) == default["stage2Overlay"] > 0
     assert tnr.overlay_strength(default, inconclusive) == 0.0 and tnr.overlay_strength(default, None) == 0.0  # not called poisoned, or no verdict
     always = {**default, "stage2OverlayWhen": "always"}

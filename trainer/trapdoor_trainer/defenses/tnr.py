@@ -370,12 +370,17 @@ POLISH = "polish"
 POLISH_RECIPE = Recipe("sgd", momentum=0.9, schedule="cosine")
 
 
+def called_poisoned(isolation: Optional[dict]) -> bool:
+    """Whether isolation's evidence called the set poisoned (no isolation: no verdict)."""
+    return isolation is not None and isolation.get("isolationVerdict") == "poisoned"
+
+
 def polishes(hp: dict, isolation: Optional[dict]) -> bool:
     """Whether this run polishes: polishEpochs > 0, and with polishWhen unless-poisoned only when
     isolation did not call the set poisoned (a run without isolation has no verdict and polishes)."""
     if hp["polishEpochs"] == 0:
         return False
-    return hp["polishWhen"] == "always" or isolation is None or isolation.get("isolationVerdict") != "poisoned"
+    return hp["polishWhen"] == "always" or not called_poisoned(isolation)
 
 
 def run_polish(ctx: RunContext, runner: PhaseRunner, model, data) -> dict:
@@ -495,7 +500,7 @@ def stage2_share(hp: dict, isolation: Optional[dict]) -> float:
     """The stage2TrainShare that applies: none without isolation, and none when isolation (sized
     by its evidence: grow, evidence) called the set poisoned (missed poison ranks low on some attacks, e.g. BadNet-Grid,
     and a share of 0.5 let 760 poisoned samples into the head's data: bench/EFFICACY.md, item 1)."""
-    if isolation is None or (hp["isolateSizing"] != "fixed" and isolation.get("isolationVerdict") == "poisoned"):
+    if isolation is None or (hp["isolateSizing"] != "fixed" and called_poisoned(isolation)):
         return 0.0
     return hp["stage2TrainShare"]
 
@@ -503,7 +508,7 @@ def stage2_share(hp: dict, isolation: Optional[dict]) -> float:
 def overlay_strength(hp: dict, isolation: Optional[dict]) -> float:
     """stage2Overlay where stage2OverlayWhen says it applies: on every set, or only on a set
     isolation called poisoned (a run without isolation has no verdict and overlays only with always)."""
-    if hp["stage2OverlayWhen"] == "always" or (isolation is not None and isolation.get("isolationVerdict") == "poisoned"):
+    if hp["stage2OverlayWhen"] == "always" or called_poisoned(isolation):
         return hp["stage2Overlay"]
     return 0.0
 
@@ -514,7 +519,7 @@ def stage1_off_label(hp: dict, isolation: Optional[dict]) -> Optional[int]:
     set (stage1WhenNotPoisoned off-candidate); else None."""
     if isolation is None:
         return None
-    if isolation.get("isolationVerdict") == "poisoned":
+    if called_poisoned(isolation):
         return isolation.get("isolationTarget") if hp["stage1WhenPoisoned"] == "off-target" else None
     return isolation.get("isolationCandidate") if hp["stage1WhenNotPoisoned"] == "off-candidate" else None
 
@@ -525,7 +530,7 @@ def off_target(hp: dict, isolation: Optional[dict]) -> Optional[int]:
     (stage2WhenNotPoisoned off-candidate); None when stage 2 does not add training samples this way."""
     if isolation is None:
         return None
-    if isolation.get("isolationVerdict") == "poisoned":
+    if called_poisoned(isolation):
         return isolation.get("isolationTarget") if hp["stage2WhenPoisoned"] == "off-target" else None
     return isolation.get("isolationCandidate") if hp["stage2WhenNotPoisoned"] == "off-candidate" else None
 
@@ -544,7 +549,7 @@ def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
     kept[isolation["kept"]] = True  # an isolated sample never returns, whatever its class's ranking
     if share == 0:
         chosen = np.flatnonzero(kept & (train.labels != target))
-        poisoned = isolation["isolationVerdict"] == "poisoned"
+        poisoned = called_poisoned(isolation)
         ctx.emitter.log(f"stage 2: holdout + the {len(chosen)} kept training samples not labelled {'the likely target' if poisoned else 'the candidate class'} {target}")
         return with_training_samples(ctx, chosen, balance=target, weight=ctx.hp["stage2TargetWeight" if poisoned else "stage2CandidateWeight"])
     scores = isolation["scores"]
@@ -623,7 +628,7 @@ def run(ctx: RunContext) -> dict:
     model = build_model(ctx, with_decoder=True)
     off_label = stage1_off_label(hp, isolation)
     if off_label is not None:
-        which = "the likely target" if isolation["isolationVerdict"] == "poisoned" else "the candidate class"
+        which = "the likely target" if called_poisoned(isolation) else "the candidate class"
         ctx.emitter.log(f"stage 1: the kept samples labelled {which} {off_label} are reconstructed, left out of the classification loss")
     stage1 = run_stage1(ctx, runner, model, data=train_data, ce_off_label=off_label)
     trapped_view = runner.run(Step("stage1-view", lambda: trapped_view_with_previews(ctx, model)))
