@@ -383,12 +383,14 @@ def test_the_label_stage1_leaves_out_follows_the_verdict_and_the_options():
     poisoned = {"isolationVerdict": "poisoned", "isolationTarget": 3, "isolationCandidate": 3}
     inconclusive = {"isolationVerdict": "inconclusive", "isolationTarget": None, "isolationCandidate": 5}
     assert tnr.stage1_off_label(defaults, poisoned) == 3  # the likely target
-    assert tnr.stage1_off_label(defaults, inconclusive) is None  # by default stage 1 learns every label of a set not called poisoned
+    assert tnr.stage1_off_label(defaults, inconclusive) == 5  # the candidate class
     assert tnr.stage1_off_label(defaults, None) is None  # no isolation, no verdict
     every_label = {"stage1WhenPoisoned": "all", "stage1WhenNotPoisoned": "all"}
     assert tnr.stage1_off_label(every_label, inconclusive) is None and tnr.stage1_off_label(every_label, poisoned) is None
     mixed = {"stage1WhenPoisoned": "all", "stage1WhenNotPoisoned": "off-candidate"}
     assert tnr.stage1_off_label(mixed, inconclusive) == 5 and tnr.stage1_off_label(mixed, poisoned) is None
+    mixed = {"stage1WhenPoisoned": "off-target", "stage1WhenNotPoisoned": "all"}
+    assert tnr.stage1_off_label(mixed, inconclusive) is None and tnr.stage1_off_label(mixed, poisoned) == 3
 
 
 def test_on_a_set_not_called_poisoned_the_candidate_class_is_left_out_of_stage1s_labels_and_stage2s_training_samples(tmp_path):
