@@ -226,6 +226,18 @@ def test_a_launch_with_no_hyperparameters_runs_what_the_study_validated(committe
         assert all(c["result"]["asr"] <= 0.05 for c in ran), (attack, [c["result"]["asr"] for c in ran])
 
 
+def test_the_defaults_for_sets_not_called_poisoned_ran_on_clean_data_and_light_poison(committed):
+    # The rules for a set isolation does not call poisoned apply to clean data and to poison too
+    # light to be called: a launch's defaults must have a committed cell on each (bench/EFFICACY.md,
+    # "What the default costs", tenth round), the light poison under 5 % ASR.
+    cells = committed.load("cpu")
+    for attack in ("clean", "blend@0.005"):
+        ran = [c for c in cells if c["cell"]["attack"] == attack and c["cell"]["method"] == "TRAP_AND_REPLACE" and c["cell"]["seed"] == 0
+               and c["result"].get("isolationVerdict") != "poisoned" and runs_the_defaults(committed, c)]
+        assert ran, f"no committed cell runs today's T&R defaults on {attack}"
+        assert all(c["result"]["asr"] is None or c["result"]["asr"] <= 0.05 for c in ran), (attack, [c["result"]["asr"] for c in ran])
+
+
 def test_the_default_check_sees_what_a_cell_ran(committed):
     today = {"stage1Epochs": tnr.VALIDATED_STAGE1_EPOCHS, "stage2Epochs": tnr.VALIDATED_STAGE2_EPOCHS, "isolateSizing": "grow",
              "stage1WhenPoisoned": "off-target", "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.25, "stage2Overlay": 0.3,
