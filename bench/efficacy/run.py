@@ -62,14 +62,13 @@ CONFIGS = {
     # The service's default (trainer defaults), chosen on the development attacks. Cells cached
     # before isolateSizing existed ran "fixed", cells cached before stage2WhenPoisoned or
     # stage2WhenNotPoisoned existed ran "holdout", those before stage1WhenPoisoned "all", those before
-    # stage2Overlay none, those with an overlay before stage2OverlayWhen overlaid on every set, and
-    # those before round ten ran the holdout head and stage 1 on every label on a set not called
-    # poisoned (their hyper-parameters do not name them; the
+    # stage2Overlay none, and those with an overlay before stage2OverlayWhen overlaid on every set
+    # (their hyper-parameters do not name them; the
     # configurations below that do not name them ran before these options, and run today's
     # trainer defaults when their cells are made anew).
     "default": {**DEFAULT, "isolateSizing": "grow", "stage1WhenPoisoned": "off-target", "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.25,
                 "stage2Overlay": 0.3, "stage2OverlayWhen": "poisoned",
-                "stage1WhenNotPoisoned": "off-candidate", "stage2WhenNotPoisoned": "off-candidate", "stage2CandidateWeight": 0.25},
+                "stage1WhenNotPoisoned": "all", "stage2WhenNotPoisoned": "holdout"},
     "default-fixed": {**DEFAULT, "isolateSizing": "fixed"},
     "evidence": {**DEFAULT, "isolateSizing": "evidence"},
     # scanDataset's budgets: the verdict alone, from the trap and the probe (defenses/scan.py).

@@ -228,10 +228,11 @@ def test_a_launch_with_no_hyperparameters_runs_what_the_study_validated(committe
 
 def test_the_defaults_for_sets_not_called_poisoned_ran_on_clean_data_and_light_poison(committed):
     # The rules for a set isolation does not call poisoned apply to clean data and to poison too
-    # light to be called: a launch's defaults must have a committed cell on each (bench/EFFICACY.md,
-    # "What the default costs", tenth round), the light poison under 5 % ASR.
+    # light to be called: a launch's defaults must have a committed cell on each, the light poison
+    # under 5 % ASR. Blend at 0.5 % aimed at class 3 is the one that failed a candidate rule at a
+    # launch's 30 epochs (bench/EFFICACY.md, "What the default costs", tenth round).
     cells = committed.load("cpu")
-    for attack in ("clean", "blend@0.005"):
+    for attack in ("clean", "blend@0.005#3"):
         ran = [c for c in cells if c["cell"]["attack"] == attack and c["cell"]["method"] == "TRAP_AND_REPLACE" and c["cell"]["seed"] == 0
                and c["result"].get("isolationVerdict") != "poisoned" and runs_the_defaults(committed, c)]
         assert ran, f"no committed cell runs today's T&R defaults on {attack}"
@@ -395,7 +396,7 @@ def test_the_label_stage1_leaves_out_follows_the_verdict_and_the_options():
     poisoned = {"isolationVerdict": "poisoned", "isolationTarget": 3, "isolationCandidate": 3}
     inconclusive = {"isolationVerdict": "inconclusive", "isolationTarget": None, "isolationCandidate": 5}
     assert tnr.stage1_off_label(defaults, poisoned) == 3  # the likely target
-    assert tnr.stage1_off_label(defaults, inconclusive) == 5  # the candidate class
+    assert tnr.stage1_off_label(defaults, inconclusive) is None  # by default stage 1 learns every label of a set not called poisoned
     assert tnr.stage1_off_label(defaults, None) is None  # no isolation, no verdict
     every_label = {"stage1WhenPoisoned": "all", "stage1WhenNotPoisoned": "all"}
     assert tnr.stage1_off_label(every_label, inconclusive) is None and tnr.stage1_off_label(every_label, poisoned) is None

@@ -4,8 +4,7 @@ Stage 1 trains stem + lightweight head + decoder on the (possibly poisoned) trai
 CE + lambda1 * MSE(recon, input) + lambda2 * TV(recon): the easy backdoor shortcut is meant to
 land in the small head while reconstruction keeps the stem on real image features (with
 `stage1WhenPoisoned: off-target`, on a set isolation called poisoned, the likely target's samples
-are left out of the CE, so poison isolation missed cannot teach the stem its trigger; with
-`stage1WhenNotPoisoned: off-candidate` on any other set, the candidate class's).
+are left out of the CE, so poison isolation missed cannot teach the stem its trigger).
 Stage 2 discards head and decoder, freezes the stem *and its BN statistics*, and trains a fresh
 head of the same shape on the clean holdout (plus, with `stage2TrainShare`, the training samples
 isolation found least suspicious, or with `stage2WhenPoisoned: off-target` on a set called
@@ -120,11 +119,12 @@ HYPERPARAMETERS = {
         choices=STAGE1_WHEN_POISONED,
     ),
     "stage1WhenNotPoisoned": Param(
-        "off-candidate", "str",
+        "all", "str",
         "what stage 1 learns the labels from when isolation does not call the set poisoned (clean, inconclusive): all (every kept sample, the paper), "
         "or off-candidate: every kept sample but those labelled the candidate class (stage2WhenNotPoisoned), which are still reconstructed, "
         "so light poison aimed at the candidate cannot teach the stem its trigger through the labels. With stage2WhenNotPoisoned off-candidate at weight 0.25 "
-        "it took Blend at 1 % of the set from 7.9 to 3.8 % ASR (bench/EFFICACY.md, item 1, ninth and tenth rounds)",
+        "it took Blend at 1 % of the set from 7.9 to 3.8 % ASR; measured with the other not-poisoned rules and not the default "
+        "(see stage2WhenNotPoisoned; bench/EFFICACY.md, item 1, ninth and tenth rounds)",
         choices=STAGE1_WHEN_NOT_POISONED,
     ),
     "stage2WhenPoisoned": Param(
@@ -137,14 +137,14 @@ HYPERPARAMETERS = {
         choices=STAGE2_WHEN_POISONED,
     ),
     "stage2WhenNotPoisoned": Param(
-        "off-candidate", "str",
+        "holdout", "str",
         "what stage 2's new head trains on when isolation does not call the set poisoned (clean, inconclusive): holdout (the paper), or off-candidate: "
         "as stage2WhenPoisoned off-target, leaving out the candidate class (the class with the most flags: a light poison's target when the flags see it, "
         "on clean Fashion-MNIST T-shirt/top, which the holdout probe confuses with shirts), its holdout images weighed by stage2CandidateWeight. "
-        "Chosen with stage1WhenNotPoisoned off-candidate at weight 0.25: clean data's CA cost 4.3 -> 2.4 points (seeds 0-2), every light poison the verdict "
-        "does not call poisoned (Blend, BadNet-Grid at 0.5 and 1 %, SIG on 10 and 25 % of its class, Blend towards class 3) at 3.8 % ASR or less; "
-        "alone at weight 0.25 Blend at 1 % of the set kept 7.9 %, and weight 0.5 with the overlay on every set, 1.3 points on clean data, "
-        "left Blend at 0.5 % towards class 3 at 5.4 % (bench/EFFICACY.md, item 1, tenth round). stage2TrainShare > 0 takes its place",
+        "Measured and not the default: with stage1WhenNotPoisoned off-candidate at weight 0.25 clean data's CA cost falls from 4.3 to 2.4 points "
+        "(seeds 0-2, 6 stage-1 epochs; 4.6 -> 4.1 at 30) and every light poison stays at 3.8 % ASR or less at 6 epochs, but at 30 epochs Blend at 0.5 % "
+        "aimed at class 3 (the flags name T-shirts, so its 21 unflagged poisoned images join the head's data) gives 93.2 % ASR, against 0.0 % "
+        "with the holdout (bench/EFFICACY.md, item 1, tenth round). stage2TrainShare > 0 takes its place",
         choices=STAGE2_WHEN_NOT_POISONED,
     ),
     "stage2CandidateWeight": Param(
