@@ -209,6 +209,12 @@ def runs_the_defaults(committed, record: dict) -> bool:
     return same and tnr.isolation_epochs(given) == tnr.isolation_epochs(default) and committed.ran_rules(record, committed.hp_rules(default))
 
 
+def default_cells(committed, cells: list[dict], attack: str) -> list[dict]:
+    """The committed T&R cells of `attack`, seed 0, that ran a launch's defaults (runs_the_defaults)."""
+    return [c for c in cells if c["cell"]["attack"] == attack and c["cell"]["method"] == "TRAP_AND_REPLACE"
+            and c["cell"]["seed"] == 0 and runs_the_defaults(committed, c)]
+
+
 def cell(hp: dict, verdict: str = "poisoned") -> dict:
     """A committed cell's record as the default check reads it."""
     return {"cell": {"hyperparameters": hp}, "result": {"isolationVerdict": verdict}}
@@ -220,8 +226,7 @@ def test_a_launch_with_no_hyperparameters_runs_what_the_study_validated(committe
     # without committing its cells fails here.
     cells = committed.load("cpu")
     for attack in DEVELOPMENT_ATTACKS:
-        ran = [c for c in cells if c["cell"]["attack"] == attack and c["cell"]["method"] == "TRAP_AND_REPLACE"
-               and c["cell"]["seed"] == 0 and runs_the_defaults(committed, c)]
+        ran = default_cells(committed, cells, attack)
         assert ran, f"no committed cell runs today's T&R defaults on {attack}"
         assert all(c["result"]["asr"] <= 0.05 for c in ran), (attack, [c["result"]["asr"] for c in ran])
 
@@ -233,8 +238,7 @@ def test_the_defaults_for_sets_not_called_poisoned_ran_on_clean_data_and_light_p
     # launch's 30 epochs (bench/EFFICACY.md, "What the default costs", tenth round).
     cells = committed.load("cpu")
     for attack in ("clean", "blend@0.005#3"):
-        ran = [c for c in cells if c["cell"]["attack"] == attack and c["cell"]["method"] == "TRAP_AND_REPLACE" and c["cell"]["seed"] == 0
-               and c["result"].get("isolationVerdict") != "poisoned" and runs_the_defaults(committed, c)]
+        ran = [c for c in default_cells(committed, cells, attack) if not tnr.called_poisoned(c["result"])]
         assert ran, f"no committed cell runs today's T&R defaults on {attack}"
         assert all(c["result"]["asr"] is None or c["result"]["asr"] <= 0.05 for c in ran), (attack, [c["result"]["asr"] for c in ran])
 
