@@ -455,6 +455,56 @@ def test_stage2_data_repeats_the_left_out_class_to_its_weight_and_tops_up_a_clas
     assert set(images[stage2.labels.cpu().numpy() == 2]) == set(train.images.ravel()[train.labels == 2]) | set(holdout.images.ravel()[holdout.labels == 2])
 
 
+def test_stage2_data_tops_up_thin_classes_when_asked_without_leaving_a_class_out():
+    def split(counts):
+        labels = np.repeat(np.arange(len(counts)), counts)
+        return type("Split", (), {"images": np.arange(len(labels), dtype=np.float32).reshape(-1, 1, 1, 1), "labels": labels, "poison_mask": None})
+
+    train, holdout = split([100, 100, 20, 100]), split([10, 10, 10, 10])
+    ctx = type("Ctx", (), {"data": type("Data", (), {"train": train, "holdout": holdout, "num_classes": 4}),
+                           "device": torch.device("cpu"), "emitter": Emitter(io.StringIO())})
+    every = np.arange(len(train.labels))
+    # The mean of all four classes is 90; class 2's 30 samples are under half of it, so x3.
+    stage2, added = tnr.with_training_samples(ctx, every, top_up=True)
+    assert np.bincount(stage2.labels.cpu().numpy(), minlength=4).tolist() == [110, 110, 90, 110]
+    assert added == {"stage2TrainCount": 320, "stage2ClassesToppedUp": 1}
+    stage2, added = tnr.with_training_samples(ctx, every)  # not asked: the classes as they come
+    assert np.bincount(stage2.labels.cpu().numpy(), minlength=4).tolist() == [110, 110, 30, 110] and added == {"stage2TrainCount": 320}
+
+
+def probe_agreed_context(hp: dict) -> tuple:
+    """A 40-sample training set (classes 0-3, ten each) whose samples 0-4 are poisoned into class 3:
+    the probe assigns them to class 0, where their pictures belong; it also misreads samples 10-11."""
+    labels = np.repeat(np.arange(4), 10)
+    poison = np.zeros(40, dtype=bool)
+    poison[:5] = True
+    labels[:5] = 3
+    probe_pred = np.repeat(np.arange(4), 10)
+    probe_pred[10:12] = 2
+    split = lambda lab, mask: type("Split", (), {"images": np.arange(len(lab), dtype=np.float32).reshape(-1, 1, 1, 1), "labels": lab, "poison_mask": mask})
+    data = type("Data", (), {"train": split(labels, poison), "holdout": split(np.repeat(np.arange(4), 3), None), "num_classes": 4})
+    ctx = type("Ctx", (), {"data": data, "device": torch.device("cpu"), "emitter": Emitter(io.StringIO()), "hp": hp,
+                           "device_data": lambda self, name: name})()
+    kept = [i for i in range(40) if i not in (3, 20)]  # isolation dropped one poisoned and one clean sample
+    isolation = {"isolationVerdict": "inconclusive", "isolationCandidate": 0, "isolationTarget": None, "kept": kept,
+                 "probePred": torch.as_tensor(probe_pred), "scores": torch.zeros(40)}
+    return ctx, isolation
+
+
+def test_probe_agreed_stage2_adds_the_kept_samples_the_probe_assigns_to_their_label_and_no_poison():
+    hp = {"stage2TrainShare": 0.0, "isolateSizing": "grow", "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.25, "stage2WhenNotPoisoned": "probe-agreed"}
+    ctx, isolation = probe_agreed_context(hp)
+    stage2, added = tnr.stage2_data(ctx, isolation)
+    # Kept and agreed: 5-9 (class 0), 12-19 (class 1; 10-11 misread), 21-29 (class 2; 20 isolated), 30-39.
+    assert added["stage2TrainCount"] == 5 + 8 + 9 + 10 and added["stage2TrainPoisoned"] == 0
+    train_images = set(stage2.images.cpu().numpy().ravel().tolist()) - set(range(12))  # holdout images are 0-11
+    assert train_images == set(range(12, 20)) | set(range(21, 40))
+    # Not on a set called poisoned (its own rule applies), not with the holdout rule, nor without the probe's predictions.
+    assert tnr.stage2_data(ctx, {**isolation, "isolationVerdict": "poisoned", "isolationTarget": 3})[1]["stage2LeftOut"] == 3
+    assert tnr.stage2_data(probe_agreed_context({**hp, "stage2WhenNotPoisoned": "holdout"})[0], isolation) == ("holdout", {})
+    assert tnr.stage2_data(ctx, {k: v for k, v in isolation.items() if k != "probePred"}) == ("holdout", {})
+
+
 def test_stage2_may_learn_from_the_least_suspicious_training_samples(job_datasets, tmp_path):
     code, events, err = run(write_spec(tmp_path, job_datasets, "TRAP_AND_REPLACE", {**ISOLATE, "stage2TrainShare": 0.5}), tmp_path / "work")
     assert code == 0, err

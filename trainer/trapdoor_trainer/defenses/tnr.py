@@ -9,7 +9,8 @@ Stage 2 discards head and decoder, freezes the stem *and its BN statistics*, and
 head of the same shape on the clean holdout (plus, with `stage2TrainShare`, the training samples
 isolation found least suspicious, or with `stage2WhenPoisoned: off-target` on a set called
 poisoned the kept samples outside the likely target, and with `stage2WhenNotPoisoned:
-off-candidate` on any other set those outside the candidate class); with `stage2Overlay`, on a set
+off-candidate` on any other set those outside the candidate class, with `probe-agreed` those the
+isolation's clean probe assigns to their own label); with `stage2Overlay`, on a set
 called poisoned, half of each batch gets another of its images laid over it, labels kept, so the
 new head does not read blending itself as the target. Final model = stem + new head.
 """
@@ -58,7 +59,7 @@ STAGE1_WHEN_POISONED = ("all", "off-target")
 STAGE1_WHEN_NOT_POISONED = ("all", "off-candidate")
 OVERLAY_WHEN = ("poisoned", "always")
 STAGE2_WHEN_POISONED = ("holdout", "off-target")
-STAGE2_WHEN_NOT_POISONED = ("holdout", "off-candidate")
+STAGE2_WHEN_NOT_POISONED = ("holdout", "off-candidate", "probe-agreed")
 RELABELLED_MARGIN = 1.25  # the estimate's noise (an 800-image holdout's class shares) and the ranking's misses
 ISOLATE_MAX_FRACTION = 0.5  # isolation never drops more than half of the training set
 # In stage 2's data, a class (other than the one left out) with fewer samples than this share of
@@ -144,7 +145,9 @@ HYPERPARAMETERS = {
         "Measured and not the default: with stage1WhenNotPoisoned off-candidate at weight 0.25 clean data's CA cost falls from 4.3 to 2.4 points "
         "(seeds 0-2, 6 stage-1 epochs; 4.6 -> 4.1 at 30) and every light poison stays at 3.8 % ASR or less at 6 epochs, but at 30 epochs Blend at 0.5 % "
         "aimed at class 3 (the flags name T-shirts, so its 21 unflagged poisoned images join the head's data) gives 93.2 % ASR, against 0.0 % "
-        "with the holdout (bench/EFFICACY.md, item 1, tenth round). stage2TrainShare > 0 takes its place",
+        "with the holdout (bench/EFFICACY.md, item 1, tenth round). probe-agreed: the holdout plus every kept training sample that isolation's probe "
+        "(a head fitted on the holdout over a stem that never saw a label) assigns to its own label, so a dirty-label poisoned sample, whose picture "
+        "belongs to another class, stays out whatever its rank; thin classes are repeated as with off-candidate. stage2TrainShare > 0 takes its place",
         choices=STAGE2_WHEN_NOT_POISONED,
     ),
     "stage2CandidateWeight": Param(
@@ -473,7 +476,8 @@ def isolation_size(ctx: RunContext, trapped_pred: torch.Tensor, scores: torch.Te
 def drop_suspicious(ctx: RunContext, trapped_view: dict, probe_model) -> dict:
     """Rank the training samples by how much likelier the trap finds their label than the probe
     does, and drop the top of the ranking (isolation_size says how many)."""
-    scores = suspicion_scores(trapped_view, training_set_view(ctx, probe_model))
+    probe_view = training_set_view(ctx, probe_model)
+    scores = suspicion_scores(trapped_view, probe_view)
     n = len(scores)
     count, verdict, candidate = isolation_size(ctx, trapped_view["pred"], scores)
     dropped = most_suspicious(scores, count)
@@ -484,7 +488,7 @@ def drop_suspicious(ctx: RunContext, trapped_view: dict, probe_model) -> dict:
     return {
         "kept": kept.tolist(), "scores": scores, "trapPred": trapped_view["pred"], "isolatedCount": int(len(dropped)), **quality,
         "isolationVerdict": verdict, "isolationCandidate": candidate,
-        "isolationTarget": candidate if verdict == "poisoned" else None, "probeCa": evaluate(ctx, probe_model)["ca"],
+        "isolationTarget": candidate if verdict == "poisoned" else None, "probePred": probe_view["pred"], "probeCa": evaluate(ctx, probe_model)["ca"],
     }
 
 
@@ -535,18 +539,35 @@ def off_target(hp: dict, isolation: Optional[dict]) -> Optional[int]:
     return isolation.get("isolationCandidate") if hp["stage2WhenNotPoisoned"] == "off-candidate" else None
 
 
+def probe_agreed(hp: dict, isolation: Optional[dict]) -> bool:
+    """Whether stage 2 adds the kept training samples isolation's probe assigns to their own label
+    (stage2WhenNotPoisoned probe-agreed, on a set not called poisoned). Isolation from before the
+    probe's predictions were kept (a checkpoint written by an older trainer) has none to offer."""
+    return (isolation is not None and not called_poisoned(isolation) and hp["stage2WhenNotPoisoned"] == "probe-agreed"
+            and isolation.get("probePred") is not None)
+
+
 def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
     """The holdout, plus training samples isolation kept: per class the `stage2TrainShare` it
     scored least suspicious (the new head then learns from far more than the holdout, and only
     from samples least likely to carry the trigger), or on a set called poisoned with
-    stage2WhenPoisoned off-target every kept sample not labelled the likely target. Also what was
+    stage2WhenPoisoned off-target every kept sample not labelled the likely target, or on any other
+    set with stage2WhenNotPoisoned probe-agreed every kept sample the probe assigns to its own label
+    (the probe learnt from the holdout alone, so a dirty-label poisoned picture, of another class,
+    does not agree with its label; on clean Fashion-MNIST it keeps about 70 % of the set, and
+    none of Blend's 21 missed images at 0.5 % towards class 3). Also what was
     added (count, and poisoned among them where the training set carries a poison mask)."""
     share, target = stage2_share(ctx.hp, isolation), off_target(ctx.hp, isolation)
-    if share == 0 and target is None:
+    agreed = share == 0 and probe_agreed(ctx.hp, isolation)
+    if share == 0 and target is None and not agreed:
         return ctx.device_data("holdout"), {}
     train = ctx.data.train
     kept = np.zeros(len(train.labels), dtype=bool)
     kept[isolation["kept"]] = True  # an isolated sample never returns, whatever its class's ranking
+    if agreed:
+        chosen = np.flatnonzero(kept & (isolation["probePred"].numpy() == train.labels))
+        ctx.emitter.log(f"stage 2: holdout + the {len(chosen)} kept training samples the isolation probe assigns to their own label")
+        return with_training_samples(ctx, chosen, top_up=True)
     if share == 0:
         chosen = np.flatnonzero(kept & (train.labels != target))
         poisoned = called_poisoned(isolation)
@@ -567,22 +588,23 @@ def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
     return with_training_samples(ctx, chosen)
 
 
-def with_training_samples(ctx: RunContext, chosen: np.ndarray, balance: Optional[int] = None, weight: float = 1.0) -> tuple:
+def with_training_samples(ctx: RunContext, chosen: np.ndarray, balance: Optional[int] = None, weight: float = 1.0, top_up: bool = False) -> tuple:
     """Stage 2's data: the holdout plus the `chosen` training samples, and with `balance` (a class
     none of them carries) the holdout's images of that class repeated until the class weighs about
-    `weight` x the mean of the others, so the new head keeps predicting it; any other class below
-    UNDERWEIGHT_SHARE of that mean has all its samples repeated up to about the mean."""
+    `weight` x the mean of the others, so the new head keeps predicting it. With `balance` or
+    `top_up`, any other class below UNDERWEIGHT_SHARE of that mean has all its samples repeated up
+    to about the mean."""
     holdout, train = ctx.data.holdout, ctx.data.train
     images, labels = [holdout.images, train.images[chosen]], [holdout.labels, train.labels[chosen]]
     added = {"stage2TrainCount": int(len(chosen))}
-    if balance is not None:
+    if balance is not None or top_up:
         pooled_labels = np.concatenate(labels)
         counts = np.bincount(pooled_labels, minlength=ctx.data.num_classes)
-        others = np.delete(counts, balance)
+        others = counts if balance is None else np.delete(counts, balance)
         mean = others[others > 0].mean() if (others > 0).any() else 0.0
-        own = np.flatnonzero(holdout.labels == balance)
-        repeats = max(0, int(round(weight * mean / len(own))) - 1) if len(own) else 0
-        thin = (counts > 0) & (counts < UNDERWEIGHT_SHARE * mean) & (np.arange(len(counts)) != balance)
+        thin = (counts > 0) & (counts < UNDERWEIGHT_SHARE * mean)
+        if balance is not None:
+            thin[balance] = False
         topped = {int(c): int(round(mean / counts[c])) - 1 for c in np.flatnonzero(thin)}
         if topped:  # the images are pooled only when a class is repeated
             pooled_images = np.concatenate(images)
@@ -590,12 +612,14 @@ def with_training_samples(ctx: RunContext, chosen: np.ndarray, balance: Optional
                 members = pooled_labels == c
                 images += [pooled_images[members]] * times
                 labels += [pooled_labels[members]] * times
+            added["stage2ClassesToppedUp"] = len(topped)
+            ctx.emitter.log(f"stage 2: classes below {UNDERWEIGHT_SHARE:g} x the mean, repeated (class: extra copies): {topped}")
+    if balance is not None:
+        own = np.flatnonzero(holdout.labels == balance)
+        repeats = max(0, int(round(weight * mean / len(own))) - 1) if len(own) else 0
         images += [holdout.images[own]] * repeats
         labels += [holdout.labels[own]] * repeats
         added.update(stage2TargetRepeats=repeats, stage2LeftOut=int(balance))
-        if topped:
-            added["stage2ClassesToppedUp"] = len(topped)
-            ctx.emitter.log(f"stage 2: classes below {UNDERWEIGHT_SHARE:g} x the mean, repeated (class: extra copies): {topped}")
     if train.poison_mask is not None:
         added["stage2TrainPoisoned"] = int(train.poison_mask[chosen].sum())
     return DeviceData(np.concatenate(images), np.concatenate(labels), ctx.device), added
