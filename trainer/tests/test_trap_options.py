@@ -472,37 +472,38 @@ def test_stage2_data_tops_up_thin_classes_when_asked_without_leaving_a_class_out
     assert np.bincount(stage2.labels.cpu().numpy(), minlength=4).tolist() == [110, 110, 30, 110] and added == {"stage2TrainCount": 320}
 
 
-def probe_agreed_context(hp: dict) -> tuple:
+def probe_plausible_context(hp: dict) -> tuple:
     """A 40-sample training set (classes 0-3, ten each) whose samples 0-4 are poisoned into class 3:
-    the probe assigns them to class 0, where their pictures belong; it also misreads samples 10-11."""
+    the probe gives them 3 % for that label (their pictures show class 0); it also doubts samples
+    10-11 (4 %, under half of chance's 25 %) and is unsure of 12-13 (13 %, over it)."""
     labels = np.repeat(np.arange(4), 10)
     poison = np.zeros(40, dtype=bool)
     poison[:5] = True
     labels[:5] = 3
-    probe_pred = np.repeat(np.arange(4), 10)
-    probe_pred[10:12] = 2
+    probe_p = np.full(40, 0.9)
+    probe_p[:5], probe_p[10:12], probe_p[12:14] = 0.03, 0.04, 0.13
     split = lambda lab, mask: type("Split", (), {"images": np.arange(len(lab), dtype=np.float32).reshape(-1, 1, 1, 1), "labels": lab, "poison_mask": mask})
     data = type("Data", (), {"train": split(labels, poison), "holdout": split(np.repeat(np.arange(4), 3), None), "num_classes": 4})
     ctx = type("Ctx", (), {"data": data, "device": torch.device("cpu"), "emitter": Emitter(io.StringIO()), "hp": hp,
                            "device_data": lambda self, name: name})()
     kept = [i for i in range(40) if i not in (3, 20)]  # isolation dropped one poisoned and one clean sample
     isolation = {"isolationVerdict": "inconclusive", "isolationCandidate": 0, "isolationTarget": None, "kept": kept,
-                 "probePred": torch.as_tensor(probe_pred), "scores": torch.zeros(40)}
+                 "probeLabelLogProb": torch.as_tensor(np.log(probe_p)), "scores": torch.zeros(40)}
     return ctx, isolation
 
 
-def test_probe_agreed_stage2_adds_the_kept_samples_the_probe_assigns_to_their_label_and_no_poison():
-    hp = {"stage2TrainShare": 0.0, "isolateSizing": "grow", "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.25, "stage2WhenNotPoisoned": "probe-agreed"}
-    ctx, isolation = probe_agreed_context(hp)
+def test_probe_plausible_stage2_adds_the_kept_samples_whose_label_the_probe_does_not_reject_and_no_poison():
+    hp = {"stage2TrainShare": 0.0, "isolateSizing": "grow", "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.25, "stage2WhenNotPoisoned": "probe-plausible"}
+    ctx, isolation = probe_plausible_context(hp)
     stage2, added = tnr.stage2_data(ctx, isolation)
-    # Kept and agreed: 5-9 (class 0), 12-19 (class 1; 10-11 misread), 21-29 (class 2; 20 isolated), 30-39.
+    # Kept and plausible: 5-9 (class 0), 12-19 (class 1; 10-11 rejected), 21-29 (class 2; 20 isolated), 30-39.
     assert added["stage2TrainCount"] == 5 + 8 + 9 + 10 and added["stage2TrainPoisoned"] == 0
     train_images = set(stage2.images.cpu().numpy().ravel().tolist()) - set(range(12))  # holdout images are 0-11
     assert train_images == set(range(12, 20)) | set(range(21, 40))
-    # Not on a set called poisoned (its own rule applies), not with the holdout rule, nor without the probe's predictions.
+    # Not on a set called poisoned (its own rule applies), not with the holdout rule, nor without the probe's view.
     assert tnr.stage2_data(ctx, {**isolation, "isolationVerdict": "poisoned", "isolationTarget": 3})[1]["stage2LeftOut"] == 3
-    assert tnr.stage2_data(probe_agreed_context({**hp, "stage2WhenNotPoisoned": "holdout"})[0], isolation) == ("holdout", {})
-    assert tnr.stage2_data(ctx, {k: v for k, v in isolation.items() if k != "probePred"}) == ("holdout", {})
+    assert tnr.stage2_data(probe_plausible_context({**hp, "stage2WhenNotPoisoned": "holdout"})[0], isolation) == ("holdout", {})
+    assert tnr.stage2_data(ctx, {k: v for k, v in isolation.items() if k != "probeLabelLogProb"}) == ("holdout", {})
 
 
 def test_stage2_may_learn_from_the_least_suspicious_training_samples(job_datasets, tmp_path):

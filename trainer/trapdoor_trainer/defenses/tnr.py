@@ -9,8 +9,8 @@ Stage 2 discards head and decoder, freezes the stem *and its BN statistics*, and
 head of the same shape on the clean holdout (plus, with `stage2TrainShare`, the training samples
 isolation found least suspicious, or with `stage2WhenPoisoned: off-target` on a set called
 poisoned the kept samples outside the likely target, and with `stage2WhenNotPoisoned:
-off-candidate` on any other set those outside the candidate class, with `probe-agreed` those the
-isolation's clean probe assigns to their own label); with `stage2Overlay`, on a set
+off-candidate` on any other set those outside the candidate class, with `probe-plausible` those
+whose label the isolation's clean probe does not reject); with `stage2Overlay`, on a set
 called poisoned, half of each batch gets another of its images laid over it, labels kept, so the
 new head does not read blending itself as the target. Final model = stem + new head.
 """
@@ -59,9 +59,15 @@ STAGE1_WHEN_POISONED = ("all", "off-target")
 STAGE1_WHEN_NOT_POISONED = ("all", "off-candidate")
 OVERLAY_WHEN = ("poisoned", "always")
 STAGE2_WHEN_POISONED = ("holdout", "off-target")
-STAGE2_WHEN_NOT_POISONED = ("holdout", "off-candidate", "probe-agreed")
+STAGE2_WHEN_NOT_POISONED = ("holdout", "off-candidate", "probe-plausible")
 RELABELLED_MARGIN = 1.25  # the estimate's noise (an 800-image holdout's class shares) and the ranking's misses
 ISOLATE_MAX_FRACTION = 0.5  # isolation never drops more than half of the training set
+# stage2WhenNotPoisoned probe-plausible: a kept training sample joins stage 2 when isolation's probe
+# gives its label at least this share of chance (1 / classes). The probe learnt from the holdout
+# alone, over a stem that never saw a label, so it rejects a dirty-label poisoned picture's label
+# (it shows another class): on Blend at 0.5 % towards class 3 the 21 poisoned images isolation
+# missed get 0.2-3.2 %, while 98.7 % of clean Fashion-MNIST's kept samples get more than 5 %.
+PLAUSIBLE_SHARE_OF_CHANCE = 0.5
 # In stage 2's data, a class (other than the one left out) with fewer samples than this share of
 # the mean of the others is repeated up to about the mean: a fixed 15 % isolation takes up to 79 %
 # of the class the probe finds hardest (T-shirts on clean Fashion-MNIST); with another class left
@@ -145,9 +151,9 @@ HYPERPARAMETERS = {
         "Measured and not the default: with stage1WhenNotPoisoned off-candidate at weight 0.25 clean data's CA cost falls from 4.3 to 2.4 points "
         "(seeds 0-2, 6 stage-1 epochs; 4.6 -> 4.1 at 30) and every light poison stays at 3.8 % ASR or less at 6 epochs, but at 30 epochs Blend at 0.5 % "
         "aimed at class 3 (the flags name T-shirts, so its 21 unflagged poisoned images join the head's data) gives 93.2 % ASR, against 0.0 % "
-        "with the holdout (bench/EFFICACY.md, item 1, tenth round). probe-agreed: the holdout plus every kept training sample that isolation's probe "
-        "(a head fitted on the holdout over a stem that never saw a label) assigns to its own label, so a dirty-label poisoned sample, whose picture "
-        "belongs to another class, stays out whatever its rank; thin classes are repeated as with off-candidate. stage2TrainShare > 0 takes its place",
+        "with the holdout (bench/EFFICACY.md, item 1, tenth round). probe-plausible: the holdout plus every kept training sample whose label isolation's probe "
+        "(a head fitted on the holdout over a stem that never saw a label) finds at least half as likely as chance, so a dirty-label poisoned sample, whose picture "
+        "shows another class, stays out whatever its rank; thin classes are repeated as with off-candidate. stage2TrainShare > 0 takes its place",
         choices=STAGE2_WHEN_NOT_POISONED,
     ),
     "stage2CandidateWeight": Param(
@@ -488,7 +494,7 @@ def drop_suspicious(ctx: RunContext, trapped_view: dict, probe_model) -> dict:
     return {
         "kept": kept.tolist(), "scores": scores, "trapPred": trapped_view["pred"], "isolatedCount": int(len(dropped)), **quality,
         "isolationVerdict": verdict, "isolationCandidate": candidate,
-        "isolationTarget": candidate if verdict == "poisoned" else None, "probePred": probe_view["pred"], "probeCa": evaluate(ctx, probe_model)["ca"],
+        "isolationTarget": candidate if verdict == "poisoned" else None, "probeLabelLogProb": probe_view["labelLogProb"], "probeCa": evaluate(ctx, probe_model)["ca"],
     }
 
 
@@ -539,12 +545,12 @@ def off_target(hp: dict, isolation: Optional[dict]) -> Optional[int]:
     return isolation.get("isolationCandidate") if hp["stage2WhenNotPoisoned"] == "off-candidate" else None
 
 
-def probe_agreed(hp: dict, isolation: Optional[dict]) -> bool:
-    """Whether stage 2 adds the kept training samples isolation's probe assigns to their own label
-    (stage2WhenNotPoisoned probe-agreed, on a set not called poisoned). Isolation from before the
-    probe's predictions were kept (a checkpoint written by an older trainer) has none to offer."""
-    return (isolation is not None and not called_poisoned(isolation) and hp["stage2WhenNotPoisoned"] == "probe-agreed"
-            and isolation.get("probePred") is not None)
+def probe_plausible(hp: dict, isolation: Optional[dict]) -> bool:
+    """Whether stage 2 adds the kept training samples whose label isolation's probe does not reject
+    (stage2WhenNotPoisoned probe-plausible, on a set not called poisoned). Isolation from before the
+    probe's view was kept (a checkpoint written by an older trainer) has none to offer."""
+    return (isolation is not None and not called_poisoned(isolation) and hp["stage2WhenNotPoisoned"] == "probe-plausible"
+            and isolation.get("probeLabelLogProb") is not None)
 
 
 def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
@@ -552,21 +558,20 @@ def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
     scored least suspicious (the new head then learns from far more than the holdout, and only
     from samples least likely to carry the trigger), or on a set called poisoned with
     stage2WhenPoisoned off-target every kept sample not labelled the likely target, or on any other
-    set with stage2WhenNotPoisoned probe-agreed every kept sample the probe assigns to its own label
-    (the probe learnt from the holdout alone, so a dirty-label poisoned picture, of another class,
-    does not agree with its label; on clean Fashion-MNIST it keeps about 70 % of the set, and
-    none of Blend's 21 missed images at 0.5 % towards class 3). Also what was
+    set with stage2WhenNotPoisoned probe-plausible every kept sample whose label the probe does not
+    reject (PLAUSIBLE_SHARE_OF_CHANCE). Also what was
     added (count, and poisoned among them where the training set carries a poison mask)."""
     share, target = stage2_share(ctx.hp, isolation), off_target(ctx.hp, isolation)
-    agreed = share == 0 and probe_agreed(ctx.hp, isolation)
-    if share == 0 and target is None and not agreed:
+    plausible = share == 0 and probe_plausible(ctx.hp, isolation)
+    if share == 0 and target is None and not plausible:
         return ctx.device_data("holdout"), {}
     train = ctx.data.train
     kept = np.zeros(len(train.labels), dtype=bool)
     kept[isolation["kept"]] = True  # an isolated sample never returns, whatever its class's ranking
-    if agreed:
-        chosen = np.flatnonzero(kept & (isolation["probePred"].numpy() == train.labels))
-        ctx.emitter.log(f"stage 2: holdout + the {len(chosen)} kept training samples the isolation probe assigns to their own label")
+    if plausible:
+        floor = float(np.log(PLAUSIBLE_SHARE_OF_CHANCE / ctx.data.num_classes))
+        chosen = np.flatnonzero(kept & (isolation["probeLabelLogProb"].numpy() >= floor))
+        ctx.emitter.log(f"stage 2: holdout + the {len(chosen)} kept training samples whose label the isolation probe does not reject")
         return with_training_samples(ctx, chosen, top_up=True)
     if share == 0:
         chosen = np.flatnonzero(kept & (train.labels != target))
