@@ -504,6 +504,24 @@ def test_probe_plausible_stage2_adds_the_kept_samples_whose_label_the_probe_does
     assert tnr.stage2_data(ctx, {**isolation, "isolationVerdict": "poisoned", "isolationTarget": 3})[1]["stage2LeftOut"] == 3
     assert tnr.stage2_data(probe_plausible_context({**hp, "stage2WhenNotPoisoned": "holdout"})[0], isolation) == ("holdout", {})
     assert tnr.stage2_data(ctx, {k: v for k, v in isolation.items() if k != "probeLabelLogProb"}) == ("holdout", {})
+    # plausible-off-candidate: the same samples outside the candidate class (0), whose holdout images are repeated instead.
+    ctx, isolation = probe_plausible_context({**hp, "stage2WhenNotPoisoned": "plausible-off-candidate", "stage2CandidateWeight": 1.0})
+    stage2, added = tnr.stage2_data(ctx, isolation)
+    assert added["stage2TrainCount"] == 8 + 9 + 10 and added["stage2TrainPoisoned"] == 0 and added["stage2LeftOut"] == 0
+    assert set(stage2.images.cpu().numpy().ravel().tolist()) - set(range(12)) == set(range(12, 20)) | set(range(21, 40))
+
+
+def test_a_run_with_probe_plausible_gives_stage2_the_kept_samples_but_not_the_poison_isolation_missed(job_datasets, tmp_path):
+    code, events, err = run(write_spec(tmp_path, job_datasets, "TRAP_AND_REPLACE", {**ISOLATE, "isolateFraction": 0.08, "stage2WhenNotPoisoned": "probe-plausible"}), tmp_path / "work")
+    assert code == 0, err
+    result = result_of(events)
+    assert result["isolationVerdict"] != "poisoned"  # the rule is for sets not called poisoned
+    kept_poisoned = 200 - round(result["isolatedCount"] * result["isolationPrecision"])  # 10 % poison, 8 % isolated
+    # Most of the kept set joins the holdout, none of the poison isolation missed.
+    assert kept_poisoned > 0 and result["stage2TrainPoisoned"] == 0
+    assert 0.8 * (2000 - result["isolatedCount"]) <= result["stage2TrainCount"] <= 2000 - result["isolatedCount"] - kept_poisoned
+    assert any("whose label the isolation probe does not reject" in e.get("message", "") for e in events if e["type"] == "log")
+    assert result["asr"] <= 0.1
 
 
 def test_stage2_may_learn_from_the_least_suspicious_training_samples(job_datasets, tmp_path):

@@ -10,7 +10,7 @@ head of the same shape on the clean holdout (plus, with `stage2TrainShare`, the 
 isolation found least suspicious, or with `stage2WhenPoisoned: off-target` on a set called
 poisoned the kept samples outside the likely target, and with `stage2WhenNotPoisoned:
 off-candidate` on any other set those outside the candidate class, with `probe-plausible` those
-whose label the isolation's clean probe does not reject); with `stage2Overlay`, on a set
+whose label the isolation's clean probe does not reject, with `plausible-off-candidate` both); with `stage2Overlay`, on a set
 called poisoned, half of each batch gets another of its images laid over it, labels kept, so the
 new head does not read blending itself as the target. Final model = stem + new head.
 """
@@ -59,7 +59,7 @@ STAGE1_WHEN_POISONED = ("all", "off-target")
 STAGE1_WHEN_NOT_POISONED = ("all", "off-candidate")
 OVERLAY_WHEN = ("poisoned", "always")
 STAGE2_WHEN_POISONED = ("holdout", "off-target")
-STAGE2_WHEN_NOT_POISONED = ("holdout", "off-candidate", "probe-plausible")
+STAGE2_WHEN_NOT_POISONED = ("holdout", "off-candidate", "probe-plausible", "plausible-off-candidate")
 RELABELLED_MARGIN = 1.25  # the estimate's noise (an 800-image holdout's class shares) and the ranking's misses
 ISOLATE_MAX_FRACTION = 0.5  # isolation never drops more than half of the training set
 # stage2WhenNotPoisoned probe-plausible: a kept training sample joins stage 2 when isolation's probe
@@ -542,14 +542,14 @@ def off_target(hp: dict, isolation: Optional[dict]) -> Optional[int]:
         return None
     if called_poisoned(isolation):
         return isolation.get("isolationTarget") if hp["stage2WhenPoisoned"] == "off-target" else None
-    return isolation.get("isolationCandidate") if hp["stage2WhenNotPoisoned"] == "off-candidate" else None
+    return isolation.get("isolationCandidate") if hp["stage2WhenNotPoisoned"] in ("off-candidate", "plausible-off-candidate") else None
 
 
 def probe_plausible(hp: dict, isolation: Optional[dict]) -> bool:
     """Whether stage 2 adds the kept training samples whose label isolation's probe does not reject
     (stage2WhenNotPoisoned probe-plausible, on a set not called poisoned). Isolation from before the
     probe's view was kept (a checkpoint written by an older trainer) has none to offer."""
-    return (isolation is not None and not called_poisoned(isolation) and hp["stage2WhenNotPoisoned"] == "probe-plausible"
+    return (isolation is not None and not called_poisoned(isolation) and hp["stage2WhenNotPoisoned"] in ("probe-plausible", "plausible-off-candidate")
             and isolation.get("probeLabelLogProb") is not None)
 
 
@@ -569,14 +569,16 @@ def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
     kept = np.zeros(len(train.labels), dtype=bool)
     kept[isolation["kept"]] = True  # an isolated sample never returns, whatever its class's ranking
     if plausible:
-        floor = float(np.log(PLAUSIBLE_SHARE_OF_CHANCE / ctx.data.num_classes))
-        chosen = np.flatnonzero(kept & (isolation["probeLabelLogProb"].numpy() >= floor))
-        ctx.emitter.log(f"stage 2: holdout + the {len(chosen)} kept training samples whose label the isolation probe does not reject")
-        return with_training_samples(ctx, chosen, top_up=True)
+        kept &= isolation["probeLabelLogProb"].numpy() >= float(np.log(PLAUSIBLE_SHARE_OF_CHANCE / ctx.data.num_classes))
+        if target is None:
+            chosen = np.flatnonzero(kept)
+            ctx.emitter.log(f"stage 2: holdout + the {len(chosen)} kept training samples whose label the isolation probe does not reject")
+            return with_training_samples(ctx, chosen, top_up=True)
     if share == 0:
         chosen = np.flatnonzero(kept & (train.labels != target))
         poisoned = called_poisoned(isolation)
-        ctx.emitter.log(f"stage 2: holdout + the {len(chosen)} kept training samples not labelled {'the likely target' if poisoned else 'the candidate class'} {target}")
+        ctx.emitter.log(f"stage 2: holdout + the {len(chosen)} kept training samples not labelled {'the likely target' if poisoned else 'the candidate class'} {target}"
+                        + (" whose label the isolation probe does not reject" if plausible else ""))
         return with_training_samples(ctx, chosen, balance=target, weight=ctx.hp["stage2TargetWeight" if poisoned else "stage2CandidateWeight"])
     scores = isolation["scores"]
     # Per class, so the head sees the training set's class mix: one ranking over all samples took
