@@ -120,7 +120,8 @@ RULE_KEYS = ("stage1WhenPoisoned", "stage1WhenNotPoisoned", "stage2Overlay", "st
 
 def hp_rules(hp: dict) -> tuple[str, str]:
     """(the rule on a set called poisoned, the rule on any other set): stage 2's `holdout`,
-    `off-target ×w` (the likely target's weight), `off-candidate ×w`, or another rule's name (`probe-plausible`; `probe-agreed`, since removed), and on a set called poisoned
+    `off-target ×w` (the likely target's weight), `off-candidate ×w`, `plausible-off-candidate ×w` (the candidate's weight), or
+    another rule's name (`probe-plausible`; `probe-agreed`, since removed), and on a set called poisoned
     `+ stage-1 off-target` where stage 1's classification loss left the likely target out (on any
     other set `+ stage-1 off-candidate`, the candidate class), and `+ overlay s` where stage 2
     overlaid images (stage2Overlay: on a set called poisoned, and with stage2OverlayWhen always on
@@ -131,7 +132,7 @@ def hp_rules(hp: dict) -> tuple[str, str]:
     if hp["stage1WhenPoisoned"] == "off-target":
         poisoned += " + stage-1 off-target"
     rule = hp["stage2WhenNotPoisoned"]
-    other = f"off-candidate ×{hp['stage2CandidateWeight']:g}" if rule == "off-candidate" else rule
+    other = f"{rule} ×{hp['stage2CandidateWeight']:g}" if rule in ("off-candidate", "plausible-off-candidate") else rule
     if hp["stage1WhenNotPoisoned"] == "off-candidate":
         other += " + stage-1 off-candidate"
     if hp["stage2Overlay"] > 0:

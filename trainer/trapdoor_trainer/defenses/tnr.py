@@ -66,7 +66,8 @@ ISOLATE_MAX_FRACTION = 0.5  # isolation never drops more than half of the traini
 # gives its label at least this share of chance (1 / classes). The probe learnt from the holdout
 # alone, over a stem that never saw a label, so it rejects a dirty-label poisoned picture's label
 # (it shows another class): on Blend at 0.5 % towards class 3 the 21 poisoned images isolation
-# missed get 0.2-3.2 %, while 98.7 % of clean Fashion-MNIST's kept samples get more than 5 %.
+# missed get 0.2-3.5 %, while 98.7 % of clean Fashion-MNIST's kept samples get more than 5 %. Not
+# where the target is a class it confuses with others: towards T-shirts, 43 of 44 pass (4-35 %).
 PLAUSIBLE_SHARE_OF_CHANCE = 0.5
 # In stage 2's data, a class (other than the one left out) with fewer samples than this share of
 # the mean of the others is repeated up to about the mean: a fixed 15 % isolation takes up to 79 %
@@ -152,13 +153,17 @@ HYPERPARAMETERS = {
         "(seeds 0-2, 6 stage-1 epochs; 4.6 -> 4.1 at 30) and every light poison stays at 3.8 % ASR or less at 6 epochs, but at 30 epochs Blend at 0.5 % "
         "aimed at class 3 (the flags name T-shirts, so its 21 unflagged poisoned images join the head's data) gives 93.2 % ASR, against 0.0 % "
         "with the holdout (bench/EFFICACY.md, item 1, tenth round). probe-plausible: the holdout plus every kept training sample whose label isolation's probe "
-        "(a head fitted on the holdout over a stem that never saw a label) finds at least half as likely as chance, so a dirty-label poisoned sample, whose picture "
-        "shows another class, stays out whatever its rank; thin classes are repeated as with off-candidate. stage2TrainShare > 0 takes its place",
+        "(a head fitted on the holdout over a stem that never saw a label) finds at least half as likely as chance, thin classes repeated as with off-candidate: "
+        "clean data's cost 2.2 points (seeds 0-2, 6 epochs), but Blend at 0.5 % aimed at T-shirts, the class the probe confuses with others, gives 88.8 % ASR "
+        "(43 of its 44 missed poisoned images pass). plausible-off-candidate: off-candidate with that filter on the samples stage 2 takes back; with "
+        "stage1WhenNotPoisoned off-candidate at weight 0.25 every light poison stays at 2.9 % ASR or less at 6 epochs, Blend at 0.5 % aimed at class 3 at 0.3 % at 30 "
+        "(off-candidate: 93.2 %), clean data costs 3.0 points at 6 epochs but 5.3 at 30 (holdout 4.6): not the default (bench/EFFICACY.md, item 1, eleventh round). "
+        "stage2TrainShare > 0 takes its place",
         choices=STAGE2_WHEN_NOT_POISONED,
     ),
     "stage2CandidateWeight": Param(
         0.25, "float",
-        "with stage2WhenNotPoisoned off-candidate: how much the candidate class's holdout images weigh in stage 2, repeated, against the mean of another class. "
+        "with stage2WhenNotPoisoned off-candidate or plausible-off-candidate: how much the candidate class's holdout images weigh in stage 2, repeated, against the mean of another class. "
         "At 1 clean data costs 0.7 points, but the new head sends 19.5 % of Blend-at-0.5 % images to the candidate (0.5: 13.2 %, 0.25: 2.8 %); "
         "with stage1WhenNotPoisoned off-candidate and the overlay on every set, 6.9 % at 1 and 2.2 % at 0.5 (bench/EFFICACY.md, item 1)",
         minimum=0.05, maximum=1,
