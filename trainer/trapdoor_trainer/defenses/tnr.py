@@ -157,7 +157,7 @@ HYPERPARAMETERS = {
         "clean data's cost 2.2 points (seeds 0-2, 6 epochs), but Blend at 0.5 % aimed at T-shirts, the class the probe confuses with others, gives 88.8 % ASR "
         "(43 of its 44 missed poisoned images pass). plausible-off-candidate: off-candidate with that filter on the samples stage 2 takes back; with "
         "stage1WhenNotPoisoned off-candidate at weight 0.25 every light poison stays at 2.9 % ASR or less at 6 epochs, Blend at 0.5 % aimed at class 3 at 0.3 % at 30 "
-        "(off-candidate: 93.2 %), clean data costs 3.0 points at 6 epochs but 5.3 at 30 (holdout 4.6): not the default (bench/EFFICACY.md, item 1, eleventh round). "
+        "(off-candidate: 93.2 %), clean data costs 3.1 points at 6 epochs but 5.3 at 30 (holdout 4.6): not the default (bench/EFFICACY.md, item 1, eleventh round). "
         "stage2TrainShare > 0 takes its place",
         choices=STAGE2_WHEN_NOT_POISONED,
     ),
@@ -564,7 +564,8 @@ def stage2_data(ctx: RunContext, isolation: Optional[dict]) -> tuple:
     from samples least likely to carry the trigger), or on a set called poisoned with
     stage2WhenPoisoned off-target every kept sample not labelled the likely target, or on any other
     set with stage2WhenNotPoisoned probe-plausible every kept sample whose label the probe does not
-    reject (PLAUSIBLE_SHARE_OF_CHANCE). Also what was
+    reject (PLAUSIBLE_SHARE_OF_CHANCE), with plausible-off-candidate those outside the candidate
+    class. Also what was
     added (count, and poisoned among them where the training set carries a poison mask)."""
     share, target = stage2_share(ctx.hp, isolation), off_target(ctx.hp, isolation)
     plausible = share == 0 and probe_plausible(ctx.hp, isolation)
