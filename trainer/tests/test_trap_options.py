@@ -435,14 +435,25 @@ def test_on_a_set_not_called_poisoned_the_candidate_class_is_left_out_of_stage1s
     assert result["stage2TargetRepeats"] == round(weight * others / (holdout == candidate).sum()) - 1 > 0
 
 
-def test_stage2_data_repeats_the_left_out_class_to_its_weight_and_tops_up_a_class_isolation_thinned():
-    def split(counts):
-        labels = np.repeat(np.arange(len(counts)), counts)
-        return type("Split", (), {"images": np.arange(len(labels), dtype=np.float32).reshape(-1, 1, 1, 1), "labels": labels, "poison_mask": None})
+def fake_split(labels: np.ndarray, poison_mask=None):
+    """A data split whose image i is the single pixel value i, so a test can tell which samples went where."""
+    return type("Split", (), {"images": np.arange(len(labels), dtype=np.float32).reshape(-1, 1, 1, 1), "labels": labels, "poison_mask": poison_mask})
 
-    train, holdout = split([100, 100, 20, 100]), split([10, 10, 10, 10])
-    data = type("Data", (), {"train": train, "holdout": holdout, "num_classes": 4})
-    ctx = type("Ctx", (), {"data": data, "device": torch.device("cpu"), "emitter": Emitter(io.StringIO())})
+
+def fake_context(train, holdout, num_classes: int, hp=None):
+    """What stage 2's data assembly reads from a RunContext: the splits, the device, a log and the hyper-parameters."""
+    data = type("Data", (), {"train": train, "holdout": holdout, "num_classes": num_classes})
+    return type("Ctx", (), {"data": data, "device": torch.device("cpu"), "emitter": Emitter(io.StringIO()), "hp": hp,
+                            "device_data": lambda self, name: name})()
+
+
+def class_sizes(counts: list[int]) -> np.ndarray:
+    return np.repeat(np.arange(len(counts)), counts)
+
+
+def test_stage2_data_repeats_the_left_out_class_to_its_weight_and_tops_up_a_class_isolation_thinned():
+    train, holdout = fake_split(class_sizes([100, 100, 20, 100])), fake_split(class_sizes([10, 10, 10, 10]))
+    ctx = fake_context(train, holdout, 4)
     chosen = np.flatnonzero(train.labels != 3)
     stage2, added = tnr.with_training_samples(ctx, chosen, balance=3, weight=0.5)
     counts = np.bincount(stage2.labels.cpu().numpy(), minlength=4)
@@ -456,13 +467,8 @@ def test_stage2_data_repeats_the_left_out_class_to_its_weight_and_tops_up_a_clas
 
 
 def test_stage2_data_tops_up_thin_classes_when_asked_without_leaving_a_class_out():
-    def split(counts):
-        labels = np.repeat(np.arange(len(counts)), counts)
-        return type("Split", (), {"images": np.arange(len(labels), dtype=np.float32).reshape(-1, 1, 1, 1), "labels": labels, "poison_mask": None})
-
-    train, holdout = split([100, 100, 20, 100]), split([10, 10, 10, 10])
-    ctx = type("Ctx", (), {"data": type("Data", (), {"train": train, "holdout": holdout, "num_classes": 4}),
-                           "device": torch.device("cpu"), "emitter": Emitter(io.StringIO())})
+    train, holdout = fake_split(class_sizes([100, 100, 20, 100])), fake_split(class_sizes([10, 10, 10, 10]))
+    ctx = fake_context(train, holdout, 4)
     every = np.arange(len(train.labels))
     # The mean of all four classes is 90; class 2's 30 samples are under half of it, so x3.
     stage2, added = tnr.with_training_samples(ctx, every, top_up=True)
@@ -476,16 +482,13 @@ def probe_plausible_context(hp: dict) -> tuple:
     """A 40-sample training set (classes 0-3, ten each) whose samples 0-4 are poisoned into class 3:
     the probe gives them 3 % for that label (their pictures show class 0); it also doubts samples
     10-11 (4 %, under half of chance's 25 %) and is unsure of 12-13 (13 %, over it)."""
-    labels = np.repeat(np.arange(4), 10)
+    labels = class_sizes([10, 10, 10, 10])
     poison = np.zeros(40, dtype=bool)
     poison[:5] = True
     labels[:5] = 3
     probe_p = np.full(40, 0.9)
     probe_p[:5], probe_p[10:12], probe_p[12:14] = 0.03, 0.04, 0.13
-    split = lambda lab, mask: type("Split", (), {"images": np.arange(len(lab), dtype=np.float32).reshape(-1, 1, 1, 1), "labels": lab, "poison_mask": mask})
-    data = type("Data", (), {"train": split(labels, poison), "holdout": split(np.repeat(np.arange(4), 3), None), "num_classes": 4})
-    ctx = type("Ctx", (), {"data": data, "device": torch.device("cpu"), "emitter": Emitter(io.StringIO()), "hp": hp,
-                           "device_data": lambda self, name: name})()
+    ctx = fake_context(fake_split(labels, poison), fake_split(class_sizes([3, 3, 3, 3])), 4, hp)
     kept = [i for i in range(40) if i not in (3, 20)]  # isolation dropped one poisoned and one clean sample
     isolation = {"isolationVerdict": "inconclusive", "isolationCandidate": 0, "isolationTarget": None, "kept": kept,
                  "probeLabelLogProb": torch.as_tensor(np.log(probe_p)), "scores": torch.zeros(40)}
