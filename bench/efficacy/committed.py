@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import REPO, load_bench_module, replace_section  # noqa: E402
 from trapdoor_trainer.attacks.registry import get_attack  # noqa: E402
-from trapdoor_trainer.defenses.tnr import ISOLATE_EPOCHS_BOUND  # noqa: E402
+from trapdoor_trainer.defenses.tnr import CANDIDATE_LEFT_OUT, ISOLATE_EPOCHS_BOUND  # noqa: E402
 
 run = load_bench_module("efficacy/run.py")
 parse_attack = run.parse_attack
@@ -132,7 +132,7 @@ def hp_rules(hp: dict) -> tuple[str, str]:
     if hp["stage1WhenPoisoned"] == "off-target":
         poisoned += " + stage-1 off-target"
     rule = hp["stage2WhenNotPoisoned"]
-    other = f"{rule} ×{hp['stage2CandidateWeight']:g}" if rule in ("off-candidate", "plausible-off-candidate") else rule
+    other = f"{rule} ×{hp['stage2CandidateWeight']:g}" if rule in CANDIDATE_LEFT_OUT else rule
     if hp["stage1WhenNotPoisoned"] == "off-candidate":
         other += " + stage-1 off-candidate"
     if hp["stage2Overlay"] > 0:

@@ -60,6 +60,8 @@ STAGE1_WHEN_NOT_POISONED = ("all", "off-candidate")
 OVERLAY_WHEN = ("poisoned", "always")
 STAGE2_WHEN_POISONED = ("holdout", "off-target")
 STAGE2_WHEN_NOT_POISONED = ("holdout", "off-candidate", "probe-plausible", "plausible-off-candidate")
+CANDIDATE_LEFT_OUT = ("off-candidate", "plausible-off-candidate")  # the stage2WhenNotPoisoned rules that leave the candidate class out
+PROBE_FILTERED = ("probe-plausible", "plausible-off-candidate")  # those that take back only what the probe does not reject
 RELABELLED_MARGIN = 1.25  # the estimate's noise (an 800-image holdout's class shares) and the ranking's misses
 ISOLATE_MAX_FRACTION = 0.5  # isolation never drops more than half of the training set
 # stage2WhenNotPoisoned probe-plausible: a kept training sample joins stage 2 when isolation's probe
@@ -547,14 +549,14 @@ def off_target(hp: dict, isolation: Optional[dict]) -> Optional[int]:
         return None
     if called_poisoned(isolation):
         return isolation.get("isolationTarget") if hp["stage2WhenPoisoned"] == "off-target" else None
-    return isolation.get("isolationCandidate") if hp["stage2WhenNotPoisoned"] in ("off-candidate", "plausible-off-candidate") else None
+    return isolation.get("isolationCandidate") if hp["stage2WhenNotPoisoned"] in CANDIDATE_LEFT_OUT else None
 
 
 def probe_plausible(hp: dict, isolation: Optional[dict]) -> bool:
     """Whether stage 2 adds the kept training samples whose label isolation's probe does not reject
     (stage2WhenNotPoisoned probe-plausible, on a set not called poisoned). Isolation from before the
     probe's view was kept (a checkpoint written by an older trainer) has none to offer."""
-    return (isolation is not None and not called_poisoned(isolation) and hp["stage2WhenNotPoisoned"] in ("probe-plausible", "plausible-off-candidate")
+    return (isolation is not None and not called_poisoned(isolation) and hp["stage2WhenNotPoisoned"] in PROBE_FILTERED
             and isolation.get("probeLabelLogProb") is not None)
 
 
