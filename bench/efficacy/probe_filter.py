@@ -14,7 +14,16 @@ per-class accuracy, so the head's data can be judged apart from the stem:
 
     python3 bench/efficacy/probe_filter.py heads --cell <key> --attack clean --seed 0
 
-Trains isolation (view) or five stage-2 heads (heads): minutes on an idle core, about half an hour
+`teacher`: the same question with the finished cell's own new head as the referee instead of the
+probe (twelfth round): a T&R cell whose stage 2 trained on the holdout alone has a head that never
+saw a training label, over a stem that trained as long as the launch. Print what share of clean
+and of poisoned training samples that head gives their own label at each threshold, then fit the
+head again on the holdout plus the training samples it accepts (every one, or only those isolation
+kept; with and without the candidate class) and print CA and ASR:
+
+    python3 bench/efficacy/probe_filter.py teacher --cell <key>
+
+Trains isolation (view) or five stage-2 heads (heads, teacher): minutes on an idle core, about half an hour
 beside two efficacy cells; writes under bench/out/efficacy/<profile>/probe-filter/.
 """
 
@@ -44,8 +53,10 @@ from trapdoor_trainer.runner import configure_cpu_threads, load_job_data, pick_d
 from trapdoor_trainer.safetensors import load_file  # noqa: E402
 from trapdoor_trainer.spec import parse_spec  # noqa: E402
 
-THRESHOLDS = (0.01, 0.02, 0.05, 0.1)  # probe p(label); the rule uses tnr.PLAUSIBLE_SHARE_OF_CHANCE / classes (0.05)
+THRESHOLDS = (0.01, 0.02, 0.05, 0.1)
+THRESHOLDS_TEACHER = (0.001, 0.005, 0.01, 0.02, 0.05)  # probe p(label); the rule uses tnr.PLAUSIBLE_SHARE_OF_CHANCE / classes (0.05)
 HEADS = ("holdout", "plausible+top-up", "plausible", "kept", "everything")
+TEACHER_HEADS = ("accepted", "accepted kept", "accepted off-candidate", "accepted kept off-candidate")
 
 
 def context(spec: dict, work: Path, data=None) -> RunContext:
@@ -91,6 +102,16 @@ def report(path: Path) -> None:
         print(f"  the kept poisoned samples' probe p(label): {np.round(np.sort(p[kept & mask]), 3).tolist()}")
 
 
+def cell_model(ctx: RunContext, workdir: Path, settings: dict, whole: bool):
+    """A model shaped like the cell's final network, with the cell's stem (and head, when `whole`)."""
+    model = build_model(ctx, with_decoder=True)
+    tnr.prepare_stage2(ctx, model, settings)
+    state = load_file(workdir / "model.safetensors")
+    # strict=False: without `whole` the head stays freshly seeded
+    model.load_state_dict(state if whole else {k: t for k, t in state.items() if k.startswith("stem.")}, strict=False)
+    return model
+
+
 def heads(root: Path, cell: str, attack: str, seed: int) -> None:
     workdir = root / "work" / cell
     spec = {**json.loads((workdir / "spec.json").read_text()), "resumeFrom": None}
@@ -98,15 +119,12 @@ def heads(root: Path, cell: str, attack: str, seed: int) -> None:
     labels, p = saved["labels"], np.exp(saved["probe_logp"])
     kept = np.zeros(len(labels), dtype=bool)
     kept[saved["kept"]] = True
-    stem = {k: t for k, t in load_file(workdir / "model.safetensors").items() if k.startswith("stem.")}
     data = None
     for name in HEADS:
         ctx = context(spec, root / "probe-filter" / f"heads-{cell}-{name}", data)
         data = ctx.data
         settings = {**tnr.stage2_settings(ctx.hp), "overlay": 0.0}
-        model = build_model(ctx, with_decoder=True)
-        tnr.prepare_stage2(ctx, model, settings)
-        model.load_state_dict(stem, strict=False)  # the cell's stem; the head stays freshly seeded
+        model = cell_model(ctx, workdir, settings, whole=False)
         plausible = kept & (p >= tnr.PLAUSIBLE_SHARE_OF_CHANCE / data.num_classes)
         chosen = {"plausible+top-up": plausible, "plausible": plausible, "kept": kept, "everything": np.ones(len(labels), dtype=bool)}.get(name)
         stage2 = ctx.device_data("holdout") if chosen is None else tnr.with_training_samples(ctx, np.flatnonzero(chosen), top_up=name.endswith("top-up"))[0]
@@ -119,20 +137,61 @@ def heads(root: Path, cell: str, attack: str, seed: int) -> None:
         print(f"{name:17s} CA {evaluate(ctx, model)['ca']:.4f}  head data {len(stage2)}  per class {per_class}", flush=True)
 
 
+def teacher(root: Path, cell: str, threshold: float) -> None:
+    workdir = root / "work" / cell
+    spec = {**json.loads((workdir / "spec.json").read_text()), "resumeFrom": None}
+    ctx = context(spec, root / "probe-filter" / f"teacher-{cell}")
+    settings = {**tnr.stage2_settings(ctx.hp), "overlay": 0.0}
+    p = np.exp(training_set_view(ctx, cell_model(ctx, workdir, settings, whole=True))["labelLogProb"].numpy())
+    phases = torch.load(workdir / "checkpoints" / "latest.pt", map_location="cpu")["phases"]
+    isolation = phases["isolate-drop"]
+    train = ctx.data.train
+    labels = train.labels
+    mask = train.poison_mask if train.poison_mask is not None else np.zeros(len(labels), dtype=bool)
+    kept = np.zeros(len(labels), dtype=bool)
+    kept[isolation["kept"]] = True
+    candidate = isolation.get("isolationCandidate")
+    print(f"cell {cell}: verdict {isolation['isolationVerdict']}, candidate {candidate}; poisoned {mask.sum()}, {(kept & mask).sum()} of them kept")
+    for t in THRESHOLDS_TEACHER:
+        accepted = p >= t
+        print(f"  head p(label) >= {t:g}: clean accepted {(accepted & ~mask).sum() / max(1, (~mask).sum()):.3f}, poisoned accepted {(accepted & mask).sum()} "
+              f"(kept {(accepted & mask & kept).sum()}); clean rejected per class {np.bincount(labels[~accepted & ~mask], minlength=ctx.data.num_classes).tolist()}")
+    if mask.any():
+        print(f"  the poisoned samples' p(label), kept ones: {np.round(np.sort(p[mask & kept]), 3).tolist()}")
+    accepted = p >= threshold
+    data = ctx.data
+    for name in TEACHER_HEADS:
+        chosen = accepted & (kept if "kept" in name else True)
+        balance = None
+        if name.endswith("off-candidate") and candidate is not None:
+            chosen &= labels != candidate
+            balance = candidate
+        head_ctx = context(spec, root / "probe-filter" / f"teacher-{cell}-{name.replace(' ', '-')}", data)
+        model = cell_model(head_ctx, workdir, settings, whole=False)
+        stage2, added = tnr.with_training_samples(head_ctx, np.flatnonzero(chosen), balance=balance, weight=head_ctx.hp["stage2CandidateWeight"], top_up=balance is None)
+        tnr.run_stage2(head_ctx, PhaseRunner(head_ctx), model, settings, data=stage2)
+        result = evaluate(head_ctx, model)
+        asr = "–" if result["asr"] is None else f"{result['asr']:.4f}"
+        print(f"{name:28s} p >= {threshold:g}: CA {result['ca']:.4f} ASR {asr}  head data {len(stage2)} (training {added['stage2TrainCount']}, poisoned {added.get('stage2TrainPoisoned', 0)})", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=("view", "heads"))
+    parser.add_argument("what", choices=("view", "heads", "teacher"))
     parser.add_argument("--attack", default="clean")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cell", help="heads: the finished T&R cell whose stem to use (its key)")
+    parser.add_argument("--threshold", type=float, default=0.01, help="teacher: the head's p(label) a training sample needs to be taken back")
     parser.add_argument("--profile", default="cpu")
     args = parser.parse_args()
     configure_cpu_threads()
     root = OUT / args.profile
     if args.what == "view":
         view(root, PROFILES[args.profile], args.attack, args.seed)
-    else:
+    elif args.what == "heads":
         heads(root, args.cell, args.attack, args.seed)
+    else:
+        teacher(root, args.cell, args.threshold)
 
 
 if __name__ == "__main__":
