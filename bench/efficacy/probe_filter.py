@@ -53,8 +53,8 @@ from trapdoor_trainer.runner import configure_cpu_threads, load_job_data, pick_d
 from trapdoor_trainer.safetensors import load_file  # noqa: E402
 from trapdoor_trainer.spec import parse_spec  # noqa: E402
 
-THRESHOLDS = (0.01, 0.02, 0.05, 0.1)
-THRESHOLDS_TEACHER = (0.001, 0.005, 0.01, 0.02, 0.05)  # probe p(label); the rule uses tnr.PLAUSIBLE_SHARE_OF_CHANCE / classes (0.05)
+THRESHOLDS = (0.01, 0.02, 0.05, 0.1)  # probe p(label); the rule uses tnr.PLAUSIBLE_SHARE_OF_CHANCE / classes (0.05)
+THRESHOLDS_TEACHER = (0.001, 0.005, 0.01, 0.02, 0.05)  # the finished head's p(label); its heads are refitted at --threshold (0.01)
 HEADS = ("holdout", "plausible+top-up", "plausible", "kept", "everything")
 TEACHER_HEADS = ("accepted", "accepted kept", "accepted off-candidate", "accepted kept off-candidate")
 
@@ -89,17 +89,28 @@ def view(root: Path, profile: dict, attack: str, seed: int) -> None:
     report(path)
 
 
+def kept_mask(size: int, kept) -> np.ndarray:
+    mask = np.zeros(size, dtype=bool)
+    mask[np.asarray(kept)] = True
+    return mask
+
+
 def report(path: Path) -> None:
     saved = np.load(path)
     labels, mask, p = saved["labels"], saved["mask"], np.exp(saved["probe_logp"])
-    kept = np.zeros(len(labels), dtype=bool)
-    kept[saved["kept"]] = True
+    kept = kept_mask(len(labels), saved["kept"])
     print(f"kept {kept.sum()}, poisoned among them {(kept & mask).sum()} of {mask.sum()}")
     for threshold in THRESHOLDS:
         chosen = kept & (p >= threshold)
         print(f"  probe p(label) >= {threshold:g}: {chosen.sum()} kept samples, {(chosen & mask).sum()} poisoned; per class {np.bincount(labels[chosen], minlength=int(labels.max()) + 1).tolist()}")
     if (kept & mask).any():
         print(f"  the kept poisoned samples' probe p(label): {np.round(np.sort(p[kept & mask]), 3).tolist()}")
+
+
+def finished_cell(root: Path, cell: str) -> tuple[Path, dict]:
+    """A finished efficacy cell's work directory and its job spec, to be run again from scratch."""
+    workdir = root / "work" / cell
+    return workdir, {**json.loads((workdir / "spec.json").read_text()), "resumeFrom": None}
 
 
 def cell_model(ctx: RunContext, workdir: Path, settings: dict, whole: bool):
@@ -113,12 +124,10 @@ def cell_model(ctx: RunContext, workdir: Path, settings: dict, whole: bool):
 
 
 def heads(root: Path, cell: str, attack: str, seed: int) -> None:
-    workdir = root / "work" / cell
-    spec = {**json.loads((workdir / "spec.json").read_text()), "resumeFrom": None}
+    workdir, spec = finished_cell(root, cell)
     saved = np.load(view_path(root, attack, seed))
     labels, p = saved["labels"], np.exp(saved["probe_logp"])
-    kept = np.zeros(len(labels), dtype=bool)
-    kept[saved["kept"]] = True
+    kept = kept_mask(len(labels), saved["kept"])
     data = None
     for name in HEADS:
         ctx = context(spec, root / "probe-filter" / f"heads-{cell}-{name}", data)
@@ -138,8 +147,7 @@ def heads(root: Path, cell: str, attack: str, seed: int) -> None:
 
 
 def teacher(root: Path, cell: str, threshold: float) -> None:
-    workdir = root / "work" / cell
-    spec = {**json.loads((workdir / "spec.json").read_text()), "resumeFrom": None}
+    workdir, spec = finished_cell(root, cell)
     ctx = context(spec, root / "probe-filter" / f"teacher-{cell}")
     settings = {**tnr.stage2_settings(ctx.hp), "overlay": 0.0}
     p = np.exp(training_set_view(ctx, cell_model(ctx, workdir, settings, whole=True))["labelLogProb"].numpy())
@@ -148,8 +156,7 @@ def teacher(root: Path, cell: str, threshold: float) -> None:
     train = ctx.data.train
     labels = train.labels
     mask = train.poison_mask if train.poison_mask is not None else np.zeros(len(labels), dtype=bool)
-    kept = np.zeros(len(labels), dtype=bool)
-    kept[isolation["kept"]] = True
+    kept = kept_mask(len(labels), isolation["kept"])
     candidate = isolation.get("isolationCandidate")
     print(f"cell {cell}: verdict {isolation['isolationVerdict']}, candidate {candidate}; poisoned {mask.sum()}, {(kept & mask).sum()} of them kept")
     for t in THRESHOLDS_TEACHER:
