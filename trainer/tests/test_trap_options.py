@@ -243,6 +243,29 @@ def test_the_defaults_for_sets_not_called_poisoned_ran_on_clean_data_and_light_p
         assert all(c["result"]["asr"] is None or c["result"]["asr"] <= 0.05 for c in ran), (attack, [c["result"]["asr"] for c in ran])
 
 
+# Light poison isolation does not call poisoned, aimed at a class the network confuses with others
+# (T-shirts, shirts): today's defaults let it through at a launch's 30 epochs (bench/EFFICACY.md,
+# "Longer stage-1 runs", twelfth round). The cells stay committed; the check below is the open gap.
+LIGHT_POISON_AT_A_CONFUSED_CLASS = ("blend@0.005", "blend@0.005#6")
+
+
+def light_default_cells(committed, attack: str) -> list[dict]:
+    return [c for c in default_cells(committed, committed.load("cpu"), attack) if not tnr.called_poisoned(c["result"])]
+
+
+def test_the_defaults_ran_on_light_poison_aimed_at_a_class_the_network_confuses(committed):
+    for attack in LIGHT_POISON_AT_A_CONFUSED_CLASS:
+        assert light_default_cells(committed, attack), f"no committed cell runs today's T&R defaults on {attack}"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="known gap: 65.0 / 31.5 % ASR at 30 epochs (bench/EFFICACY.md, Longer stage-1 runs, twelfth round); "
+                          "a default that holds it turns this into a failure, and the mark goes")
+def test_the_defaults_hold_light_poison_aimed_at_a_class_the_network_confuses(committed):
+    asr = {attack: [c["result"]["asr"] for c in light_default_cells(committed, attack)] for attack in LIGHT_POISON_AT_A_CONFUSED_CLASS}
+    assert all(a <= 0.05 for values in asr.values() for a in values), asr
+
+
 def test_the_default_check_sees_what_a_cell_ran(committed):
     today = {"stage1Epochs": tnr.VALIDATED_STAGE1_EPOCHS, "stage2Epochs": tnr.VALIDATED_STAGE2_EPOCHS, "isolateSizing": "grow",
              "stage1WhenPoisoned": "off-target", "stage2WhenPoisoned": "off-target", "stage2TargetWeight": 0.25, "stage2Overlay": 0.3,

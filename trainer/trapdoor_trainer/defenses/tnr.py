@@ -160,6 +160,8 @@ HYPERPARAMETERS = {
         "(43 of its 44 missed poisoned images pass). plausible-off-candidate: off-candidate with that filter on the samples stage 2 takes back; with "
         "stage1WhenNotPoisoned off-candidate at weight 0.25 every light poison stays at 2.9 % ASR or less at 6 epochs, Blend at 0.5 % aimed at class 3 at 0.3 % at 30 "
         "(off-candidate: 93.2 %), clean data costs 3.1 points at 6 epochs but 5.3 at 30 (holdout 4.6): not the default (bench/EFFICACY.md, item 1, eleventh round). "
+        "At 30 epochs no choice holds every light poison: holdout gives Blend at 0.5 % aimed at T-shirts 65.0 % and at shirts 31.5 %, "
+        "plausible-off-candidate at shirts 87.9 % (bench/EFFICACY.md, Longer stage-1 runs, twelfth round). "
         "stage2TrainShare > 0 takes its place",
         choices=STAGE2_WHEN_NOT_POISONED,
     ),
