@@ -231,14 +231,18 @@ def test_a_launch_with_no_hyperparameters_runs_what_the_study_validated(committe
         assert all(c["result"]["asr"] <= 0.05 for c in ran), (attack, [c["result"]["asr"] for c in ran])
 
 
+def light_default_cells(committed, attack: str) -> list[dict]:
+    """The committed default cells of `attack` (seed 0) on a set isolation did not call poisoned."""
+    return [c for c in default_cells(committed, committed.load("cpu"), attack) if not tnr.called_poisoned(c["result"])]
+
+
 def test_the_defaults_for_sets_not_called_poisoned_ran_on_clean_data_and_light_poison(committed):
     # The rules for a set isolation does not call poisoned apply to clean data and to poison too
     # light to be called: a launch's defaults must have a committed cell on each, the light poison
     # under 5 % ASR. Blend at 0.5 % aimed at class 3 is the one that failed a candidate rule at a
     # launch's 30 epochs (bench/EFFICACY.md, "What the default costs", tenth round).
-    cells = committed.load("cpu")
     for attack in ("clean", "blend@0.005#3"):
-        ran = [c for c in default_cells(committed, cells, attack) if not tnr.called_poisoned(c["result"])]
+        ran = light_default_cells(committed, attack)
         assert ran, f"no committed cell runs today's T&R defaults on {attack}"
         assert all(c["result"]["asr"] is None or c["result"]["asr"] <= 0.05 for c in ran), (attack, [c["result"]["asr"] for c in ran])
 
@@ -247,10 +251,6 @@ def test_the_defaults_for_sets_not_called_poisoned_ran_on_clean_data_and_light_p
 # (T-shirts, shirts): today's defaults let it through at a launch's 30 epochs (bench/EFFICACY.md,
 # "Longer stage-1 runs", twelfth round). The cells stay committed; the check below is the open gap.
 LIGHT_POISON_AT_A_CONFUSED_CLASS = ("blend@0.005", "blend@0.005#6")
-
-
-def light_default_cells(committed, attack: str) -> list[dict]:
-    return [c for c in default_cells(committed, committed.load("cpu"), attack) if not tnr.called_poisoned(c["result"])]
 
 
 def test_the_defaults_ran_on_light_poison_aimed_at_a_class_the_network_confuses(committed):
